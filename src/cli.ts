@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+import { existsSync, readFileSync } from 'node:fs';
+import { loadSettings, type RawSettings } from './config/load.js';
+import type { GroupName, Settings } from './config/schema.js';
+import { loadEngine } from './engine/loader.js';
+import { ProbeError, toProbeError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import type { RunResult } from './measure/result.js';
+import { measureRmbt } from './rmbt/measure.js';
+import { startRmbtServers } from './rmbt/serve.js';
+import { type CommandFlag, parseArgs } from './cli/args.js';
+import { helpText } from './cli/help.js';
+import { terminalProgress } from './cli/progress.js';
+import { summaryText } from './cli/summary.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const COMMON: CommandFlag[] = [
+  { name: 'options', description: 'JSON options file (the add-on reads /data/options.json). Env: BANDWIDTH_PROBE_OPTIONS', takesValue: true },
+  { name: 'help', description: 'Show this help.', takesValue: false },
+];
+const MEASURE: CommandFlag[] = [...COMMON, { name: 'json', description: 'Print the result as one JSON document on stdout.', takesValue: false }];
+
+const QUIET: RawSettings = { general: { log_level: 'warn' } };
+
+interface Command {
+  usage: string;
+  summary: string;
+  groups: GroupName[];
+  flags: CommandFlag[];
+  /** interactive commands log only warnings unless told otherwise, so the summary stays readable */
+  defaults?: RawSettings;
+  run(s: Settings, log: Logger, extra: Record<string, string | boolean>, signal: AbortSignal): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  demo: {
+    usage: 'bandwidth-probe [demo] [flags]',
+    summary:
+      'Starts our RMBT control and measurement servers on 127.0.0.1 (free ports, self-signed TLS) and measures\n' +
+      'against them through the control server: a real, complete RMBT run without any configuration.',
+    groups: ['general', 'rmbt'],
+    flags: MEASURE,
+    defaults: QUIET,
+    async run(s, log, extra, signal) {
+      const engine = loadEngine(s.general.engine, log);
+      const servers = await startRmbtServers(
+        { ...s.rmbt_server, bind: '127.0.0.1', test_duration: s.rmbt.duration, test_threads: s.rmbt.threads || 3, test_pings: s.rmbt.pings },
+        s.general,
+        engine,
+        log,
+        { ephemeralPorts: true },
+      );
+      try {
+        const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
+        if (!extra.json) process.stderr.write(`Demo: our RMBT servers run on 127.0.0.1; control server ${control_url}\n`);
+        const result = await measureRmbt(
+          { ...s.rmbt, control_url, tls_ca: servers.certPath!, accept_terms: true },
+          { engine, general: s.general, log, signal, onEvent: extra.json ? undefined : terminalProgress(), targetId: 'demo' },
+        );
+        return report(result, Boolean(extra.json));
+      } finally {
+        await servers.close();
+      }
+    },
+  },
+  'measure rmbt': {
+    usage: 'bandwidth-probe measure rmbt (--control-url URL | --server HOST:PORT --key KEY) [flags]',
+    summary: 'Runs one RMBT measurement (ping, download, upload) and prints the result.',
+    groups: ['general', 'rmbt'],
+    flags: MEASURE,
+    defaults: QUIET,
+    async run(s, log, extra, signal) {
+      const engine = loadEngine(s.general.engine, log);
+      const result = await measureRmbt(s.rmbt, {
+        engine,
+        general: s.general,
+        log,
+        signal,
+        onEvent: extra.json ? undefined : terminalProgress(),
+      });
+      return report(result, Boolean(extra.json));
+    },
+  },
+  'server rmbt': {
+    usage: 'bandwidth-probe server rmbt [flags]',
+    summary: 'Runs our RMBT measurement server and control server until interrupted.',
+    groups: ['general', 'rmbt_server'],
+    flags: COMMON,
+    async run(s, log, _extra, signal) {
+      const engine = loadEngine(s.general.engine, log);
+      const servers = await startRmbtServers(s.rmbt_server, s.general, engine, log);
+      const lines = servers.measurement.listeners.map((l) => `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${s.rmbt_server.bind}:${l.port}`);
+      if (servers.control) lines.push(`  control server on http://${s.rmbt_server.bind}:${servers.control.port}/RMBTControlServer`);
+      if (servers.keyPath) lines.push(`  shared key in ${servers.keyPath} (give it to direct-mode clients with --key)`);
+      if (servers.certPath) lines.push(`  TLS certificate ${servers.certPath}`);
+      process.stderr.write(`RMBT server running:\n${lines.join('\n')}\n`);
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      await servers.close();
+      return 0;
+    },
+  },
+};
+
+function report(result: RunResult, json: boolean): number {
+  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else process.stdout.write(`${summaryText(result)}\n`);
+  if (result.status !== 'ok' && result.error) process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
+  return result.status === 'ok' ? 0 : 1;
+}
+
+function pickCommand(argv: string[]): { name: string; rest: string[] } {
+  const [a, b] = argv;
+  if (a && b && `${a} ${b}` in COMMANDS) return { name: `${a} ${b}`, rest: argv.slice(2) };
+  if (a === 'demo') return { name: 'demo', rest: argv.slice(1) };
+  if (a === undefined || a.startsWith('--')) return { name: 'demo', rest: argv };
+  throw new ProbeError('BP_ERR_USAGE', `unknown command "${argv.slice(0, 2).join(' ')}"; commands: ${Object.keys(COMMANDS).join(', ')}`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === '--version' || argv[0] === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  if (argv[0] === 'help' || (argv[0] === '--help' && argv.length === 1)) {
+    process.stdout.write(
+      `bandwidth-probe ${VERSION}\n\nCommands:\n${Object.values(COMMANDS)
+        .map((c) => `  ${c.usage}\n      ${c.summary.split('\n')[0]}`)
+        .join('\n')}\n\nRun a command with --help for its flags.\n`,
+    );
+    return 0;
+  }
+  let cmd: Command;
+  let parsed: ReturnType<typeof parseArgs>;
+  let settings: Settings;
+  try {
+    const picked = pickCommand(argv);
+    cmd = COMMANDS[picked.name]!;
+    parsed = parseArgs(picked.rest, cmd.groups, cmd.flags);
+    if (parsed.extra.help) {
+      process.stdout.write(`${helpText(cmd.usage, cmd.summary, cmd.groups, cmd.flags)}\n`);
+      return 0;
+    }
+    if (parsed.positionals.length) throw new ProbeError('BP_ERR_USAGE', `unexpected argument ${parsed.positionals[0]}`);
+    const explicit = (parsed.extra.options as string | undefined) ?? process.env.BANDWIDTH_PROBE_OPTIONS;
+    // As a Home Assistant add-on the Supervisor writes the options here.
+    const addonFile = process.env.SUPERVISOR_TOKEN && existsSync('/data/options.json') ? '/data/options.json' : undefined;
+    const optionsFile = explicit ?? addonFile;
+    settings = loadSettings({
+      ...(optionsFile ? { optionsFile, optionsFileRequired: Boolean(explicit) } : {}),
+      env: process.env,
+      flags: parsed.settings,
+      ...(cmd.defaults ? { defaults: cmd.defaults } : {}),
+    });
+  } catch (err) {
+    const e = toProbeError(err, 'BP_ERR_USAGE');
+    process.stderr.write(`${e.code}: ${e.message}\n`);
+    return 2;
+  }
+  const log = createLogger(settings.general.log_level);
+  const ctrl = new AbortController();
+  const stop = () => ctrl.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await cmd.run(settings, log, parsed.extra, ctrl.signal);
+  } catch (err) {
+    const e = toProbeError(err, 'BP_ERR_CONFIG');
+    process.stderr.write(`${e.code}: ${e.message}\n`);
+    return e.code === 'BP_ERR_CONFIG' || e.code === 'BP_ERR_USAGE' ? 2 : 1;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`${String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,70 @@
+import type { RawSettings } from '../config/load.js';
+import { type Field, type Group, kebab } from '../config/fields.js';
+import { type GroupName, settingsSchema } from '../config/schema.js';
+import { ProbeError } from '../errors.js';
+
+/** Flags that are not settings. */
+export interface CommandFlag {
+  name: string;
+  description: string;
+  takesValue: boolean;
+}
+
+export interface ParsedArgs {
+  positionals: string[];
+  settings: RawSettings;
+  extra: Record<string, string | boolean>;
+}
+
+interface FlagTarget {
+  group: GroupName;
+  key: string;
+  field: Field;
+}
+
+/**
+ * Command-line flags derived from the settings schema: `--log-level debug`, `--threads=3`, `--tls-insecure`,
+ * `--no-submit-results`. Groups are given per command so one flag name means one key.
+ */
+export function parseArgs(argv: readonly string[], groups: readonly GroupName[], extra: readonly CommandFlag[]): ParsedArgs {
+  const byFlag = new Map<string, FlagTarget>();
+  for (const group of groups) {
+    for (const [key, field] of Object.entries(settingsSchema[group] as Group)) byFlag.set(kebab(key), { group, key, field });
+  }
+  const extraByName = new Map(extra.map((e) => [e.name, e]));
+  const out: ParsedArgs = { positionals: [], settings: {}, extra: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      out.positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    let name = arg.slice(2, eq < 0 ? undefined : eq);
+    let value: string | boolean | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+    const takeNext = (): string => {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new ProbeError('BP_ERR_USAGE', `--${name} needs a value`);
+      i++;
+      return next;
+    };
+    const ex = extraByName.get(name);
+    if (ex) {
+      out.extra[name] = ex.takesValue ? (value ?? takeNext()) : true;
+      continue;
+    }
+    let target = byFlag.get(name);
+    if (!target && name.startsWith('no-') && byFlag.get(name.slice(3))?.field.type === 'bool') {
+      name = name.slice(3);
+      target = byFlag.get(name);
+      value = 'false';
+    }
+    if (!target) {
+      const known = [...byFlag.keys(), ...extraByName.keys()].map((k) => `--${k}`).join(', ');
+      throw new ProbeError('BP_ERR_USAGE', `unknown flag --${name}; known: ${known}`);
+    }
+    if (value === undefined) value = target.field.type === 'bool' ? 'true' : takeNext();
+    (out.settings[target.group] ??= {})[target.key] = value;
+  }
+  return out;
+}

@@ -1,0 +1,20 @@
+import { allowedText, type Group, kebab } from '../config/fields.js';
+import { envName } from '../config/load.js';
+import { type GroupName, settingsSchema } from '../config/schema.js';
+import type { CommandFlag } from './args.js';
+
+/** `--help` text, built from the same schema the validator uses, so it cannot drift. */
+export function helpText(usage: string, summary: string, groups: readonly GroupName[], extra: readonly CommandFlag[]): string {
+  const lines = [`Usage: ${usage}`, '', summary, ''];
+  for (const e of extra) lines.push(`  --${e.name}${e.takesValue ? ' <value>' : ''}`, `      ${e.description}`);
+  for (const group of groups) {
+    lines.push('', `Settings (${group === 'general' ? 'top level' : group} in the options file):`);
+    for (const [key, f] of Object.entries(settingsSchema[group] as Group)) {
+      const def = 'default' in f && f.default !== undefined ? ` [default: ${String(f.default)}]` : '';
+      lines.push(`  --${kebab(key)}${f.type === 'bool' ? '' : ' <value>'}${def}`);
+      lines.push(`      ${f.description}`);
+      lines.push(`      Allowed: ${allowedText(f)}. Env: ${envName(group, key)}`);
+    }
+  }
+  return lines.join('\n');
+}

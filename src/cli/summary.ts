@@ -1,0 +1,36 @@
+import type { RunResult } from '../measure/result.js';
+
+/** The human summary printed after a run. */
+export function summaryText(r: RunResult): string {
+  const lines: string[] = [];
+  const s = r.server;
+  lines.push(`Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${s.transport ?? '?'}${s.version ? `, RMBTv${s.version}` : ''})`);
+  if (r.ping) {
+    lines.push(
+      `Ping      ${r.ping.median_ms.toFixed(3)} ms median (min ${r.ping.min_ms.toFixed(3)}, max ${r.ping.max_ms.toFixed(3)}, ` +
+        `jitter ${r.ping.jitter_ms.toFixed(3)}, p95 ${r.ping.p95_ms.toFixed(3)}; ${r.ping.count} pings)`,
+    );
+  }
+  for (const [name, d] of [
+    ['Download', r.download],
+    ['Upload  ', r.upload],
+  ] as const) {
+    if (d) {
+      lines.push(
+        `${name}  ${d.mbps.toFixed(2)} Mbit/s (${d.streams} stream${d.streams > 1 ? 's' : ''}, ` +
+          `${(d.bytes / 1e6).toFixed(1)} MB in ${(d.duration_ms / 1000).toFixed(2)} s, chunk ${d.chunk_size ?? '-'} B, ${d.timing} timing)`,
+      );
+    }
+  }
+  if (r.connections?.length) {
+    const c = r.connections[0]!;
+    lines.push(
+      `Connect   tcp ${c.connect_ms} ms${c.tls_ms !== undefined ? `, tls ${c.tls_ms} ms` : ''}` +
+        `${c.upgrade_ms !== undefined ? `, upgrade ${c.upgrade_ms} ms` : ''}, ready ${c.ready_ms} ms (first of ${r.connections.length})`,
+    );
+  }
+  lines.push(`Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`);
+  if (r.rmbt) lines.push(`Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : 'not submitted'}`);
+  lines.push(`Status    ${r.status}${r.error ? ` — ${r.error.code}: ${r.error.message}` : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,269 @@
+import { LOG_LEVELS } from '../log.js';
+import type { Group, GroupValue } from './fields.js';
+
+/**
+ * The single settings schema. Groups map to sections of the options file and to the flags of one CLI
+ * command: `general` everywhere, `rmbt` for `measure rmbt`, `rmbt_server` for `server rmbt`.
+ */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+
+export const generalSchema = {
+  log_level: {
+    type: 'enum',
+    values: LOG_LEVELS,
+    default: 'info',
+    description: 'How much the probe logs (JSON lines on stderr).',
+  },
+  data_dir: {
+    type: 'str',
+    default: 'data',
+    description: 'Folder for persistent state: client UUIDs, generated keys and certificates, the history.',
+  },
+  engine: {
+    type: 'enum',
+    values: ['auto', 'native', 'js'],
+    default: 'auto',
+    description: 'Measurement engine: auto uses the native loop when it loads and the JavaScript one otherwise.',
+  },
+} as const satisfies Group;
+
+export const rmbtSchema = {
+  control_url: {
+    type: 'str',
+    optional: true,
+    pattern: /^https?:\/\/\S+$/,
+    patternHint: 'an http:// or https:// URL such as https://host/RMBTControlServer',
+    description: 'RMBT control server base URL. Either this or server+key.',
+  },
+  server: {
+    type: 'str',
+    optional: true,
+    pattern: HOST_PORT,
+    patternHint: 'host or host:port (IPv6 in brackets)',
+    description: 'Measurement server for direct mode (no control server), as host:port.',
+  },
+  key: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 1024,
+    description: "Direct mode: the measurement server's shared secret; the probe signs its own token with it.",
+  },
+  transport: {
+    type: 'enum',
+    values: ['auto', 'plain', 'tls', 'http', 'https', 'ws', 'wss'],
+    default: 'auto',
+    description:
+      'plain/tls: legacy RMBT, http/https: HTTP Upgrade (RMBThttp), ws/wss: WebSocket (RMBTws). ' +
+      'auto: what the control server says, or https in direct mode.',
+  },
+  port: {
+    type: 'int',
+    optional: true,
+    min: 1,
+    max: 65535,
+    description: 'Override the measurement server port the control server announces.',
+  },
+  threads: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 20,
+    description: '0 picks the thread count from the pre-test (up to what the server allows); 1–20 forces it.',
+  },
+  duration: {
+    type: 'int',
+    default: 7,
+    min: 1,
+    max: 30,
+    description: 'Seconds of download and of upload (direct mode; a control server sets its own).',
+  },
+  pretest_duration: {
+    type: 'float',
+    default: 2,
+    min: 0.1,
+    max: 10,
+    description: 'Seconds of each pre-test, which picks chunk size and thread count.',
+  },
+  pings: {
+    type: 'int',
+    default: 10,
+    min: 1,
+    max: 200,
+    description: 'Minimum number of pings (direct mode; a control server sets its own).',
+  },
+  ping_duration: {
+    type: 'float',
+    default: 1,
+    min: 0,
+    max: 10,
+    description: 'Minimum seconds the ping phase lasts (the spec asks for at least 1).',
+  },
+  ip_version: {
+    type: 'enum',
+    values: ['any', '4', '6'],
+    default: 'any',
+    description: 'Use IPv4 only, IPv6 only, or whatever the name resolves to first.',
+  },
+  source_address: {
+    type: 'str',
+    optional: true,
+    description: 'Local address or interface name to send from (an interface uses its first address).',
+  },
+  submit_results: {
+    type: 'bool',
+    default: true,
+    description: 'Send the result to the control server (as the RMBT protocol expects). Off keeps it local.',
+  },
+  accept_terms: {
+    type: 'bool',
+    default: false,
+    description: "Tell the control server you accepted the deployment's terms and conditions (public servers require it).",
+  },
+  tls_insecure: {
+    type: 'bool',
+    default: false,
+    description: 'Accept any TLS certificate from control and measurement servers (self-signed LAN servers).',
+  },
+  tls_ca: {
+    type: 'str',
+    optional: true,
+    description: 'PEM file with a CA or self-signed certificate to trust in addition to the system ones.',
+  },
+  io_timeout: {
+    type: 'float',
+    default: 10,
+    min: 1,
+    max: 120,
+    description: 'Seconds to wait for any answer or any data before the run fails as stalled.',
+  },
+} as const satisfies Group;
+
+export const rmbtServerSchema = {
+  bind: {
+    type: 'str',
+    default: '0.0.0.0',
+    description: 'Address the RMBT servers listen on (0.0.0.0 all IPv4, :: all, 127.0.0.1 this machine only).',
+  },
+  port: {
+    type: 'int',
+    default: 8081,
+    min: 0,
+    max: 65535,
+    description: 'Measurement server port for HTTP Upgrade and WebSocket without TLS (0 = off).',
+  },
+  tls_port: {
+    type: 'int',
+    default: 8082,
+    min: 0,
+    max: 65535,
+    description: 'Measurement server port for HTTP Upgrade and WebSocket inside TLS (0 = off).',
+  },
+  plain_port: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 65535,
+    description: 'Measurement server port for legacy plain RMBT (server speaks first; 0 = off).',
+  },
+  tls_plain_port: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 65535,
+    description: 'Measurement server port for legacy plain RMBT inside TLS (0 = off).',
+  },
+  control_port: {
+    type: 'int',
+    default: 8080,
+    min: 0,
+    max: 65535,
+    description: 'Port of the minimal control server that hands out tokens (0 = off).',
+  },
+  public_host: {
+    type: 'str',
+    optional: true,
+    description: 'Host name the control server tells clients to connect to (default: the one they used).',
+  },
+  secret_key: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 1024,
+    description: 'Shared secret for tokens. Without it one is generated and kept in data_dir/rmbt-secret.key.',
+  },
+  cert: {
+    type: 'str',
+    optional: true,
+    description: 'PEM certificate (chain) for TLS. Without it a self-signed one is made in data_dir.',
+  },
+  cert_key: {
+    type: 'str',
+    optional: true,
+    description: 'PEM private key for cert.',
+  },
+  max_connections: {
+    type: 'int',
+    default: 64,
+    min: 1,
+    max: 10000,
+    description: 'Connections served at once; more are closed at once.',
+  },
+  max_duration: {
+    type: 'int',
+    default: 30,
+    min: 1,
+    max: 30,
+    description: 'Longest GETTIME a client may ask for, in seconds.',
+  },
+  idle_timeout: {
+    type: 'float',
+    default: 30,
+    min: 1,
+    max: 600,
+    description: 'Seconds a connection may stay silent before it is closed.',
+  },
+  test_duration: {
+    type: 'int',
+    default: 7,
+    min: 1,
+    max: 30,
+    description: 'Test duration the control server hands out.',
+  },
+  test_threads: {
+    type: 'int',
+    default: 3,
+    min: 1,
+    max: 20,
+    description: 'Thread limit the control server hands out.',
+  },
+  test_pings: {
+    type: 'int',
+    default: 10,
+    min: 1,
+    max: 200,
+    description: 'Ping count the control server hands out.',
+  },
+  encryption: {
+    type: 'bool',
+    default: true,
+    description: 'Whether the control server sends clients to the TLS port (when it is on).',
+  },
+} as const satisfies Group;
+
+export const settingsSchema = {
+  general: generalSchema,
+  rmbt: rmbtSchema,
+  rmbt_server: rmbtServerSchema,
+} as const;
+
+export type GroupName = keyof typeof settingsSchema;
+export type GeneralSettings = GroupValue<typeof generalSchema>;
+export type RmbtSettings = GroupValue<typeof rmbtSchema>;
+export type RmbtServerSettings = GroupValue<typeof rmbtServerSchema>;
+
+export interface Settings {
+  readonly general: GeneralSettings;
+  readonly rmbt: RmbtSettings;
+  readonly rmbt_server: RmbtServerSettings;
+}

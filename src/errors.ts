@@ -1,0 +1,82 @@
+/**
+ * The error catalogue. Every failure a user can meet carries a stable code (like fastify's FST_ERR_*)
+ * and a sentence that says what to do. Codes are part of the public surface: results, logs, MQTT and the
+ * API carry them, so never rename one.
+ */
+export const ERRORS = {
+  BP_ERR_CONFIG: 'The configuration is invalid.',
+  BP_ERR_CONFIG_FILE: 'The options file could not be read or is not valid JSON.',
+  BP_ERR_USAGE: 'The command line is invalid; see --help.',
+  BP_ERR_CONNECT: 'Could not connect to the server; check host, port and firewall.',
+  BP_ERR_DNS: 'The server name could not be resolved; check the name and the IP version setting.',
+  BP_ERR_TLS: 'The TLS handshake failed; check the certificate, or allow self-signed certificates explicitly.',
+  BP_ERR_TIMEOUT: 'The peer did not answer in time.',
+  BP_ERR_STALLED: 'No data arrived for too long; the link or the server stalled.',
+  BP_ERR_PEER_CLOSED: 'The peer closed the connection in the middle of the test.',
+  BP_ERR_PROTOCOL: 'The peer sent something the protocol does not allow.',
+  BP_ERR_ABORTED: 'The run was aborted.',
+  BP_ERR_HTTP_UPGRADE: 'The server refused the HTTP upgrade; check the transport setting and the port.',
+  BP_ERR_RMBT_TOKEN: 'The measurement server rejected the token; check the shared key and the clocks of both machines.',
+  BP_ERR_RMBT_CHUNKSIZE: 'The measurement server rejected the chunk size.',
+  BP_ERR_RMBT_CONTROL: 'The RMBT control server answered with an error.',
+  BP_ERR_RMBT_TERMS: 'The RMBT deployment requires you to accept its terms; read them and set accept_terms.',
+  BP_ERR_RMBT_SERVER: 'The measurement server reported an error.',
+  BP_ERR_ENGINE: 'The measurement engine failed.',
+  BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
+  BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',
+  BP_ERR_STORE: 'The data directory could not be written.',
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class ProbeError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: string;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code]} (${detail})` : ERRORS[code], options);
+    this.name = 'ProbeError';
+    this.code = code;
+    this.detail = detail ?? '';
+  }
+
+  /** Rebuilds an error that crossed a boundary as JSON (engine outcomes, stored runs). */
+  static fromJSON(j: { code: ErrorCode; message: string }): ProbeError {
+    const e = new ProbeError(j.code);
+    e.message = j.message;
+    return e;
+  }
+
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Maps any thrown value to a ProbeError, keeping a code if it has one and classifying socket errors. */
+export function toProbeError(err: unknown, fallback: ErrorCode = 'BP_ERR_PROTOCOL'): ProbeError {
+  if (err instanceof ProbeError) return err;
+  const e = err as NodeJS.ErrnoException | undefined;
+  const msg = e?.message ?? String(err);
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return new ProbeError('BP_ERR_CONNECT', msg, { cause: err });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ProbeError('BP_ERR_DNS', msg, { cause: err });
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return new ProbeError('BP_ERR_PEER_CLOSED', msg, { cause: err });
+    case 'ETIMEDOUT':
+      return new ProbeError('BP_ERR_TIMEOUT', msg, { cause: err });
+    case 'ABORT_ERR':
+      return new ProbeError('BP_ERR_ABORTED', msg, { cause: err });
+  }
+  if (e?.code?.startsWith('ERR_TLS') || e?.code?.startsWith('ERR_SSL') || /certificate|SSL routines/i.test(msg)) {
+    return new ProbeError('BP_ERR_TLS', msg, { cause: err });
+  }
+  if (e?.name === 'AbortError') return new ProbeError('BP_ERR_ABORTED', msg, { cause: err });
+  return new ProbeError(fallback, msg, { cause: err });
+}

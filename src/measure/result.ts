@@ -1,0 +1,111 @@
+import type { ErrorCode } from '../errors.js';
+import { round3 } from './speed.js';
+import { histogram, jitter, mean, median, percentile } from './stats.js';
+
+/**
+ * The protocol-neutral result model every run publishes (design.md "Results"). JSON field names are
+ * snake_case because they go out as-is over MQTT and the API (HA convention).
+ */
+export type RunStatus = 'ok' | 'failed' | 'aborted';
+export type EngineKind = 'native' | 'js';
+export type QualityFlag = 'cpu_limited' | 'link_busy' | 'below_threshold' | 'single_thread_fallback';
+
+export interface PingStats {
+  /** what RMBT reports: the median of the server-side values */
+  median_ms: number;
+  min_ms: number;
+  max_ms: number;
+  mean_ms: number;
+  jitter_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  count: number;
+  /** the client-side view (send PING → receive PONG), for comparison */
+  client_median_ms: number;
+  histogram: { le_ms: number | null; count: number }[];
+}
+
+export interface StreamFigures {
+  stream: number;
+  bytes: number;
+  /** bytes this stream held at t* */
+  bytes_at_t_star: number;
+  duration_ms: number;
+  mbps: number;
+}
+
+export interface DirectionResult {
+  /** Mbit/s by the t* rule */
+  mbps: number;
+  /** Σ bytes at t* */
+  bytes: number;
+  /** all bytes moved, including those after t* */
+  bytes_total: number;
+  duration_ms: number;
+  streams: number;
+  chunk_size?: number;
+  /** where the time base comes from: the server (RMBT PUT feedback) or this probe */
+  timing: 'client' | 'server';
+  series: { t_ms: number; mbps: number }[];
+  per_stream: StreamFigures[];
+}
+
+export interface ConnectionTiming {
+  stream: number;
+  connect_ms: number;
+  tls_ms?: number;
+  upgrade_ms?: number;
+  /** from TCP connect start until the server accepted the token */
+  ready_ms: number;
+}
+
+export interface RunResult {
+  target: { id: string; kind: 'rmbt' | 'btest' };
+  server: {
+    host: string;
+    port: number;
+    name?: string;
+    transport?: string;
+    encryption?: boolean;
+    version?: string;
+    address?: string;
+  };
+  started_at: string;
+  finished_at: string;
+  status: RunStatus;
+  error?: { code: ErrorCode; message: string };
+  engine: EngineKind;
+  ping?: PingStats;
+  download?: DirectionResult;
+  upload?: DirectionResult;
+  connections?: ConnectionTiming[];
+  cpu: { local_percent?: number; remote_percent?: number };
+  flags: QualityFlag[];
+  rmbt?: { test_uuid?: string; open_test_uuid?: string; client_uuid?: string; submitted: boolean; submit_error?: string };
+}
+
+export interface PingSample {
+  clientNs: number;
+  serverNs: number;
+  /** offset of this ping from the start of the ping phase */
+  timeNs: number;
+}
+
+export function pingStats(samples: readonly PingSample[]): PingStats | undefined {
+  if (samples.length === 0) return undefined;
+  const server = samples.map((s) => s.serverNs / 1e6);
+  const client = samples.map((s) => s.clientNs / 1e6);
+  const r = (x: number) => round3(x);
+  return {
+    median_ms: r(median(server)),
+    min_ms: r(Math.min(...server)),
+    max_ms: r(Math.max(...server)),
+    mean_ms: r(mean(server)),
+    jitter_ms: r(jitter(server)),
+    p95_ms: r(percentile(server, 95)),
+    p99_ms: r(percentile(server, 99)),
+    count: samples.length,
+    client_median_ms: r(median(client)),
+    histogram: histogram(server),
+  };
+}

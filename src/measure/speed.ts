@@ -1,0 +1,79 @@
+/**
+ * The RMBT throughput rule (specs/rmbt.md §4.5, SPEC-C §Phase 4/6).
+ *
+ * Each thread k has points (t, cumulative bytes) with an implicit origin (0, 0). t* is the smallest last
+ * time over all threads: the latest instant for which every thread still has data. Each thread's bytes at
+ * t* are read off its series (exactly, or by linear interpolation between the neighbouring points), and
+ * the rate is Σ b_k / t*.
+ */
+export interface Point {
+  /** nanoseconds since the thread's own start (GETTIME sent, or the server's OK for PUT) */
+  readonly t: number;
+  /** cumulative bytes at t */
+  readonly b: number;
+}
+
+export interface SpeedResult {
+  /** t* in ns */
+  readonly tStarNs: number;
+  /** Σ b_k at t* (may be fractional after interpolation; round for display) */
+  readonly bytes: number;
+  /** bits per second */
+  readonly bps: number;
+  /** per-thread bytes at t* */
+  readonly perThread: readonly number[];
+}
+
+/** Bytes a series holds at time t, interpolating linearly from the origin or the previous point. */
+export function bytesAt(points: readonly Point[], t: number): number {
+  let prevT = 0;
+  let prevB = 0;
+  for (const p of points) {
+    if (p.t >= t) {
+      if (p.t === t) return p.b;
+      const span = p.t - prevT;
+      if (span <= 0) return p.b;
+      // WS never lets the increment go below zero; cumulative series cannot shrink, so clamp the same way.
+      return prevB + Math.max(0, ((t - prevT) / span) * (p.b - prevB));
+    }
+    prevT = p.t;
+    prevB = p.b;
+  }
+  return prevB;
+}
+
+export function tStarSpeed(threads: readonly (readonly Point[])[]): SpeedResult | undefined {
+  const usable = threads.filter((s) => s.length > 0);
+  if (usable.length === 0 || usable.length !== threads.length) return undefined;
+  const tStar = Math.min(...usable.map((s) => s[s.length - 1]!.t));
+  if (!(tStar > 0)) return undefined;
+  const perThread = usable.map((s) => bytesAt(s, tStar));
+  const bytes = perThread.reduce((a, b) => a + b, 0);
+  return { tStarNs: tStar, bytes, bps: (bytes * 8 * 1e9) / tStar, perThread };
+}
+
+/**
+ * A per-interval series for charts: the summed rate of all threads in consecutive bins of `binNs`,
+ * read off the same interpolated curves, up to t*.
+ */
+export function intervalSeries(
+  threads: readonly (readonly Point[])[],
+  tStarNs: number,
+  binNs: number,
+): { t_ms: number; mbps: number }[] {
+  const out: { t_ms: number; mbps: number }[] = [];
+  let prev = 0;
+  for (let end = binNs; end - binNs < tStarNs; end += binNs) {
+    const edge = Math.min(end, tStarNs);
+    const total = threads.reduce((a, s) => a + bytesAt(s, edge), 0);
+    const width = edge - (end - binNs);
+    if (width <= 0) break;
+    out.push({ t_ms: Math.round(edge / 1e6), mbps: round3(((total - prev) * 8 * 1e3) / width) });
+    prev = total;
+  }
+  return out;
+}
+
+export function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

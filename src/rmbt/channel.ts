@@ -1,0 +1,244 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { ChunkSet, DataStream, StreamSink } from '../engine/types.js';
+import { ProbeError } from '../errors.js';
+import { randomPool } from '../util/randomPool.js';
+import { encodeFrame, frameHeader, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WsDecoder } from './ws.js';
+
+/** RMBTD's MAX_LINE_LENGTH (specs/rmbt.md §3): a longer line is a protocol error, never unbounded memory. */
+export const MAX_LINE = 1024;
+/** Bytes we buffer while nobody reads (protocol mode); a peer that floods us is cut off. */
+const MAX_PENDING = 16 * 1024 * 1024;
+
+/**
+ * One RMBT connection on either side: a socket (plain or TLS), optionally WebSocket-framed, with a
+ * line reader for the protocol and a data path an engine can take over (DataStream).
+ */
+export class Channel implements DataStream {
+  wsRole: 'client' | 'server' | null = null;
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private sink: StreamSink | null = null;
+  private wake: (() => void) | null = null;
+  private failure: ProbeError | null = null;
+  private decoder: WsDecoder | null = null;
+  private maskKey: Buffer | null = null;
+  private closedByUs = false;
+
+  constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.onRaw(d));
+    socket.on('error', (err) => this.fail(new ProbeError('BP_ERR_PEER_CLOSED', err.message)));
+    socket.on('close', () =>
+      this.fail(
+        this.closedByUs
+          ? new ProbeError('BP_ERR_ABORTED', 'connection closed locally')
+          : new ProbeError('BP_ERR_PEER_CLOSED', 'the peer closed the connection'),
+      ),
+    );
+  }
+
+  get closed(): boolean {
+    return this.failure !== null;
+  }
+
+  private onRaw(d: Buffer): void {
+    if (!this.decoder) return this.onPayload(d);
+    try {
+      this.decoder.push(d);
+    } catch (err) {
+      this.fail(err as ProbeError);
+      this.socket.destroy();
+    }
+  }
+
+  private onPayload(d: Buffer): void {
+    if (this.sink) return this.sink.data(d);
+    this.pending.push(d);
+    this.pendingLen += d.length;
+    if (this.pendingLen > MAX_PENDING) {
+      this.fail(new ProbeError('BP_ERR_PROTOCOL', 'the peer sent data nobody asked for'));
+      this.socket.destroy();
+      return;
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private fail(err: ProbeError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.sink?.end(err);
+    this.notify();
+  }
+
+  /** Switch to WebSocket framing; bytes already buffered after the handshake are decoded first. */
+  enableWs(role: 'client' | 'server'): void {
+    this.wsRole = role;
+    if (role === 'client') this.maskKey = randomBytes(4);
+    this.decoder = new WsDecoder(
+      role === 'server',
+      (p) => this.onPayload(p),
+      (op, payload) => {
+        if (op === OP_PING) this.socket.write(encodeFrame(OP_PONG, payload, role === 'client'));
+        else if (op === OP_CLOSE) {
+          this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
+          this.socket.end();
+        }
+      },
+    );
+    const buffered = this.pending;
+    this.pending = [];
+    this.pendingLen = 0;
+    for (const b of buffered) this.onRaw(b);
+  }
+
+  private take(n: number): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.pending = rest.length ? [rest] : [];
+    this.pendingLen = rest.length;
+    return out;
+  }
+
+  private indexOf(needle: string): number {
+    if (this.pending.length > 1) this.pending = [Buffer.concat(this.pending)];
+    return this.pending.length ? this.pending[0]!.indexOf(needle) : -1;
+  }
+
+  private async waitFor<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      for (;;) {
+        const got = probe();
+        if (got !== undefined) return got;
+        if (this.failure) throw this.failure;
+        if (timedOut) throw new ProbeError('BP_ERR_TIMEOUT', `no ${what} within ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          timer ??= setTimeout(() => {
+            timedOut = true;
+            this.notify();
+          }, timeoutMs);
+        });
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Reads one `\n`-terminated line (specs/rmbt.md §3: lines end in a bare \n). Leading NUL bytes are
+   * dropped (RMBTD sends one after its 101 reply, §2.3) and a trailing \r is tolerated.
+   */
+  readLine(timeoutMs: number): Promise<string> {
+    return this.waitFor(
+      () => {
+        const i = this.indexOf('\n');
+        if (i < 0) {
+          if (this.pendingLen > MAX_LINE) throw new ProbeError('BP_ERR_PROTOCOL', `line longer than ${MAX_LINE} bytes`);
+          return undefined;
+        }
+        if (i > MAX_LINE) throw new ProbeError('BP_ERR_PROTOCOL', `line longer than ${MAX_LINE} bytes`);
+        const line = this.take(i + 1).toString('latin1', 0, i);
+        return line.replace(/^\0+/, '').replace(/\r$/, '');
+      },
+      timeoutMs,
+      'answer',
+    );
+  }
+
+  /** Reads an HTTP head up to the blank line (bounded); what follows stays buffered. */
+  readHttpHead(timeoutMs: number, maxLen = 8192): Promise<string> {
+    return this.waitFor(
+      () => {
+        const i = this.indexOf('\r\n\r\n');
+        if (i < 0) {
+          if (this.pendingLen > maxLen) throw new ProbeError('BP_ERR_PROTOCOL', 'HTTP head too long');
+          return undefined;
+        }
+        return this.take(i + 4).toString('latin1', 0, i);
+      },
+      timeoutMs,
+      'HTTP reply',
+    );
+  }
+
+  /** Reads exactly n payload bytes (used by tests and small exchanges, not bulk data). */
+  readBytes(n: number, timeoutMs: number): Promise<Buffer> {
+    return this.waitFor(() => (this.pendingLen >= n ? Buffer.from(this.take(n)) : undefined), timeoutMs, 'data');
+  }
+
+  writeLine(line: string): void {
+    const payload = Buffer.from(`${line}\n`, 'latin1');
+    this.socket.write(this.wsRole ? encodeFrame(OP_TEXT, payload, this.wsRole === 'client') : payload);
+  }
+
+  writeRaw(buf: Buffer): void {
+    this.socket.write(buf);
+  }
+
+  // --- DataStream -------------------------------------------------------------------------------
+
+  attach(sink: StreamSink): void {
+    this.sink = sink;
+    if (this.pendingLen) {
+      const buffered = this.take(this.pendingLen);
+      sink.data(buffered);
+    }
+    if (this.failure) sink.end(this.failure);
+  }
+
+  detach(leftover?: Buffer): void {
+    this.sink = null;
+    if (leftover?.length) {
+      this.pending.unshift(leftover);
+      this.pendingLen += leftover.length;
+      this.notify();
+    }
+  }
+
+  write(buf: Buffer): boolean {
+    return this.socket.write(buf);
+  }
+
+  onceDrain(cb: () => void): void {
+    this.socket.once('drain', cb);
+  }
+
+  /**
+   * Framed chunks for this transport. Payload is random (RMBT asks for incompressible data, §3.3).
+   * WebSocket client frames must be masked (§2.4); instead of XOR-ing every chunk, the random payload is
+   * sent as it is with one mask key for the connection — the server unmasks it to other random bytes —
+   * and only the terminator byte is pre-masked so that it unmasks to 0x00 or 0xFF.
+   */
+  chunkSet(size: number, terminated: boolean): ChunkSet {
+    const variants = Math.max(1, Math.min(8, Math.floor((16 * 1024 * 1024) / size)));
+    const pool = randomPool(size * variants);
+    const lastMask = this.maskKey ? this.maskKey[(size - 1) & 3]! : 0;
+    const header = this.wsRole ? frameHeader(OP_BINARY, size, this.maskKey ?? undefined) : undefined;
+    const make = (i: number, term: number | undefined): Buffer => {
+      const body = pool.subarray(i * size, (i + 1) * size);
+      const out = Buffer.allocUnsafe((header?.length ?? 0) + size);
+      let o = 0;
+      if (header) o += header.copy(out, 0);
+      body.copy(out, o);
+      if (term !== undefined) out[out.length - 1] = term ^ lastMask;
+      return out;
+    };
+    const cont = Array.from({ length: variants }, (_, i) => make(i, terminated ? 0x00 : undefined));
+    return { size, cont, fin: terminated ? make(0, 0xff) : cont[0]! };
+  }
+
+  close(): void {
+    this.closedByUs = true;
+    this.socket.destroy();
+  }
+}

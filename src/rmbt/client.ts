@@ -1,0 +1,391 @@
+import type { Engine, EngineJob, StreamOutcome } from '../engine/types.js';
+import { ProbeError, toProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { PingSample } from '../measure/result.js';
+import type { Point } from '../measure/speed.js';
+import type { Channel } from './channel.js';
+import { parseTime } from './lines.js';
+import { type ConnectOptions, type ConnectTiming, connectRmbt, type RmbtConnection } from './transport.js';
+
+/**
+ * The RMBT client phases (specs/rmbt.md §1, §4): init, download pre-test, ping, download, upload
+ * pre-test, upload, quit. This module talks protocol; the speed math lives in src/measure.
+ */
+export interface RmbtTestParams {
+  connect: Omit<ConnectOptions, 'signal'>;
+  token: string;
+  /** seconds of download and of upload (GETTIME takes whole seconds) */
+  duration: number;
+  /** upper bound of threads (the control server's test_numthreads) */
+  maxThreads: number;
+  /** force this many threads instead of choosing from the pre-test */
+  forceThreads?: number;
+  pings: number;
+  pingMinS: number;
+  pretestS: number;
+  ioTimeoutMs: number;
+}
+
+export type RmbtPhase = 'init' | 'pretest_download' | 'ping' | 'download' | 'pretest_upload' | 'upload' | 'end';
+
+export type RmbtEvent =
+  | { type: 'phase'; phase: RmbtPhase }
+  | { type: 'progress'; phase: 'download' | 'upload'; mbps: number; bytes: number; elapsed_s: number }
+  | { type: 'ping'; ms: number };
+
+export interface DirectionRaw {
+  threads: Point[][];
+  totals: number[];
+  chunkSize: number;
+  /** server TIME per thread (download: send time + RTT; upload: final TIME) */
+  serverNs: number[];
+}
+
+export interface RmbtRaw {
+  version: string;
+  connections: (ConnectTiming & { ready_ms: number; stream: number })[];
+  pings: PingSample[];
+  download?: DirectionRaw;
+  upload?: DirectionRaw;
+  singleThreadFallback: boolean;
+  /** time the test started (ms since the epoch) */
+  startedMs: number;
+}
+
+/** Max pings (§4.2). */
+const MAX_PINGS = 200;
+/** Record a point at most every 10 ms (WS and PYC use 40 ms; finer points make t* interpolation tighter). */
+const SAMPLE_NS = 10_000_000;
+
+const hr = () => process.hrtime.bigint();
+
+export interface RunOptions {
+  engine: Engine;
+  signal?: AbortSignal;
+  onEvent?: (e: RmbtEvent) => void;
+  log?: Logger;
+}
+
+export function newRaw(): RmbtRaw {
+  return { version: '', connections: [], pings: [], singleThreadFallback: false, startedMs: Date.now() };
+}
+
+/**
+ * Runs all phases. `raw` is filled as phases complete, so a caller still has what was measured when a
+ * later phase fails.
+ */
+export async function runRmbtTest(p: RmbtTestParams, opt: RunOptions, raw: RmbtRaw = newRaw()): Promise<RmbtRaw> {
+  const { signal } = opt;
+  const emit = (e: RmbtEvent) => opt.onEvent?.(e);
+  const n = Math.max(1, p.forceThreads ?? p.maxThreads);
+  const conns: RmbtConnection[] = [];
+  const onAbort = () => {
+    for (const c of conns) c.channel.close();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    // Phase 1: init — n connections, each with the token (§3.1; the token is re-sent on every connection).
+    emit({ type: 'phase', phase: 'init' });
+    const settled = await Promise.allSettled(
+      Array.from({ length: n }, () => connectRmbt({ ...p.connect, ...(signal ? { signal } : {}) }, p.token)),
+    );
+    for (const s of settled) if (s.status === 'fulfilled') conns.push(s.value);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw toProbeError(failed.reason);
+    raw.version = conns[0]!.version;
+    raw.connections = conns.map((c, i) => ({ stream: i, ...c.timing }));
+    const limits = conns[0]!.chunk;
+
+    // Phase 2: download pre-test on every connection.
+    emit({ type: 'phase', phase: 'pretest_download' });
+    const dlPre = await Promise.all(conns.map((c) => pretest(c, 'download', p, opt)));
+    const dlBps = dlPre.reduce((a, r) => a + r.bps, 0);
+    let kDown = p.forceThreads ?? Math.min(n, threadsFor(dlBps, 'download'));
+    if (!p.forceThreads && dlPre[0]!.chunks <= 4) {
+      // "If ≤ 4 chunks were moved in the downlink pre-test, fall back to 1 connection" (§4.1)
+      kDown = 1;
+      raw.singleThreadFallback = true;
+    }
+    const csDown = chunkFor(dlBps, limits);
+    opt.log?.debug({ dlBps, kDown, csDown }, 'download pre-test');
+
+    // Phase 3: ping on the first connection.
+    emit({ type: 'phase', phase: 'ping' });
+    raw.pings = await ping(conns[0]!.channel, p, emit);
+
+    // Phase 4: download.
+    emit({ type: 'phase', phase: 'download' });
+    raw.download = await download(conns.slice(0, kDown), csDown, p, opt, emit);
+
+    // Phase 5: upload pre-test.
+    emit({ type: 'phase', phase: 'pretest_upload' });
+    const ulPre = await Promise.all(conns.map((c) => pretest(c, 'upload', p, opt)));
+    const ulBps = ulPre.reduce((a, r) => a + r.bps, 0);
+    const kUp = p.forceThreads ?? (raw.singleThreadFallback ? 1 : Math.min(n, threadsFor(ulBps, 'upload')));
+    const csUp = chunkFor(ulBps, limits);
+    opt.log?.debug({ ulBps, kUp, csUp }, 'upload pre-test');
+
+    // Phase 6: upload.
+    emit({ type: 'phase', phase: 'upload' });
+    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit);
+
+    await Promise.all(conns.map((c) => quit(c.channel)));
+    emit({ type: 'phase', phase: 'end' });
+    return raw;
+  } catch (err) {
+    if (signal?.aborted) throw new ProbeError('BP_ERR_ABORTED', 'the run was aborted', { cause: err });
+    throw toProbeError(err);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    for (const c of conns) c.channel.close();
+  }
+}
+
+/** WS thresholds (§4.1): download >1 Mbit/s → 3, >100 → 5; upload >30 → 2, >80 → 3, >150 → 5. */
+export function threadsFor(bps: number, dir: 'download' | 'upload'): number {
+  const mbps = bps / 1e6;
+  if (dir === 'download') return mbps > 100 ? 5 : mbps > 1 ? 3 : 1;
+  return mbps > 150 ? 5 : mbps > 80 ? 3 : mbps > 30 ? 2 : 1;
+}
+
+/** One chunk about every 20 ms: total bytes/s ÷ 50, floored to KiB, clamped to the server's range (§4.1). */
+export function chunkFor(bps: number, limits: { def: number; min: number; max: number; dynamic: boolean }): number {
+  if (!limits.dynamic) return limits.def;
+  const cs = Math.floor(bps / 8 / 50 / 1024) * 1024;
+  return Math.min(limits.max, Math.max(limits.min, cs));
+}
+
+function expectAccept(line: string): void {
+  if (line === 'ERR') throw new ProbeError('BP_ERR_RMBT_SERVER', 'the server answered ERR');
+  if (!line.startsWith('ACCEPT')) throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(line.slice(0, 80))}`);
+}
+
+function csArg(c: RmbtConnection, cs: number): string {
+  // v0.3 servers take no chunk-size argument (§5)
+  return c.chunk.dynamic ? ` ${cs}` : '';
+}
+
+function firstError(outcomes: StreamOutcome[]): ProbeError | undefined {
+  const bad = outcomes.find((o) => o.error);
+  return bad?.error ? ProbeError.fromJSON(bad.error) : undefined;
+}
+
+/**
+ * Pre-test rounds on one connection (§4.1, WS variant): GETCHUNKS / PUTNORESULT with the chunk count
+ * doubling up to 8, then the chunk size doubling, until d seconds have passed; the block in progress is
+ * always finished. The estimate is the last round's bytes over its server TIME.
+ */
+async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTestParams, opt: RunOptions) {
+  const { channel } = c;
+  const end = hr() + BigInt(Math.round(p.pretestS * 1e9));
+  let n = 1;
+  let cs = c.chunk.def;
+  let chunks = 0;
+  let bps = 0;
+  do {
+    const bytes = n * cs;
+    if (dir === 'download') {
+      channel.writeLine(`GETCHUNKS ${n}${csArg(c, cs)}`);
+      const out = await runJob(opt.engine, [channel], receiveJob(cs, p, 30), opt.signal);
+      if (out[0]!.bytes !== bytes) throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', `asked for ${bytes} bytes, got ${out[0]!.bytes}`);
+      channel.writeLine('OK');
+    } else {
+      channel.writeLine(`PUTNORESULT${csArg(c, cs)}`);
+      await expectLine(channel, 'OK', p.ioTimeoutMs);
+      const set = channel.chunkSet(cs, true);
+      await runJob(opt.engine, [channel], sendJob(set, { count: n }, p), opt.signal);
+    }
+    const t = parseTime(await channel.readLine(p.ioTimeoutMs));
+    expectAccept(await channel.readLine(p.ioTimeoutMs));
+    chunks += n;
+    if (t.ns > 0) bps = (bytes * 8 * 1e9) / t.ns;
+    if (n < 8) n *= 2;
+    else cs = Math.min(cs * 2, c.chunk.dynamic ? c.chunk.max : cs);
+  } while (hr() < end);
+  return { bps, chunks, cs };
+}
+
+async function expectLine(ch: Channel, want: string, timeoutMs: number): Promise<void> {
+  const line = await ch.readLine(timeoutMs);
+  if (line === 'ERR') throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', 'the server answered ERR (chunk size out of range?)');
+  if (line !== want) throw new ProbeError('BP_ERR_PROTOCOL', `expected ${want}, got ${JSON.stringify(line.slice(0, 80))}`);
+}
+
+function receiveJob(cs: number, p: RmbtTestParams, seconds: number): EngineJob {
+  return {
+    mode: 'receive',
+    framing: { kind: 'rmbt', chunkSize: cs },
+    sampleNs: SAMPLE_NS,
+    idleTimeoutMs: p.ioTimeoutMs,
+    maxDurationMs: seconds * 1000 + p.ioTimeoutMs,
+  };
+}
+
+function sendJob(set: ReturnType<Channel['chunkSet']>, until: { count: number } | { durationNs: number }, p: RmbtTestParams): EngineJob {
+  return {
+    mode: 'send',
+    framing: { kind: 'rmbt', chunkSize: set.size },
+    chunks: [set],
+    until,
+    sampleNs: SAMPLE_NS,
+    idleTimeoutMs: p.ioTimeoutMs,
+  };
+}
+
+/** Runs a job, aborting it with the signal; a failed stream becomes a thrown coded error. */
+async function runJob(
+  engine: Engine,
+  streams: Channel[],
+  job: EngineJob,
+  signal: AbortSignal | undefined,
+  t0?: bigint[],
+  onTick?: (counters: Float64Array) => void,
+): Promise<StreamOutcome[]> {
+  const run = engine.run(streams, job, t0);
+  const abort = () => run.abort();
+  signal?.addEventListener('abort', abort, { once: true });
+  const tick = onTick ? setInterval(() => onTick(run.counters), 250) : undefined;
+  try {
+    const out = await run.done;
+    const err = firstError(out);
+    if (err) throw err;
+    return out;
+  } finally {
+    if (tick) clearInterval(tick);
+    signal?.removeEventListener('abort', abort);
+  }
+}
+
+/**
+ * Ping (§4.2): PING → PONG → OK → TIME, one after another on one connection, at least `pings` times and
+ * at least `pingMinS` seconds, at most 200. Client time runs from sending PING to receiving PONG; the
+ * server's TIME is the figure RMBT reports.
+ */
+async function ping(ch: Channel, p: RmbtTestParams, emit: (e: RmbtEvent) => void): Promise<PingSample[]> {
+  const out: PingSample[] = [];
+  const start = hr();
+  const minEnd = start + BigInt(Math.round(p.pingMinS * 1e9));
+  while (out.length < MAX_PINGS && (out.length < p.pings || hr() < minEnd)) {
+    const t1 = hr();
+    ch.writeLine('PING');
+    await expectLine(ch, 'PONG', p.ioTimeoutMs);
+    const t2 = hr();
+    ch.writeLine('OK');
+    const t = parseTime(await ch.readLine(p.ioTimeoutMs));
+    expectAccept(await ch.readLine(p.ioTimeoutMs));
+    out.push({ clientNs: Number(t2 - t1), serverNs: t.ns, timeNs: Number(t1 - start) });
+    emit({ type: 'ping', ms: t.ns / 1e6 });
+  }
+  return out;
+}
+
+function progress(phase: 'download' | 'upload', emit: (e: RmbtEvent) => void) {
+  let lastBytes = 0;
+  let last = hr();
+  const start = last;
+  return (counters: Float64Array) => {
+    const now = hr();
+    const bytes = counters.reduce((a, b) => a + b, 0);
+    const dt = Number(now - last) / 1e9;
+    if (dt > 0) {
+      emit({ type: 'progress', phase, bytes, mbps: ((bytes - lastBytes) * 8) / dt / 1e6, elapsed_s: Number(now - start) / 1e9 });
+    }
+    lastBytes = bytes;
+    last = now;
+  };
+}
+
+/** Download (§4.3): every thread sends GETTIME at once, receives until the 0xFF chunk, then OK → TIME. */
+async function download(
+  conns: RmbtConnection[],
+  cs: number,
+  p: RmbtTestParams,
+  opt: RunOptions,
+  emit: (e: RmbtEvent) => void,
+): Promise<DirectionRaw> {
+  const t0: bigint[] = [];
+  for (const c of conns) {
+    c.channel.writeLine(`GETTIME ${p.duration}${csArg(c, cs)}`);
+    t0.push(hr());
+  }
+  const channels = conns.map((c) => c.channel);
+  const out = await runJob(opt.engine, channels, receiveJob(cs, p, p.duration), opt.signal, t0, progress('download', emit));
+  const serverNs = await Promise.all(
+    channels.map(async (ch) => {
+      ch.writeLine('OK');
+      const t = parseTime(await ch.readLine(p.ioTimeoutMs));
+      expectAccept(await ch.readLine(p.ioTimeoutMs));
+      return t.ns;
+    }),
+  );
+  return { threads: out.map((o) => o.points), totals: out.map((o) => o.bytes), chunkSize: cs, serverNs };
+}
+
+/**
+ * Upload (§4.4) with PUT and the server's TIME/BYTES feedback: the points are the server's receive times,
+ * the spec's intended method. Each thread waits for OK before sending data (no pipelining, §3), sends
+ * for `duration` seconds after the OK, then one chunk ending in 0xFF, and reads feedback until the final
+ * `TIME <ns>` (two words; four words are intermediate, §3.2).
+ */
+async function upload(
+  conns: RmbtConnection[],
+  cs: number,
+  p: RmbtTestParams,
+  opt: RunOptions,
+  emit: (e: RmbtEvent) => void,
+): Promise<DirectionRaw> {
+  const channels = conns.map((c) => c.channel);
+  const t0 = await Promise.all(
+    conns.map(async (c) => {
+      c.channel.writeLine(`PUT${csArg(c, cs)}`);
+      await expectLine(c.channel, 'OK', p.ioTimeoutMs);
+      return hr();
+    }),
+  );
+  const sets = channels.map((ch) => ch.chunkSet(cs, true));
+  const job: EngineJob = {
+    mode: 'send',
+    framing: { kind: 'rmbt', chunkSize: cs },
+    chunks: sets,
+    until: { durationNs: p.duration * 1e9 },
+    sampleNs: SAMPLE_NS,
+    idleTimeoutMs: p.ioTimeoutMs,
+  };
+  const out = await runJob(opt.engine, channels, job, opt.signal, t0, progress('upload', emit));
+  const feedback = await Promise.all(
+    channels.map(async (ch) => {
+      const points: Point[] = [];
+      // w2 = 3 s (§1 constants): how long we wait for the server's last word after our last chunk.
+      const wait = p.ioTimeoutMs + 3000;
+      for (;;) {
+        const t = parseTime(await ch.readLine(wait));
+        if (t.bytes === undefined) {
+          expectAccept(await ch.readLine(p.ioTimeoutMs));
+          return { points, finalNs: t.ns };
+        }
+        const prev = points[points.length - 1];
+        if (!prev || (t.ns > prev.t && t.bytes >= prev.b)) points.push({ t: t.ns, b: t.bytes });
+      }
+    }),
+  );
+  return {
+    threads: feedback.map((f, i) => withFinal(f.points, f.finalNs, out[i]!.bytes)),
+    totals: out.map((o) => o.bytes),
+    chunkSize: cs,
+    serverNs: feedback.map((f) => f.finalNs),
+  };
+}
+
+/** The final TIME marks when the server read the last chunk: by then it had every byte we sent. */
+function withFinal(points: Point[], finalNs: number, total: number): Point[] {
+  const last = points[points.length - 1];
+  if (!last || (finalNs > last.t && total >= last.b)) points.push({ t: finalNs, b: total });
+  return points;
+}
+
+async function quit(ch: Channel): Promise<void> {
+  if (ch.closed) return;
+  ch.writeLine('QUIT');
+  await ch.readLine(2000).catch(() => undefined);
+  ch.close();
+}

@@ -1,0 +1,144 @@
+import type { Engine, EngineJob } from '../engine/types.js';
+import { ProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Channel } from './channel.js';
+import {
+  ACCEPT_COMMANDS,
+  ACCEPT_TOKEN,
+  DEFAULT_CHUNK,
+  GREETING_VERSION,
+  MAX_CHUNK,
+  MAX_CHUNKS,
+  MIN_CHUNK,
+  parseCommand,
+} from './lines.js';
+import { checkToken } from './token.js';
+
+export interface SessionLimits {
+  keys: readonly string[];
+  /** longest GETTIME in seconds */
+  maxDuration: number;
+  idleTimeoutMs: number;
+}
+
+/** RMBTD sends PUT feedback when more than 1 ms passed since the last one (§3.2 PUT). */
+const REPORT_NS = 1_000_000;
+const hr = () => process.hrtime.bigint();
+
+/**
+ * One server-side RMBT connection after the transport is set up: greeting, token, then the command loop
+ * exactly as the reference server answers (specs/rmbt.md §3.1, §3.2). Where RMBTD closes without a word
+ * (bad token, bad chunk size) we send `ERR` first, as the newer Rust server does, so clients can say why.
+ */
+export async function serveSession(ch: Channel, engine: Engine, lim: SessionLimits, log?: Logger): Promise<void> {
+  ch.writeLine(`RMBTv${GREETING_VERSION}`);
+  ch.writeLine(ACCEPT_TOKEN);
+  // Preamble: blank lines are skipped (some clients send one after the upgrade), QUIT answers BYE.
+  for (;;) {
+    const line = await ch.readLine(lim.idleTimeoutMs);
+    if (line.trim() === '') continue;
+    const c = parseCommand(line);
+    if (c.cmd === 'QUIT') return bye(ch);
+    if (c.cmd !== 'TOKEN') {
+      ch.writeLine('ERR');
+      throw new ProbeError('BP_ERR_PROTOCOL', `expected TOKEN, got ${JSON.stringify(line.slice(0, 60))}`);
+    }
+    const check = checkToken(c.token, lim.keys);
+    if (!check.ok) {
+      ch.writeLine('ERR');
+      throw new ProbeError('BP_ERR_RMBT_TOKEN', `token refused (${check.reason})`);
+    }
+    // A token whose start is still ahead (inside the window) is answered when it begins (§3.1).
+    if (check.waitMs > 0) await new Promise((r) => setTimeout(r, check.waitMs));
+    break;
+  }
+  let cs = DEFAULT_CHUNK;
+  ch.writeLine('OK');
+  ch.writeLine(`CHUNKSIZE ${DEFAULT_CHUNK} ${MIN_CHUNK} ${MAX_CHUNK}`);
+
+  for (;;) {
+    ch.writeLine(ACCEPT_COMMANDS);
+    const line = await ch.readLine(lim.idleTimeoutMs);
+    const c = parseCommand(line);
+    if ('chunkSize' in c && c.chunkSize !== undefined) {
+      // The argument changes the connection's chunk size from then on (§3.2).
+      if (c.chunkSize < MIN_CHUNK || c.chunkSize > MAX_CHUNK) {
+        ch.writeLine('ERR');
+        throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', `chunk size ${c.chunkSize} out of range`);
+      }
+      cs = c.chunkSize;
+    }
+    switch (c.cmd) {
+      case 'GETCHUNKS':
+      case 'GETTIME': {
+        const ok = c.cmd === 'GETCHUNKS' ? c.count >= 1 && c.count <= MAX_CHUNKS : c.seconds >= 1 && c.seconds <= lim.maxDuration;
+        if (!ok) {
+          ch.writeLine('ERR');
+          continue;
+        }
+        const start = hr();
+        const job: EngineJob = {
+          mode: 'send',
+          framing: { kind: 'rmbt', chunkSize: cs },
+          chunks: [ch.chunkSet(cs, true)],
+          until: c.cmd === 'GETCHUNKS' ? { count: c.count } : { durationNs: c.seconds * 1e9 },
+          sampleNs: 1e9,
+          idleTimeoutMs: lim.idleTimeoutMs,
+        };
+        await runOne(engine, ch, job, start);
+        await expectOk(ch, lim);
+        // TIME: from the start of sending until the client's OK was read (§3.2).
+        ch.writeLine(`TIME ${hr() - start}`);
+        break;
+      }
+      case 'PUT':
+      case 'PUTNORESULT': {
+        ch.writeLine('OK');
+        // The timer starts after OK is written (§3.2 PUT).
+        const start = hr();
+        const job: EngineJob = {
+          mode: 'receive',
+          framing: { kind: 'rmbt', chunkSize: cs },
+          sampleNs: 1e9,
+          idleTimeoutMs: lim.idleTimeoutMs,
+          maxDurationMs: (lim.maxDuration + 30) * 1000,
+          ...(c.cmd === 'PUT' ? { report: { intervalNs: REPORT_NS } } : {}),
+        };
+        const out = await runOne(engine, ch, job, start);
+        ch.writeLine(`TIME ${out.endNs}`);
+        break;
+      }
+      case 'PING': {
+        ch.writeLine('PONG');
+        const start = hr();
+        await expectOk(ch, lim);
+        ch.writeLine(`TIME ${hr() - start}`);
+        break;
+      }
+      case 'QUIT':
+        return bye(ch);
+      default:
+        log?.debug({ line: line.slice(0, 60) }, 'unknown command');
+        ch.writeLine('ERR');
+    }
+  }
+}
+
+async function runOne(engine: Engine, ch: Channel, job: EngineJob, t0: bigint) {
+  const [out] = await engine.run([ch], job, [t0]).done;
+  if (out!.error) throw ProbeError.fromJSON(out!.error);
+  return out!;
+}
+
+async function expectOk(ch: Channel, lim: SessionLimits): Promise<void> {
+  const line = await ch.readLine(lim.idleTimeoutMs);
+  if (line !== 'OK') {
+    ch.writeLine('ERR');
+    throw new ProbeError('BP_ERR_PROTOCOL', `expected OK, got ${JSON.stringify(line.slice(0, 60))}`);
+  }
+}
+
+function bye(ch: Channel): void {
+  ch.writeLine('BYE');
+  ch.socket.end();
+}

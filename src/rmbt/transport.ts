@@ -1,0 +1,227 @@
+import net from 'node:net';
+import { networkInterfaces } from 'node:os';
+import tls from 'node:tls';
+import { ProbeError, toProbeError } from '../errors.js';
+import { Channel } from './channel.js';
+import { ACCEPT_EARLY_S } from './token.js';
+import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
+import { newWsKey, wsAccept } from './ws.js';
+
+/**
+ * The four ways a TCP connection becomes an RMBT byte stream (specs/rmbt.md §2), each with or without
+ * TLS: plain/tls (server speaks first), http/https (HTTP Upgrade: RMBT), ws/wss (RFC 6455).
+ */
+export const TRANSPORTS = ['plain', 'tls', 'http', 'https', 'ws', 'wss'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
+
+export function usesTls(t: Transport): boolean {
+  return t === 'tls' || t === 'https' || t === 'wss';
+}
+
+/** The transport for a control server's `test_server_type` and `test_server_encryption` (§6.2). */
+export function transportFor(type: string, encryption: boolean): Transport {
+  switch (type) {
+    case 'RMBT':
+      return encryption ? 'tls' : 'plain';
+    case 'RMBThttp':
+      return encryption ? 'https' : 'http';
+    case 'RMBTws':
+      return encryption ? 'wss' : 'ws';
+    default:
+      throw new ProbeError('BP_ERR_RMBT_CONTROL', `unknown test_server_type ${JSON.stringify(type)}`);
+  }
+}
+
+export function upgradeKind(t: Transport): 'http' | 'ws' | undefined {
+  if (t === 'http' || t === 'https') return 'http';
+  if (t === 'ws' || t === 'wss') return 'ws';
+  return undefined;
+}
+
+export interface TlsOptions {
+  insecure: boolean;
+  ca?: string | Buffer;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  transport: Transport;
+  ipVersion: 'any' | '4' | '6';
+  /** local address or interface name */
+  source?: string;
+  tls: TlsOptions;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export interface ConnectTiming {
+  connect_ms: number;
+  tls_ms?: number;
+  upgrade_ms?: number;
+}
+
+const ms = (from: bigint, to: bigint) => Math.round(Number(to - from) / 1e3) / 1e3;
+
+/** An interface name resolves to its first address of the wanted family; anything else is taken as an address. */
+export function resolveSource(source: string | undefined, ipVersion: 'any' | '4' | '6'): string | undefined {
+  if (!source) return undefined;
+  if (net.isIP(source)) return source;
+  const addrs = networkInterfaces()[source];
+  if (!addrs?.length) throw new ProbeError('BP_ERR_CONFIG', `source_address ${source} is neither an IP address nor an interface`);
+  const pick = addrs.find((a) => ipVersion === 'any' || a.family === `IPv${ipVersion}`);
+  if (!pick) throw new ProbeError('BP_ERR_CONFIG', `interface ${source} has no IPv${ipVersion} address`);
+  return pick.address;
+}
+
+function once<T>(emitter: net.Socket, ok: string, timeoutMs: number, signal: AbortSignal | undefined, what: string): Promise<T | void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new ProbeError('BP_ERR_TIMEOUT', `${what} took longer than ${timeoutMs} ms`)), timeoutMs);
+    const onOk = () => done();
+    const onErr = (err: Error) => done(toProbeError(err, 'BP_ERR_CONNECT'));
+    const onClose = () => done(new ProbeError('BP_ERR_PEER_CLOSED', `closed during ${what}`));
+    const onAbort = () => done(new ProbeError('BP_ERR_ABORTED'));
+    function done(err?: ProbeError) {
+      clearTimeout(timer);
+      emitter.off(ok, onOk).off('error', onErr).off('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        emitter.destroy();
+        reject(err);
+      } else resolve();
+    }
+    if (signal?.aborted) return onAbort();
+    emitter.once(ok, onOk).once('error', onErr).once('close', onClose);
+    signal?.addEventListener('abort', onAbort);
+  });
+}
+
+/** Opens the TCP (and TLS) connection and performs the HTTP or WebSocket upgrade; no RMBT yet. */
+export async function openTransport(o: ConnectOptions): Promise<{ channel: Channel; timing: ConnectTiming }> {
+  const t0 = process.hrtime.bigint();
+  const localAddress = resolveSource(o.source, o.ipVersion);
+  const sock = net.connect({
+    host: o.host,
+    port: o.port,
+    family: o.ipVersion === 'any' ? 0 : Number(o.ipVersion),
+    ...(localAddress ? { localAddress } : {}),
+  });
+  await once(sock, 'connect', o.timeoutMs, o.signal, 'TCP connect');
+  const t1 = process.hrtime.bigint();
+  const timing: ConnectTiming = { connect_ms: ms(t0, t1) };
+  let socket: net.Socket = sock;
+  if (usesTls(o.transport)) {
+    const secure = tls.connect({
+      socket: sock,
+      servername: net.isIP(o.host) ? undefined : o.host,
+      rejectUnauthorized: !o.tls.insecure,
+      ...(o.tls.ca ? { ca: [...tls.rootCertificates, o.tls.ca.toString()] } : {}),
+      // RMBTD sets TLS >= 1.2 (§2.2)
+      minVersion: 'TLSv1.2',
+    });
+    await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
+    timing.tls_ms = ms(t1, process.hrtime.bigint());
+    socket = secure;
+  }
+  const channel = new Channel(socket);
+  const abort = () => channel.close();
+  o.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const upgrade = upgradeKind(o.transport);
+    if (upgrade) {
+      const t2 = process.hrtime.bigint();
+      if (upgrade === 'http') await upgradeHttp(channel, o);
+      else await upgradeWs(channel, o);
+      timing.upgrade_ms = ms(t2, process.hrtime.bigint());
+    }
+  } catch (err) {
+    channel.close();
+    throw err;
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
+  }
+  return { channel, timing };
+}
+
+function hostHeader(o: ConnectOptions): string {
+  return `${net.isIPv6(o.host) ? `[${o.host}]` : o.host}:${o.port}`;
+}
+
+/** §2.3: exactly the lines PYC sends; no pipelining (RMBTD reads the request with a single read). */
+async function upgradeHttp(ch: Channel, o: ConnectOptions): Promise<void> {
+  ch.writeRaw(
+    Buffer.from(
+      `GET /rmbt HTTP/1.1\r\nHost: ${hostHeader(o)}\r\nConnection: Upgrade\r\nUpgrade: RMBT\r\nRMBT-Version: ${GREETING_VERSION}\r\n\r\n`,
+      'latin1',
+    ),
+  );
+  const head = await ch.readHttpHead(o.timeoutMs).catch((err: ProbeError) => {
+    throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_HTTP_UPGRADE', 'the server closed instead of answering the upgrade') : err;
+  });
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+  if (status?.[1] !== '101' || !/^upgrade:\s*rmbt\s*$/im.test(head)) {
+    throw new ProbeError('BP_ERR_HTTP_UPGRADE', `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`);
+  }
+}
+
+/** §2.4: header names in RMBTD's exact casing, no Sec-WebSocket-Protocol (it makes RMBTD fail). */
+async function upgradeWs(ch: Channel, o: ConnectOptions): Promise<void> {
+  const key = newWsKey();
+  ch.writeRaw(
+    Buffer.from(
+      `GET /rmbt HTTP/1.1\r\nHost: ${hostHeader(o)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      'latin1',
+    ),
+  );
+  const head = await ch.readHttpHead(o.timeoutMs).catch((err: ProbeError) => {
+    throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_HTTP_UPGRADE', 'the server closed instead of answering the WebSocket handshake') : err;
+  });
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+  const accept = /^sec-websocket-accept:\s*(\S+)\s*$/im.exec(head)?.[1];
+  if (status?.[1] !== '101') throw new ProbeError('BP_ERR_HTTP_UPGRADE', `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`);
+  if (accept !== wsAccept(key)) throw new ProbeError('BP_ERR_HTTP_UPGRADE', 'wrong Sec-WebSocket-Accept');
+  ch.enableWs('client');
+}
+
+export interface RmbtConnection {
+  channel: Channel;
+  timing: ConnectTiming & { ready_ms: number };
+  version: string;
+  chunk: ChunkLimits;
+}
+
+/**
+ * Full connection preamble (§3.1): greeting, ACCEPT TOKEN, TOKEN, OK, CHUNKSIZE, ACCEPT. A silent close
+ * or ERR right after TOKEN means the token was refused (RMBTD closes without a word, RUSTD says ERR).
+ */
+export async function connectRmbt(o: ConnectOptions, token: string): Promise<RmbtConnection> {
+  const t0 = process.hrtime.bigint();
+  const { channel, timing } = await openTransport(o);
+  const abort = () => channel.close();
+  o.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    const version = parseGreeting(await channel.readLine(o.timeoutMs));
+    const accept = await channel.readLine(o.timeoutMs);
+    if (!accept.startsWith('ACCEPT') || !accept.includes('TOKEN')) {
+      throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT TOKEN, got ${JSON.stringify(accept.slice(0, 80))}`);
+    }
+    channel.writeLine(`TOKEN ${token}`);
+    // The server sleeps until the token's start when it is early (up to 20 s, §3.1 "Time window").
+    const ok = await channel.readLine(o.timeoutMs + ACCEPT_EARLY_S * 1000).catch((err: ProbeError) => {
+      throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_RMBT_TOKEN', 'the server closed the connection after TOKEN') : err;
+    });
+    if (ok === 'ERR') throw new ProbeError('BP_ERR_RMBT_TOKEN', 'the server answered ERR to TOKEN');
+    if (ok !== 'OK') throw new ProbeError('BP_ERR_PROTOCOL', `expected OK after TOKEN, got ${JSON.stringify(ok.slice(0, 80))}`);
+    const chunk = parseChunkSize(await channel.readLine(o.timeoutMs));
+    const next = await channel.readLine(o.timeoutMs);
+    if (!next.startsWith('ACCEPT')) throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(next.slice(0, 80))}`);
+    const ready_ms = ms(t0, process.hrtime.bigint());
+    return { channel, timing: { ...timing, ready_ms }, version, chunk };
+  } catch (err) {
+    channel.close();
+    throw toProbeError(err);
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
+  }
+}
