@@ -1,5 +1,9 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync } from 'node:fs';
+import { type CommandFlag, parseArgs } from './cli/args.js';
+import { helpText } from './cli/help.js';
+import { terminalProgress } from './cli/progress.js';
+import { summaryText } from './cli/summary.js';
 import { loadSettings, type RawSettings } from './config/load.js';
 import type { GroupName, Settings } from './config/schema.js';
 import { loadEngine } from './engine/loader.js';
@@ -8,18 +12,23 @@ import { createLogger, type Logger } from './log.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
-import { type CommandFlag, parseArgs } from './cli/args.js';
-import { helpText } from './cli/help.js';
-import { terminalProgress } from './cli/progress.js';
-import { summaryText } from './cli/summary.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 const COMMON: CommandFlag[] = [
-  { name: 'options', description: 'JSON options file (the add-on reads /data/options.json). Env: BANDWIDTH_PROBE_OPTIONS', takesValue: true },
+  {
+    name: 'options',
+    description: 'JSON options file (the add-on reads /data/options.json). Env: BANDWIDTH_PROBE_OPTIONS',
+    takesValue: true,
+  },
   { name: 'help', description: 'Show this help.', takesValue: false },
 ];
-const MEASURE: CommandFlag[] = [...COMMON, { name: 'json', description: 'Print the result as one JSON document on stdout.', takesValue: false }];
+const MEASURE: CommandFlag[] = [
+  ...COMMON,
+  { name: 'json', description: 'Print the result as one JSON document on stdout.', takesValue: false },
+];
 
 const QUIET: RawSettings = { general: { log_level: 'warn' } };
 
@@ -30,7 +39,12 @@ interface Command {
   flags: CommandFlag[];
   /** interactive commands log only warnings unless told otherwise, so the summary stays readable */
   defaults?: RawSettings;
-  run(s: Settings, log: Logger, extra: Record<string, string | boolean>, signal: AbortSignal): Promise<number>;
+  run(
+    s: Settings,
+    log: Logger,
+    extra: Record<string, string | boolean>,
+    signal: AbortSignal,
+  ): Promise<number>;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -45,7 +59,13 @@ const COMMANDS: Record<string, Command> = {
     async run(s, log, extra, signal) {
       const engine = loadEngine(s.general.engine, log);
       const servers = await startRmbtServers(
-        { ...s.rmbt_server, bind: '127.0.0.1', test_duration: s.rmbt.duration, test_threads: s.rmbt.threads || 3, test_pings: s.rmbt.pings },
+        {
+          ...s.rmbt_server,
+          bind: '127.0.0.1',
+          test_duration: s.rmbt.duration,
+          test_threads: s.rmbt.threads || 3,
+          test_pings: s.rmbt.pings,
+        },
         s.general,
         engine,
         log,
@@ -53,10 +73,18 @@ const COMMANDS: Record<string, Command> = {
       );
       try {
         const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
-        if (!extra.json) process.stderr.write(`Demo: our RMBT servers run on 127.0.0.1; control server ${control_url}\n`);
+        if (!extra.json)
+          process.stderr.write(`Demo: our RMBT servers run on 127.0.0.1; control server ${control_url}\n`);
         const result = await measureRmbt(
           { ...s.rmbt, control_url, tls_ca: servers.certPath!, accept_terms: true },
-          { engine, general: s.general, log, signal, onEvent: extra.json ? undefined : terminalProgress(), targetId: 'demo' },
+          {
+            engine,
+            general: s.general,
+            log,
+            signal,
+            onEvent: extra.json ? undefined : terminalProgress(),
+            targetId: 'demo',
+          },
         );
         return report(result, Boolean(extra.json));
       } finally {
@@ -90,9 +118,16 @@ const COMMANDS: Record<string, Command> = {
     async run(s, log, _extra, signal) {
       const engine = loadEngine(s.general.engine, log);
       const servers = await startRmbtServers(s.rmbt_server, s.general, engine, log);
-      const lines = servers.measurement.listeners.map((l) => `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${s.rmbt_server.bind}:${l.port}`);
-      if (servers.control) lines.push(`  control server on http://${s.rmbt_server.bind}:${servers.control.port}/RMBTControlServer`);
-      if (servers.keyPath) lines.push(`  shared key in ${servers.keyPath} (give it to direct-mode clients with --key)`);
+      const lines = servers.measurement.listeners.map(
+        (l) =>
+          `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${s.rmbt_server.bind}:${l.port}`,
+      );
+      if (servers.control)
+        lines.push(
+          `  control server on http://${s.rmbt_server.bind}:${servers.control.port}/RMBTControlServer`,
+        );
+      if (servers.keyPath)
+        lines.push(`  shared key in ${servers.keyPath} (give it to direct-mode clients with --key)`);
       if (servers.certPath) lines.push(`  TLS certificate ${servers.certPath}`);
       process.stderr.write(`RMBT server running:\n${lines.join('\n')}\n`);
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -105,7 +140,8 @@ const COMMANDS: Record<string, Command> = {
 function report(result: RunResult, json: boolean): number {
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else process.stdout.write(`${summaryText(result)}\n`);
-  if (result.status !== 'ok' && result.error) process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
+  if (result.status !== 'ok' && result.error)
+    process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
   return result.status === 'ok' ? 0 : 1;
 }
 
@@ -114,7 +150,10 @@ function pickCommand(argv: string[]): { name: string; rest: string[] } {
   if (a && b && `${a} ${b}` in COMMANDS) return { name: `${a} ${b}`, rest: argv.slice(2) };
   if (a === 'demo') return { name: 'demo', rest: argv.slice(1) };
   if (a === undefined || a.startsWith('--')) return { name: 'demo', rest: argv };
-  throw new ProbeError('BP_ERR_USAGE', `unknown command "${argv.slice(0, 2).join(' ')}"; commands: ${Object.keys(COMMANDS).join(', ')}`);
+  throw new ProbeError(
+    'BP_ERR_USAGE',
+    `unknown command "${argv.slice(0, 2).join(' ')}"; commands: ${Object.keys(COMMANDS).join(', ')}`,
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -141,10 +180,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${helpText(cmd.usage, cmd.summary, cmd.groups, cmd.flags)}\n`);
       return 0;
     }
-    if (parsed.positionals.length) throw new ProbeError('BP_ERR_USAGE', `unexpected argument ${parsed.positionals[0]}`);
+    if (parsed.positionals.length)
+      throw new ProbeError('BP_ERR_USAGE', `unexpected argument ${parsed.positionals[0]}`);
     const explicit = (parsed.extra.options as string | undefined) ?? process.env.BANDWIDTH_PROBE_OPTIONS;
     // As a Home Assistant add-on the Supervisor writes the options here.
-    const addonFile = process.env.SUPERVISOR_TOKEN && existsSync('/data/options.json') ? '/data/options.json' : undefined;
+    const addonFile =
+      process.env.SUPERVISOR_TOKEN && existsSync('/data/options.json') ? '/data/options.json' : undefined;
     const optionsFile = explicit ?? addonFile;
     settings = loadSettings({
       ...(optionsFile ? { optionsFile, optionsFileRequired: Boolean(explicit) } : {}),

@@ -9,14 +9,16 @@ export const ERRORS = {
   BP_ERR_USAGE: 'The command line is invalid; see --help.',
   BP_ERR_CONNECT: 'Could not connect to the server; check host, port and firewall.',
   BP_ERR_DNS: 'The server name could not be resolved; check the name and the IP version setting.',
-  BP_ERR_TLS: 'The TLS handshake failed; check the certificate, or allow self-signed certificates explicitly.',
+  BP_ERR_TLS:
+    'The TLS handshake failed; check the certificate, or allow self-signed certificates explicitly.',
   BP_ERR_TIMEOUT: 'The peer did not answer in time.',
   BP_ERR_STALLED: 'No data arrived for too long; the link or the server stalled.',
   BP_ERR_PEER_CLOSED: 'The peer closed the connection in the middle of the test.',
   BP_ERR_PROTOCOL: 'The peer sent something the protocol does not allow.',
   BP_ERR_ABORTED: 'The run was aborted.',
   BP_ERR_HTTP_UPGRADE: 'The server refused the HTTP upgrade; check the transport setting and the port.',
-  BP_ERR_RMBT_TOKEN: 'The measurement server rejected the token; check the shared key and the clocks of both machines.',
+  BP_ERR_RMBT_TOKEN:
+    'The measurement server rejected the token; check the shared key and the clocks of both machines.',
   BP_ERR_RMBT_CHUNKSIZE: 'The measurement server rejected the chunk size.',
   BP_ERR_RMBT_CONTROL: 'The RMBT control server answered with an error.',
   BP_ERR_RMBT_TERMS: 'The RMBT deployment requires you to accept its terms; read them and set accept_terms.',
@@ -74,7 +76,11 @@ export function toProbeError(err: unknown, fallback: ErrorCode = 'BP_ERR_PROTOCO
     case 'ABORT_ERR':
       return new ProbeError('BP_ERR_ABORTED', msg, { cause: err });
   }
-  if (e?.code?.startsWith('ERR_TLS') || e?.code?.startsWith('ERR_SSL') || /certificate|SSL routines/i.test(msg)) {
+  if (
+    e?.code?.startsWith('ERR_TLS') ||
+    e?.code?.startsWith('ERR_SSL') ||
+    /certificate|SSL routines/i.test(msg)
+  ) {
     return new ProbeError('BP_ERR_TLS', msg, { cause: err });
   }
   if (e?.name === 'AbortError') return new ProbeError('BP_ERR_ABORTED', msg, { cause: err });

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
@@ -15,7 +15,17 @@ export function createLogger(level: LogLevel, destination: NodeJS.WritableStream
       level,
       base: { name: 'bandwidth-probe' },
       redact: {
-        paths: ['key', 'password', 'secret', '*.key', '*.password', '*.secret', 'token', '*.token', 'test_token'],
+        paths: [
+          'key',
+          'password',
+          'secret',
+          '*.key',
+          '*.password',
+          '*.secret',
+          'token',
+          '*.token',
+          'test_token',
+        ],
         censor: '[redacted]',
       },
     },

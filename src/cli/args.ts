@@ -1,5 +1,5 @@
-import type { RawSettings } from '../config/load.js';
 import { type Field, type Group, kebab } from '../config/fields.js';
+import type { RawSettings } from '../config/load.js';
 import { type GroupName, settingsSchema } from '../config/schema.js';
 import { ProbeError } from '../errors.js';
 
@@ -26,10 +26,15 @@ interface FlagTarget {
  * Command-line flags derived from the settings schema: `--log-level debug`, `--threads=3`, `--tls-insecure`,
  * `--no-submit-results`. Groups are given per command so one flag name means one key.
  */
-export function parseArgs(argv: readonly string[], groups: readonly GroupName[], extra: readonly CommandFlag[]): ParsedArgs {
+export function parseArgs(
+  argv: readonly string[],
+  groups: readonly GroupName[],
+  extra: readonly CommandFlag[],
+): ParsedArgs {
   const byFlag = new Map<string, FlagTarget>();
   for (const group of groups) {
-    for (const [key, field] of Object.entries(settingsSchema[group] as Group)) byFlag.set(kebab(key), { group, key, field });
+    for (const [key, field] of Object.entries(settingsSchema[group] as Group))
+      byFlag.set(kebab(key), { group, key, field });
   }
   const extraByName = new Map(extra.map((e) => [e.name, e]));
   const out: ParsedArgs = { positionals: [], settings: {}, extra: {} };
@@ -44,7 +49,8 @@ export function parseArgs(argv: readonly string[], groups: readonly GroupName[],
     let value: string | boolean | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
     const takeNext = (): string => {
       const next = argv[i + 1];
-      if (next === undefined || next.startsWith('--')) throw new ProbeError('BP_ERR_USAGE', `--${name} needs a value`);
+      if (next === undefined || next.startsWith('--'))
+        throw new ProbeError('BP_ERR_USAGE', `--${name} needs a value`);
       i++;
       return next;
     };
@@ -64,7 +70,9 @@ export function parseArgs(argv: readonly string[], groups: readonly GroupName[],
       throw new ProbeError('BP_ERR_USAGE', `unknown flag --${name}; known: ${known}`);
     }
     if (value === undefined) value = target.field.type === 'bool' ? 'true' : takeNext();
-    (out.settings[target.group] ??= {})[target.key] = value;
+    const group = out.settings[target.group] ?? {};
+    group[target.key] = value;
+    out.settings[target.group] = group;
   }
   return out;
 }

@@ -4,9 +4,15 @@ import { type GroupName, settingsSchema } from '../config/schema.js';
 import type { CommandFlag } from './args.js';
 
 /** `--help` text, built from the same schema the validator uses, so it cannot drift. */
-export function helpText(usage: string, summary: string, groups: readonly GroupName[], extra: readonly CommandFlag[]): string {
+export function helpText(
+  usage: string,
+  summary: string,
+  groups: readonly GroupName[],
+  extra: readonly CommandFlag[],
+): string {
   const lines = [`Usage: ${usage}`, '', summary, ''];
-  for (const e of extra) lines.push(`  --${e.name}${e.takesValue ? ' <value>' : ''}`, `      ${e.description}`);
+  for (const e of extra)
+    lines.push(`  --${e.name}${e.takesValue ? ' <value>' : ''}`, `      ${e.description}`);
   for (const group of groups) {
     lines.push('', `Settings (${group === 'general' ? 'top level' : group} in the options file):`);
     for (const [key, f] of Object.entries(settingsSchema[group] as Group)) {

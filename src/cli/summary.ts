@@ -4,7 +4,9 @@ import type { RunResult } from '../measure/result.js';
 export function summaryText(r: RunResult): string {
   const lines: string[] = [];
   const s = r.server;
-  lines.push(`Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${s.transport ?? '?'}${s.version ? `, RMBTv${s.version}` : ''})`);
+  lines.push(
+    `Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${s.transport ?? '?'}${s.version ? `, RMBTv${s.version}` : ''})`,
+  );
   if (r.ping) {
     lines.push(
       `Ping      ${r.ping.median_ms.toFixed(3)} ms median (min ${r.ping.min_ms.toFixed(3)}, max ${r.ping.max_ms.toFixed(3)}, ` +
@@ -29,8 +31,13 @@ export function summaryText(r: RunResult): string {
         `${c.upgrade_ms !== undefined ? `, upgrade ${c.upgrade_ms} ms` : ''}, ready ${c.ready_ms} ms (first of ${r.connections.length})`,
     );
   }
-  lines.push(`Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`);
-  if (r.rmbt) lines.push(`Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : 'not submitted'}`);
+  lines.push(
+    `Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`,
+  );
+  if (r.rmbt)
+    lines.push(
+      `Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : 'not submitted'}`,
+    );
   lines.push(`Status    ${r.status}${r.error ? ` — ${r.error.code}: ${r.error.message}` : ''}`);
   return lines.join('\n');
 }

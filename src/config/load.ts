@@ -62,7 +62,7 @@ function fromEnv(env: NodeJS.ProcessEnv): RawSettings {
   for (const [group, schema] of Object.entries(settingsSchema) as [GroupName, Group][]) {
     for (const key of Object.keys(schema)) {
       const v = env[envName(group, key)];
-      if (v !== undefined) (raw[group] ??= {})[key] = v;
+      if (v !== undefined) raw[group] = { ...raw[group], [key]: v };
     }
   }
   return raw;

@@ -23,7 +23,8 @@ export const generalSchema = {
     type: 'enum',
     values: ['auto', 'native', 'js'],
     default: 'auto',
-    description: 'Measurement engine: auto uses the native loop when it loads and the JavaScript one otherwise.',
+    description:
+      'Measurement engine: auto uses the native loop when it loads and the JavaScript one otherwise.',
   },
 } as const satisfies Group;
 
@@ -47,7 +48,8 @@ export const rmbtSchema = {
     optional: true,
     secret: true,
     maxLength: 1024,
-    description: "Direct mode: the measurement server's shared secret; the probe signs its own token with it.",
+    description:
+      "Direct mode: the measurement server's shared secret; the probe signs its own token with it.",
   },
   transport: {
     type: 'enum',
@@ -118,7 +120,8 @@ export const rmbtSchema = {
   accept_terms: {
     type: 'bool',
     default: false,
-    description: "Tell the control server you accepted the deployment's terms and conditions (public servers require it).",
+    description:
+      "Tell the control server you accepted the deployment's terms and conditions (public servers require it).",
   },
   tls_insecure: {
     type: 'bool',
@@ -143,7 +146,8 @@ export const rmbtServerSchema = {
   bind: {
     type: 'str',
     default: '0.0.0.0',
-    description: 'Address the RMBT servers listen on (0.0.0.0 all IPv4, :: all, 127.0.0.1 this machine only).',
+    description:
+      'Address the RMBT servers listen on (0.0.0.0 all IPv4, :: all, 127.0.0.1 this machine only).',
   },
   port: {
     type: 'int',
@@ -190,7 +194,8 @@ export const rmbtServerSchema = {
     optional: true,
     secret: true,
     maxLength: 1024,
-    description: 'Shared secret for tokens. Without it one is generated and kept in data_dir/rmbt-secret.key.',
+    description:
+      'Shared secret for tokens. Without it one is generated and kept in data_dir/rmbt-secret.key.',
   },
   cert: {
     type: 'str',

@@ -1,6 +1,14 @@
 import { ProbeError } from '../errors.js';
 import type { Point } from '../measure/speed.js';
-import type { DataStream, Engine, EngineJob, EngineRun, ReceiveJob, SendJob, StreamOutcome } from './types.js';
+import type {
+  DataStream,
+  Engine,
+  EngineJob,
+  EngineRun,
+  ReceiveJob,
+  SendJob,
+  StreamOutcome,
+} from './types.js';
 
 const now = () => process.hrtime.bigint();
 
@@ -83,7 +91,13 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
   };
 }
 
-function receive(stream: DataStream, job: ReceiveJob, t0: bigint, counters: Float64Array, idx: number): StreamCtrl {
+function receive(
+  stream: DataStream,
+  job: ReceiveJob,
+  t0: bigint,
+  counters: Float64Array,
+  idx: number,
+): StreamCtrl {
   const tr = tracker(stream, t0, job.sampleNs, counters, idx);
   const cs = job.framing.kind === 'rmbt' ? job.framing.chunkSize : 0;
   let pos = 0; // bytes into the current chunk
@@ -94,12 +108,16 @@ function receive(stream: DataStream, job: ReceiveJob, t0: bigint, counters: Floa
   const idleCheck = () => {
     if (tr.settled) return;
     const quiet = now() - lastData;
-    if (quiet >= idleNs) tr.finish(undefined, new ProbeError('BP_ERR_STALLED', `no data for ${job.idleTimeoutMs} ms`));
+    if (quiet >= idleNs)
+      tr.finish(undefined, new ProbeError('BP_ERR_STALLED', `no data for ${job.idleTimeoutMs} ms`));
     else tr.timer(Number((idleNs - quiet) / 1_000_000n) + 1, idleCheck);
   };
   tr.timer(job.idleTimeoutMs, idleCheck);
   tr.timer(job.maxDurationMs, () =>
-    tr.finish(undefined, new ProbeError('BP_ERR_TIMEOUT', `the last chunk did not come within ${job.maxDurationMs} ms`)),
+    tr.finish(
+      undefined,
+      new ProbeError('BP_ERR_TIMEOUT', `the last chunk did not come within ${job.maxDurationMs} ms`),
+    ),
   );
 
   stream.attach({

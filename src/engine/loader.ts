@@ -13,6 +13,9 @@ export function loadEngine(pref: EnginePreference, log?: Logger): Engine {
   const reason = 'no native build is available in this version';
   // Asked for explicitly, a missing native loop is worth a warning; on auto it is just information.
   const level = pref === 'native' ? 'warn' : 'info';
-  log?.[level]({ code: 'BP_ERR_NATIVE_LOAD', reason }, 'native engine not loaded; using the JavaScript engine');
+  log?.[level](
+    { code: 'BP_ERR_NATIVE_LOAD', reason },
+    'native engine not loaded; using the JavaScript engine',
+  );
   return new JsEngine();
 }

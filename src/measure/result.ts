@@ -81,7 +81,13 @@ export interface RunResult {
   connections?: ConnectionTiming[];
   cpu: { local_percent?: number; remote_percent?: number };
   flags: QualityFlag[];
-  rmbt?: { test_uuid?: string; open_test_uuid?: string; client_uuid?: string; submitted: boolean; submit_error?: string };
+  rmbt?: {
+    test_uuid?: string;
+    open_test_uuid?: string;
+    client_uuid?: string;
+    submitted: boolean;
+    submit_error?: string;
+  };
 }
 
 export interface PingSample {

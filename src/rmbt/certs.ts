@@ -1,7 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { generate } from 'selfsigned';
 import { ProbeError } from '../errors.js';
 
@@ -25,7 +25,8 @@ function readOrFail(path: string, what: string): string {
  */
 export async function ensureCert(dataDir: string, cert?: string, key?: string): Promise<TlsCreds> {
   if (cert || key) {
-    if (!cert || !key) throw new ProbeError('BP_ERR_CONFIG', 'rmbt_server.cert and rmbt_server.cert_key go together');
+    if (!cert || !key)
+      throw new ProbeError('BP_ERR_CONFIG', 'rmbt_server.cert and rmbt_server.cert_key go together');
     return { cert: readOrFail(cert, 'cert'), key: readOrFail(key, 'cert_key'), certPath: cert };
   }
   const certPath = join(dataDir, 'rmbt-server-cert.pem');

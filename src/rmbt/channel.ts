@@ -43,7 +43,10 @@ export class Channel implements DataStream {
   }
 
   private onRaw(d: Buffer): void {
-    if (!this.decoder) return this.onPayload(d);
+    if (!this.decoder) {
+      this.onPayload(d);
+      return;
+    }
     try {
       this.decoder.push(d);
     } catch (err) {
@@ -53,7 +56,10 @@ export class Channel implements DataStream {
   }
 
   private onPayload(d: Buffer): void {
-    if (this.sink) return this.sink.data(d);
+    if (this.sink) {
+      this.sink.data(d);
+      return;
+    }
     this.pending.push(d);
     this.pendingLen += d.length;
     if (this.pendingLen > MAX_PENDING) {
@@ -143,7 +149,8 @@ export class Channel implements DataStream {
       () => {
         const i = this.indexOf('\n');
         if (i < 0) {
-          if (this.pendingLen > MAX_LINE) throw new ProbeError('BP_ERR_PROTOCOL', `line longer than ${MAX_LINE} bytes`);
+          if (this.pendingLen > MAX_LINE)
+            throw new ProbeError('BP_ERR_PROTOCOL', `line longer than ${MAX_LINE} bytes`);
           return undefined;
         }
         if (i > MAX_LINE) throw new ProbeError('BP_ERR_PROTOCOL', `line longer than ${MAX_LINE} bytes`);
@@ -173,7 +180,11 @@ export class Channel implements DataStream {
 
   /** Reads exactly n payload bytes (used by tests and small exchanges, not bulk data). */
   readBytes(n: number, timeoutMs: number): Promise<Buffer> {
-    return this.waitFor(() => (this.pendingLen >= n ? Buffer.from(this.take(n)) : undefined), timeoutMs, 'data');
+    return this.waitFor(
+      () => (this.pendingLen >= n ? Buffer.from(this.take(n)) : undefined),
+      timeoutMs,
+      'data',
+    );
   }
 
   writeLine(line: string): void {

@@ -26,7 +26,14 @@ export interface RmbtTestParams {
   ioTimeoutMs: number;
 }
 
-export type RmbtPhase = 'init' | 'pretest_download' | 'ping' | 'download' | 'pretest_upload' | 'upload' | 'end';
+export type RmbtPhase =
+  | 'init'
+  | 'pretest_download'
+  | 'ping'
+  | 'download'
+  | 'pretest_upload'
+  | 'upload'
+  | 'end';
 
 export type RmbtEvent =
   | { type: 'phase'; phase: RmbtPhase }
@@ -74,7 +81,11 @@ export function newRaw(): RmbtRaw {
  * Runs all phases. `raw` is filled as phases complete, so a caller still has what was measured when a
  * later phase fails.
  */
-export async function runRmbtTest(p: RmbtTestParams, opt: RunOptions, raw: RmbtRaw = newRaw()): Promise<RmbtRaw> {
+export async function runRmbtTest(
+  p: RmbtTestParams,
+  opt: RunOptions,
+  raw: RmbtRaw = newRaw(),
+): Promise<RmbtRaw> {
   const { signal } = opt;
   const emit = (e: RmbtEvent) => opt.onEvent?.(e);
   const n = Math.max(1, p.forceThreads ?? p.maxThreads);
@@ -149,7 +160,10 @@ export function threadsFor(bps: number, dir: 'download' | 'upload'): number {
 }
 
 /** One chunk about every 20 ms: total bytes/s ÷ 50, floored to KiB, clamped to the server's range (§4.1). */
-export function chunkFor(bps: number, limits: { def: number; min: number; max: number; dynamic: boolean }): number {
+export function chunkFor(
+  bps: number,
+  limits: { def: number; min: number; max: number; dynamic: boolean },
+): number {
   if (!limits.dynamic) return limits.def;
   const cs = Math.floor(bps / 8 / 50 / 1024) * 1024;
   return Math.min(limits.max, Math.max(limits.min, cs));
@@ -157,7 +171,8 @@ export function chunkFor(bps: number, limits: { def: number; min: number; max: n
 
 function expectAccept(line: string): void {
   if (line === 'ERR') throw new ProbeError('BP_ERR_RMBT_SERVER', 'the server answered ERR');
-  if (!line.startsWith('ACCEPT')) throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(line.slice(0, 80))}`);
+  if (!line.startsWith('ACCEPT'))
+    throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(line.slice(0, 80))}`);
 }
 
 function csArg(c: RmbtConnection, cs: number): string {
@@ -165,9 +180,25 @@ function csArg(c: RmbtConnection, cs: number): string {
   return c.chunk.dynamic ? ` ${cs}` : '';
 }
 
-function firstError(outcomes: StreamOutcome[]): ProbeError | undefined {
+/**
+ * The first failed stream as a coded error. A close before the first whole chunk arrived is how RMBTD
+ * refuses a chunk size (silently, §3.2), and our server says ERR first; either way, say so.
+ */
+function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | undefined {
   const bad = outcomes.find((o) => o.error);
-  return bad?.error ? ProbeError.fromJSON(bad.error) : undefined;
+  if (!bad?.error) return undefined;
+  if (
+    job.mode === 'receive' &&
+    job.framing.kind === 'rmbt' &&
+    bad.error.code === 'BP_ERR_PEER_CLOSED' &&
+    bad.bytes < job.framing.chunkSize
+  ) {
+    return new ProbeError(
+      'BP_ERR_RMBT_CHUNKSIZE',
+      `the server closed the connection before the first ${job.framing.chunkSize}-byte chunk; it refuses this chunk size or dropped the connection`,
+    );
+  }
+  return ProbeError.fromJSON(bad.error);
 }
 
 /**
@@ -187,7 +218,8 @@ async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTes
     if (dir === 'download') {
       channel.writeLine(`GETCHUNKS ${n}${csArg(c, cs)}`);
       const out = await runJob(opt.engine, [channel], receiveJob(cs, p, 30), opt.signal);
-      if (out[0]!.bytes !== bytes) throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', `asked for ${bytes} bytes, got ${out[0]!.bytes}`);
+      if (out[0]!.bytes !== bytes)
+        throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', `asked for ${bytes} bytes, got ${out[0]!.bytes}`);
       channel.writeLine('OK');
     } else {
       channel.writeLine(`PUTNORESULT${csArg(c, cs)}`);
@@ -207,8 +239,10 @@ async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTes
 
 async function expectLine(ch: Channel, want: string, timeoutMs: number): Promise<void> {
   const line = await ch.readLine(timeoutMs);
-  if (line === 'ERR') throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', 'the server answered ERR (chunk size out of range?)');
-  if (line !== want) throw new ProbeError('BP_ERR_PROTOCOL', `expected ${want}, got ${JSON.stringify(line.slice(0, 80))}`);
+  if (line === 'ERR')
+    throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', 'the server answered ERR (chunk size out of range?)');
+  if (line !== want)
+    throw new ProbeError('BP_ERR_PROTOCOL', `expected ${want}, got ${JSON.stringify(line.slice(0, 80))}`);
 }
 
 function receiveJob(cs: number, p: RmbtTestParams, seconds: number): EngineJob {
@@ -221,7 +255,11 @@ function receiveJob(cs: number, p: RmbtTestParams, seconds: number): EngineJob {
   };
 }
 
-function sendJob(set: ReturnType<Channel['chunkSet']>, until: { count: number } | { durationNs: number }, p: RmbtTestParams): EngineJob {
+function sendJob(
+  set: ReturnType<Channel['chunkSet']>,
+  until: { count: number } | { durationNs: number },
+  p: RmbtTestParams,
+): EngineJob {
   return {
     mode: 'send',
     framing: { kind: 'rmbt', chunkSize: set.size },
@@ -247,7 +285,7 @@ async function runJob(
   const tick = onTick ? setInterval(() => onTick(run.counters), 250) : undefined;
   try {
     const out = await run.done;
-    const err = firstError(out);
+    const err = firstError(out, job);
     if (err) throw err;
     return out;
   } finally {
@@ -288,7 +326,13 @@ function progress(phase: 'download' | 'upload', emit: (e: RmbtEvent) => void) {
     const bytes = counters.reduce((a, b) => a + b, 0);
     const dt = Number(now - last) / 1e9;
     if (dt > 0) {
-      emit({ type: 'progress', phase, bytes, mbps: ((bytes - lastBytes) * 8) / dt / 1e6, elapsed_s: Number(now - start) / 1e9 });
+      emit({
+        type: 'progress',
+        phase,
+        bytes,
+        mbps: ((bytes - lastBytes) * 8) / dt / 1e6,
+        elapsed_s: Number(now - start) / 1e9,
+      });
     }
     lastBytes = bytes;
     last = now;
@@ -309,7 +353,14 @@ async function download(
     t0.push(hr());
   }
   const channels = conns.map((c) => c.channel);
-  const out = await runJob(opt.engine, channels, receiveJob(cs, p, p.duration), opt.signal, t0, progress('download', emit));
+  const out = await runJob(
+    opt.engine,
+    channels,
+    receiveJob(cs, p, p.duration),
+    opt.signal,
+    t0,
+    progress('download', emit),
+  );
   const serverNs = await Promise.all(
     channels.map(async (ch) => {
       ch.writeLine('OK');

@@ -49,7 +49,10 @@ async function call(o: ControlOptions, path: string, body: unknown): Promise<Rec
   const errors = Array.isArray(obj.error) ? obj.error.map(String) : [];
   if (errors.length || status >= 400) {
     const text = errors.join('; ') || `HTTP ${status}`;
-    throw new ProbeError(/terms|condition/i.test(text) ? 'BP_ERR_RMBT_TERMS' : 'BP_ERR_RMBT_CONTROL', `${path}: ${text}`);
+    throw new ProbeError(
+      /terms|condition/i.test(text) ? 'BP_ERR_RMBT_TERMS' : 'BP_ERR_RMBT_CONTROL',
+      `${path}: ${text}`,
+    );
   }
   return obj;
 }
@@ -58,7 +61,10 @@ async function call(o: ControlOptions, path: string, body: unknown): Promise<Rec
 function num(v: unknown, field: string, min: number, max: number): number {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
-    throw new ProbeError('BP_ERR_RMBT_CONTROL', `testRequest: ${field} is ${JSON.stringify(v)}, expected ${min}..${max}`);
+    throw new ProbeError(
+      'BP_ERR_RMBT_CONTROL',
+      `testRequest: ${field} is ${JSON.stringify(v)}, expected ${min}..${max}`,
+    );
   }
   return n;
 }
@@ -72,7 +78,11 @@ function str(v: unknown, field: string, optional = false): string | undefined {
 const base = { language: 'en', timezone: 'UTC', type: 'DESKTOP', softwareRevision: SOFTWARE_VERSION };
 
 /** §6.1: register (or re-register) and return the client UUID the control server knows us by. */
-export async function registerClient(o: ControlOptions, uuid: string | undefined, acceptTerms: boolean): Promise<string> {
+export async function registerClient(
+  o: ControlOptions,
+  uuid: string | undefined,
+  acceptTerms: boolean,
+): Promise<string> {
   const reply = await call(o, 'settings', {
     ...base,
     name: CLIENT_NAME,
@@ -80,7 +90,9 @@ export async function registerClient(o: ControlOptions, uuid: string | undefined
     terms_and_conditions_accepted: acceptTerms,
     ...(uuid ? { uuid } : {}),
   });
-  const settings = Array.isArray(reply.settings) ? (reply.settings[0] as Record<string, unknown> | undefined) : undefined;
+  const settings = Array.isArray(reply.settings)
+    ? (reply.settings[0] as Record<string, unknown> | undefined)
+    : undefined;
   const got = settings?.uuid ?? uuid;
   if (typeof got !== 'string' || !/^[0-9a-fA-F-]{8,64}$/.test(got)) {
     throw new ProbeError('BP_ERR_RMBT_CONTROL', 'settings: no client uuid in the answer');
@@ -132,12 +144,19 @@ export async function requestTest(
 }
 
 /** §6.3: submits a result body; the result URL from testRequest wins over `<base>/result`. */
-export async function submitResult(o: ControlOptions, resultUrl: string | undefined, body: unknown): Promise<void> {
+export async function submitResult(
+  o: ControlOptions,
+  resultUrl: string | undefined,
+  body: unknown,
+): Promise<void> {
   if (resultUrl) {
     const { status, json } = await postJson(resultUrl, body, o);
     const errors = (json as { error?: unknown[] } | null)?.error;
     if (status >= 400 || (Array.isArray(errors) && errors.length)) {
-      throw new ProbeError('BP_ERR_RMBT_CONTROL', `result: ${Array.isArray(errors) && errors.length ? errors.join('; ') : `HTTP ${status}`}`);
+      throw new ProbeError(
+        'BP_ERR_RMBT_CONTROL',
+        `result: ${Array.isArray(errors) && errors.length ? errors.join('; ') : `HTTP ${status}`}`,
+      );
     }
     return;
   }

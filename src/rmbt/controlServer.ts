@@ -61,7 +61,8 @@ export class ControlServer {
     const p = '/RMBTControlServer';
     this.app.post(`${p}/settings`, async (req) => {
       const body = (req.body ?? {}) as Body;
-      const given = typeof body.uuid === 'string' && /^[0-9a-f-]{36}$/.test(body.uuid) ? body.uuid : undefined;
+      const given =
+        typeof body.uuid === 'string' && /^[0-9a-f-]{36}$/.test(body.uuid) ? body.uuid : undefined;
       return {
         settings: [
           {
@@ -81,7 +82,8 @@ export class ControlServer {
     this.app.post(`${p}/testRequest`, async (req, reply) => {
       const body = (req.body ?? {}) as Body;
       const clientUuid = typeof body.uuid === 'string' ? body.uuid : '';
-      if (!/^[0-9a-f-]{36}$/.test(clientUuid)) return reply.code(400).send({ error: ['uuid missing or invalid; call settings first'] });
+      if (!/^[0-9a-f-]{36}$/.test(clientUuid))
+        return reply.code(400).send({ error: ['uuid missing or invalid; call settings first'] });
       const caps = (body.capabilities ?? {}) as Body;
       // Server type as CTRL chooses it (§6.2): RMBThttp capability → RMBThttp; client RMBTws → RMBTws; else RMBT.
       const type = caps.RMBThttp === true ? 'RMBThttp' : body.client === 'RMBTws' ? 'RMBTws' : 'RMBT';

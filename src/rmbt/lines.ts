@@ -14,7 +14,11 @@ export const ACCEPT_COMMANDS = 'ACCEPT GETCHUNKS GETTIME PUT PUTNORESULT PING QU
 
 export function parseGreeting(line: string): string {
   const m = /^RMBTv(\S+)$/.exec(line.trim());
-  if (!m) throw new ProbeError('BP_ERR_PROTOCOL', `expected an RMBT greeting, got ${JSON.stringify(line.slice(0, 80))}`);
+  if (!m)
+    throw new ProbeError(
+      'BP_ERR_PROTOCOL',
+      `expected an RMBT greeting, got ${JSON.stringify(line.slice(0, 80))}`,
+    );
   return m[1]!;
 }
 
@@ -28,7 +32,8 @@ export interface ChunkLimits {
 
 export function parseChunkSize(line: string): ChunkLimits {
   const m = /^CHUNKSIZE (\d+)(?: (\d+) (\d+))?$/.exec(line.trim());
-  if (!m) throw new ProbeError('BP_ERR_PROTOCOL', `expected CHUNKSIZE, got ${JSON.stringify(line.slice(0, 80))}`);
+  if (!m)
+    throw new ProbeError('BP_ERR_PROTOCOL', `expected CHUNKSIZE, got ${JSON.stringify(line.slice(0, 80))}`);
   const def = Number(m[1]);
   const min = m[2] ? Number(m[2]) : def;
   const max = m[3] ? Number(m[3]) : def;

@@ -6,8 +6,15 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunResult } from '../measure/result.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
-import { type ControlOptions, registerClient, requestTest, submitResult, type TransportWish, UuidStore } from './control.js';
-import { rmbtFigures, resultBody } from './report.js';
+import {
+  type ControlOptions,
+  registerClient,
+  requestTest,
+  submitResult,
+  type TransportWish,
+  UuidStore,
+} from './control.js';
+import { resultBody, rmbtFigures } from './report.js';
 import { makeToken } from './token.js';
 import { type Transport, transportFor, usesTls } from './transport.js';
 
@@ -60,11 +67,26 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
   return {
     params: baseParams(s, { host: t.host, port, transport }, t.token, t.duration, t.threads, t.pings),
     server: { host: t.host, port, transport, encryption: t.encryption, ...(t.name ? { name: t.name } : {}) },
-    rmbt: { submitted: false, client_uuid: uuid, ...(t.testUuid ? { test_uuid: t.testUuid } : {}), ...(t.openTestUuid ? { open_test_uuid: t.openTestUuid } : {}) },
+    rmbt: {
+      submitted: false,
+      client_uuid: uuid,
+      ...(t.testUuid ? { test_uuid: t.testUuid } : {}),
+      ...(t.openTestUuid ? { open_test_uuid: t.openTestUuid } : {}),
+    },
     ...(s.submit_results
       ? {
           submit: (raw, result) =>
-            submitResult(ctl, t.resultUrl, resultBody(raw, result, { token: t.token, clientUuid: uuid, port, encryption: t.encryption, ...(t.testUuid ? { testUuid: t.testUuid } : {}) })),
+            submitResult(
+              ctl,
+              t.resultUrl,
+              resultBody(raw, result, {
+                token: t.token,
+                clientUuid: uuid,
+                port,
+                encryption: t.encryption,
+                ...(t.testUuid ? { testUuid: t.testUuid } : {}),
+              }),
+            ),
         }
       : {}),
   };
@@ -74,10 +96,18 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
 async function planDirect(s: RmbtSettings): Promise<Plan> {
   const hp = splitHostPort(s.server!);
   const port = s.port ?? hp.port;
-  if (!port) throw new ProbeError('BP_ERR_CONFIG', `server ${s.server} has no port; give host:port or set port`);
+  if (!port)
+    throw new ProbeError('BP_ERR_CONFIG', `server ${s.server} has no port; give host:port or set port`);
   const transport: Transport = s.transport === 'auto' ? 'https' : s.transport;
   return {
-    params: baseParams(s, { host: hp.host, port, transport }, makeToken(s.key!), s.duration, s.threads || 3, s.pings),
+    params: baseParams(
+      s,
+      { host: hp.host, port, transport },
+      makeToken(s.key!),
+      s.duration,
+      s.threads || 3,
+      s.pings,
+    ),
     server: { host: hp.host, port, transport, encryption: usesTls(transport) },
   };
 }
@@ -151,9 +181,20 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
     plan = ctl ? await planControl(s, ctx, ctl) : await planDirect(s);
     result.server = plan.server;
     if (plan.rmbt) result.rmbt = plan.rmbt;
-    await runRmbtTest(plan.params, { engine: ctx.engine, ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.onEvent ? { onEvent: ctx.onEvent } : {}), ...(ctx.log ? { log: ctx.log } : {}) }, raw);
+    await runRmbtTest(
+      plan.params,
+      {
+        engine: ctx.engine,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        ...(ctx.onEvent ? { onEvent: ctx.onEvent } : {}),
+        ...(ctx.log ? { log: ctx.log } : {}),
+      },
+      raw,
+    );
   } catch (err) {
-    const e = ctx.signal?.aborted ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted') : toProbeError(err);
+    const e = ctx.signal?.aborted
+      ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted')
+      : toProbeError(err);
     result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
     result.error = e.toJSON();
   }
@@ -163,7 +204,8 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   const cpu = process.cpuUsage(cpu0);
   const wallMs = Date.now() - started.getTime();
   // percent of one core, to 0.1 % (cpuUsage is in µs)
-  result.cpu.local_percent = wallMs > 0 ? Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10 : 0;
+  result.cpu.local_percent =
+    wallMs > 0 ? Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10 : 0;
   result.finished_at = new Date().toISOString();
   if (plan?.submit && result.status !== 'aborted' && result.rmbt) {
     try {

@@ -4,9 +4,14 @@ import type { RmbtRaw } from './client.js';
 import { CLIENT_NAME, SOFTWARE_VERSION } from './control.js';
 
 /** Common-model figures from what the RMBT phases recorded. */
-export function rmbtFigures(raw: RmbtRaw): Pick<RunResult, 'download' | 'upload' | 'connections'> & { ping?: PingStats } {
-  const dl = raw.download && directionResult(raw.download.threads, raw.download.totals, 'client', raw.download.chunkSize);
-  const ul = raw.upload && directionResult(raw.upload.threads, raw.upload.totals, 'server', raw.upload.chunkSize);
+export function rmbtFigures(
+  raw: RmbtRaw,
+): Pick<RunResult, 'download' | 'upload' | 'connections'> & { ping?: PingStats } {
+  const dl =
+    raw.download &&
+    directionResult(raw.download.threads, raw.download.totals, 'client', raw.download.chunkSize);
+  const ul =
+    raw.upload && directionResult(raw.upload.threads, raw.upload.totals, 'server', raw.upload.chunkSize);
   const ping = pingStats(raw.pings);
   return {
     ...(dl ? { download: dl } : {}),
@@ -32,7 +37,8 @@ export function resultBody(
   ] as const) {
     d?.threads.forEach((pts, thread) => {
       speedDetail.push({ direction, thread, time: 0, bytes: 0 });
-      for (const p of pts) speedDetail.push({ direction, thread, time: Math.round(p.t), bytes: Math.round(p.b) });
+      for (const p of pts)
+        speedDetail.push({ direction, thread, time: Math.round(p.t), bytes: Math.round(p.b) });
     });
   }
   const dl = result.download;

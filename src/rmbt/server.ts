@@ -4,7 +4,7 @@ import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Channel } from './channel.js';
-import { serveSession, type SessionLimits } from './session.js';
+import { type SessionLimits, serveSession } from './session.js';
 import { wsAccept } from './ws.js';
 
 /**
@@ -54,7 +54,8 @@ export class RmbtServer {
 
   async start(): Promise<void> {
     for (const spec of this.o.listeners) {
-      if (spec.tls && !this.o.tlsCreds) throw new ProbeError('BP_ERR_CONFIG', 'a TLS listener needs a certificate');
+      if (spec.tls && !this.o.tlsCreds)
+        throw new ProbeError('BP_ERR_CONFIG', 'a TLS listener needs a certificate');
       const server = spec.tls
         ? tls.createServer({
             cert: this.o.tlsCreds!.cert,
@@ -65,7 +66,9 @@ export class RmbtServer {
         : net.createServer();
       const event = spec.tls ? 'secureConnection' : 'connection';
       server.on(event, (s: net.Socket) => this.accept(s, spec));
-      server.on('tlsClientError', (err: Error) => this.o.log?.debug({ err: err.message }, 'TLS handshake failed'));
+      server.on('tlsClientError', (err: Error) =>
+        this.o.log?.debug({ err: err.message }, 'TLS handshake failed'),
+      );
       server.on('error', (err) => this.o.log?.error({ err: err.message }, 'listener error'));
       // Count raw TCP connections, including TLS ones still in their handshake, against the limit.
       if (spec.tls) server.on('connection', (s: net.Socket) => this.admit(s));
@@ -128,7 +131,9 @@ export class RmbtServer {
   private async upgrade(ch: Channel): Promise<boolean> {
     const head = await ch.readHttpHead(this.o.idleTimeoutMs);
     const reply = (status: string, extra = '') =>
-      ch.writeRaw(Buffer.from(`HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`, 'latin1'));
+      ch.writeRaw(
+        Buffer.from(`HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`, 'latin1'),
+      );
     if (!head.startsWith('GET ')) {
       reply('405 Method Not Allowed', 'Allow: GET\r\n');
       return false;
@@ -136,7 +141,12 @@ export class RmbtServer {
     const upgrade = /^upgrade:\s*(\S+)\s*$/im.exec(head)?.[1]?.toLowerCase();
     if (upgrade === 'rmbt') {
       // No trailing NUL: that byte in RMBTD's reply is a bug clients work around (§2.3).
-      ch.writeRaw(Buffer.from('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: RMBT\r\n\r\n', 'latin1'));
+      ch.writeRaw(
+        Buffer.from(
+          'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: RMBT\r\n\r\n',
+          'latin1',
+        ),
+      );
       return true;
     }
     if (upgrade === 'websocket') {

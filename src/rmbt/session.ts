@@ -30,7 +30,12 @@ const hr = () => process.hrtime.bigint();
  * exactly as the reference server answers (specs/rmbt.md §3.1, §3.2). Where RMBTD closes without a word
  * (bad token, bad chunk size) we send `ERR` first, as the newer Rust server does, so clients can say why.
  */
-export async function serveSession(ch: Channel, engine: Engine, lim: SessionLimits, log?: Logger): Promise<void> {
+export async function serveSession(
+  ch: Channel,
+  engine: Engine,
+  lim: SessionLimits,
+  log?: Logger,
+): Promise<void> {
   ch.writeLine(`RMBTv${GREETING_VERSION}`);
   ch.writeLine(ACCEPT_TOKEN);
   // Preamble: blank lines are skipped (some clients send one after the upgrade), QUIT answers BYE.
@@ -71,7 +76,10 @@ export async function serveSession(ch: Channel, engine: Engine, lim: SessionLimi
     switch (c.cmd) {
       case 'GETCHUNKS':
       case 'GETTIME': {
-        const ok = c.cmd === 'GETCHUNKS' ? c.count >= 1 && c.count <= MAX_CHUNKS : c.seconds >= 1 && c.seconds <= lim.maxDuration;
+        const ok =
+          c.cmd === 'GETCHUNKS'
+            ? c.count >= 1 && c.count <= MAX_CHUNKS
+            : c.seconds >= 1 && c.seconds <= lim.maxDuration;
         if (!ok) {
           ch.writeLine('ERR');
           continue;

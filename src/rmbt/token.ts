@@ -14,12 +14,21 @@ export function tokenHmac(key: string | Buffer, uuid: string, start: number): st
 }
 
 /** What the reference C client does in direct mode: a fresh lowercase UUID and the current second. */
-export function makeToken(key: string | Buffer, startS = Math.floor(Date.now() / 1000), uuid = randomUUID()): string {
+export function makeToken(
+  key: string | Buffer,
+  startS = Math.floor(Date.now() / 1000),
+  uuid = randomUUID(),
+): string {
   return `${uuid}_${startS}_${tokenHmac(key, uuid, startS)}`;
 }
 
 export type TokenCheck =
-  | { ok: true; uuid: string; start: number; /** seconds to wait before answering OK (start still ahead) */ waitMs: number }
+  | {
+      ok: true;
+      uuid: string;
+      start: number /** seconds to wait before answering OK (start still ahead) */;
+      waitMs: number;
+    }
   | { ok: false; reason: 'syntax' | 'hmac' | 'early' | 'late' };
 
 /** Checks a token against any of the keys and the time window. */

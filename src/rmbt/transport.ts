@@ -3,8 +3,8 @@ import { networkInterfaces } from 'node:os';
 import tls from 'node:tls';
 import { ProbeError, toProbeError } from '../errors.js';
 import { Channel } from './channel.js';
-import { ACCEPT_EARLY_S } from './token.js';
 import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
+import { ACCEPT_EARLY_S } from './token.js';
 import { newWsKey, wsAccept } from './ws.js';
 
 /**
@@ -68,15 +68,29 @@ export function resolveSource(source: string | undefined, ipVersion: 'any' | '4'
   if (!source) return undefined;
   if (net.isIP(source)) return source;
   const addrs = networkInterfaces()[source];
-  if (!addrs?.length) throw new ProbeError('BP_ERR_CONFIG', `source_address ${source} is neither an IP address nor an interface`);
+  if (!addrs?.length)
+    throw new ProbeError(
+      'BP_ERR_CONFIG',
+      `source_address ${source} is neither an IP address nor an interface`,
+    );
   const pick = addrs.find((a) => ipVersion === 'any' || a.family === `IPv${ipVersion}`);
   if (!pick) throw new ProbeError('BP_ERR_CONFIG', `interface ${source} has no IPv${ipVersion} address`);
   return pick.address;
 }
 
-function once<T>(emitter: net.Socket, ok: string, timeoutMs: number, signal: AbortSignal | undefined, what: string): Promise<T | void> {
+/** Waits for `ok` on a connecting socket, turning errors, close, timeout and abort into coded errors. */
+function once(
+  emitter: net.Socket,
+  ok: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  what: string,
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new ProbeError('BP_ERR_TIMEOUT', `${what} took longer than ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => done(new ProbeError('BP_ERR_TIMEOUT', `${what} took longer than ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     const onOk = () => done();
     const onErr = (err: Error) => done(toProbeError(err, 'BP_ERR_CONNECT'));
     const onClose = () => done(new ProbeError('BP_ERR_PEER_CLOSED', `closed during ${what}`));
@@ -156,11 +170,16 @@ async function upgradeHttp(ch: Channel, o: ConnectOptions): Promise<void> {
     ),
   );
   const head = await ch.readHttpHead(o.timeoutMs).catch((err: ProbeError) => {
-    throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_HTTP_UPGRADE', 'the server closed instead of answering the upgrade') : err;
+    throw err.code === 'BP_ERR_PEER_CLOSED'
+      ? new ProbeError('BP_ERR_HTTP_UPGRADE', 'the server closed instead of answering the upgrade')
+      : err;
   });
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
   if (status?.[1] !== '101' || !/^upgrade:\s*rmbt\s*$/im.test(head)) {
-    throw new ProbeError('BP_ERR_HTTP_UPGRADE', `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`);
+    throw new ProbeError(
+      'BP_ERR_HTTP_UPGRADE',
+      `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`,
+    );
   }
 }
 
@@ -175,11 +194,20 @@ async function upgradeWs(ch: Channel, o: ConnectOptions): Promise<void> {
     ),
   );
   const head = await ch.readHttpHead(o.timeoutMs).catch((err: ProbeError) => {
-    throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_HTTP_UPGRADE', 'the server closed instead of answering the WebSocket handshake') : err;
+    throw err.code === 'BP_ERR_PEER_CLOSED'
+      ? new ProbeError(
+          'BP_ERR_HTTP_UPGRADE',
+          'the server closed instead of answering the WebSocket handshake',
+        )
+      : err;
   });
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(head);
   const accept = /^sec-websocket-accept:\s*(\S+)\s*$/im.exec(head)?.[1];
-  if (status?.[1] !== '101') throw new ProbeError('BP_ERR_HTTP_UPGRADE', `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`);
+  if (status?.[1] !== '101')
+    throw new ProbeError(
+      'BP_ERR_HTTP_UPGRADE',
+      `server answered ${JSON.stringify(head.split('\r\n')[0] ?? '')}`,
+    );
   if (accept !== wsAccept(key)) throw new ProbeError('BP_ERR_HTTP_UPGRADE', 'wrong Sec-WebSocket-Accept');
   ch.enableWs('client');
 }
@@ -204,18 +232,28 @@ export async function connectRmbt(o: ConnectOptions, token: string): Promise<Rmb
     const version = parseGreeting(await channel.readLine(o.timeoutMs));
     const accept = await channel.readLine(o.timeoutMs);
     if (!accept.startsWith('ACCEPT') || !accept.includes('TOKEN')) {
-      throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT TOKEN, got ${JSON.stringify(accept.slice(0, 80))}`);
+      throw new ProbeError(
+        'BP_ERR_PROTOCOL',
+        `expected ACCEPT TOKEN, got ${JSON.stringify(accept.slice(0, 80))}`,
+      );
     }
     channel.writeLine(`TOKEN ${token}`);
     // The server sleeps until the token's start when it is early (up to 20 s, §3.1 "Time window").
     const ok = await channel.readLine(o.timeoutMs + ACCEPT_EARLY_S * 1000).catch((err: ProbeError) => {
-      throw err.code === 'BP_ERR_PEER_CLOSED' ? new ProbeError('BP_ERR_RMBT_TOKEN', 'the server closed the connection after TOKEN') : err;
+      throw err.code === 'BP_ERR_PEER_CLOSED'
+        ? new ProbeError('BP_ERR_RMBT_TOKEN', 'the server closed the connection after TOKEN')
+        : err;
     });
     if (ok === 'ERR') throw new ProbeError('BP_ERR_RMBT_TOKEN', 'the server answered ERR to TOKEN');
-    if (ok !== 'OK') throw new ProbeError('BP_ERR_PROTOCOL', `expected OK after TOKEN, got ${JSON.stringify(ok.slice(0, 80))}`);
+    if (ok !== 'OK')
+      throw new ProbeError(
+        'BP_ERR_PROTOCOL',
+        `expected OK after TOKEN, got ${JSON.stringify(ok.slice(0, 80))}`,
+      );
     const chunk = parseChunkSize(await channel.readLine(o.timeoutMs));
     const next = await channel.readLine(o.timeoutMs);
-    if (!next.startsWith('ACCEPT')) throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(next.slice(0, 80))}`);
+    if (!next.startsWith('ACCEPT'))
+      throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(next.slice(0, 80))}`);
     const ready_ms = ms(t0, process.hrtime.bigint());
     return { channel, timing: { ...timing, ready_ms }, version, chunk };
   } catch (err) {

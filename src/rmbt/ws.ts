@@ -129,14 +129,21 @@ export class WsDecoder {
   private startFrame(): void {
     const b0 = this.head[0]!;
     const b1 = this.head[1]!;
-    if (b0 & 0x70) throw new ProbeError('BP_ERR_PROTOCOL', 'WebSocket frame with reserved bits (compression is not negotiated)');
+    if (b0 & 0x70)
+      throw new ProbeError(
+        'BP_ERR_PROTOCOL',
+        'WebSocket frame with reserved bits (compression is not negotiated)',
+      );
     this.opcode = b0 & 0x0f;
     if (![OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG].includes(this.opcode)) {
       throw new ProbeError('BP_ERR_PROTOCOL', `unknown WebSocket opcode ${this.opcode}`);
     }
     const masked = (b1 & 0x80) !== 0;
     if (masked !== this.expectMasked) {
-      throw new ProbeError('BP_ERR_PROTOCOL', masked ? 'masked frame from a server' : 'unmasked frame from a client');
+      throw new ProbeError(
+        'BP_ERR_PROTOCOL',
+        masked ? 'masked frame from a server' : 'unmasked frame from a client',
+      );
     }
     const len7 = b1 & 0x7f;
     let pos = 2;
@@ -146,12 +153,15 @@ export class WsDecoder {
       pos = 4;
     } else if (len7 === 127) {
       const big = this.head.readBigUInt64BE(2);
-      if (big > BigInt(MAX_FRAME)) throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${big} bytes is too large`);
+      if (big > BigInt(MAX_FRAME))
+        throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${big} bytes is too large`);
       len = Number(big);
       pos = 10;
     }
-    if (len > MAX_FRAME) throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${len} bytes is too large`);
-    if (this.opcode >= 8 && len > 125) throw new ProbeError('BP_ERR_PROTOCOL', 'WebSocket control frame too large');
+    if (len > MAX_FRAME)
+      throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${len} bytes is too large`);
+    if (this.opcode >= 8 && len > 125)
+      throw new ProbeError('BP_ERR_PROTOCOL', 'WebSocket control frame too large');
     this.mask = masked ? Buffer.from(this.head.subarray(pos, pos + 4)) : undefined;
     this.maskPos = 0;
     this.remaining = len;

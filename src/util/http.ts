@@ -27,10 +27,17 @@ export function postJson(
       u,
       {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': data.length,
+          accept: 'application/json',
+        },
         timeout: opts.timeoutMs,
         ...(u.protocol === 'https:'
-          ? { rejectUnauthorized: !opts.tls.insecure, ...(opts.tls.ca ? { ca: [...tls.rootCertificates, String(opts.tls.ca)] } : {}) }
+          ? {
+              rejectUnauthorized: !opts.tls.insecure,
+              ...(opts.tls.ca ? { ca: [...tls.rootCertificates, String(opts.tls.ca)] } : {}),
+            }
           : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       },
@@ -40,7 +47,9 @@ export function postJson(
         res.on('data', (d: Buffer) => {
           size += d.length;
           if (size > MAX_BODY) {
-            req.destroy(new ProbeError('BP_ERR_RMBT_CONTROL', `answer from ${u.host} larger than ${MAX_BODY} bytes`));
+            req.destroy(
+              new ProbeError('BP_ERR_RMBT_CONTROL', `answer from ${u.host} larger than ${MAX_BODY} bytes`),
+            );
           } else parts.push(d);
         });
         res.on('end', () => {
@@ -49,14 +58,19 @@ export function postJson(
             resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
           } catch {
             reject(
-              new ProbeError('BP_ERR_RMBT_CONTROL', `HTTP ${res.statusCode} from ${u.host}${u.pathname} is not JSON: ${JSON.stringify(text.slice(0, 120))}`),
+              new ProbeError(
+                'BP_ERR_RMBT_CONTROL',
+                `HTTP ${res.statusCode} from ${u.host}${u.pathname} is not JSON: ${JSON.stringify(text.slice(0, 120))}`,
+              ),
             );
           }
         });
         res.on('error', (err) => reject(toProbeError(err, 'BP_ERR_RMBT_CONTROL')));
       },
     );
-    req.on('timeout', () => req.destroy(new ProbeError('BP_ERR_TIMEOUT', `${u.host} did not answer within ${opts.timeoutMs} ms`)));
+    req.on('timeout', () =>
+      req.destroy(new ProbeError('BP_ERR_TIMEOUT', `${u.host} did not answer within ${opts.timeoutMs} ms`)),
+    );
     req.on('error', (err) => reject(toProbeError(err, 'BP_ERR_CONNECT')));
     req.end(data);
   });

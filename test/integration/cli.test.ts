@@ -1,0 +1,76 @@
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RunResult } from '../../src/measure/result.js';
+import { tempDir } from '../helpers/rmbt.js';
+
+const CLI = join(import.meta.dirname, '../../dist/cli.js');
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, ...env },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('CLI (built dist/cli.js)', () => {
+  it('the default command (demo) measures against our own loopback servers and prints JSON', () => {
+    const dir = tempDir();
+    const r = run([
+      '--json',
+      '--data-dir',
+      dir,
+      '--duration',
+      '1',
+      '--pretest-duration',
+      '0.2',
+      '--ping-duration',
+      '0.1',
+    ]);
+    expect(r.err).not.toMatch(/BP_ERR/);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.out) as RunResult;
+    expect(result.status).toBe('ok');
+    expect(result.download!.mbps).toBeGreaterThan(0);
+    expect(result.upload!.mbps).toBeGreaterThan(0);
+    expect(result.rmbt!.submitted).toBe(true);
+    expect(result.engine).toBe('js');
+  });
+
+  it('a broken options file stops the process before anything runs, naming the problem', () => {
+    const dir = tempDir();
+    const f = join(dir, 'options.json');
+    writeFileSync(f, '{"log_level": "loud", "rmbt": {"threads": 50}}');
+    const r = run(['measure', 'rmbt', '--options', f]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('BP_ERR_CONFIG');
+    expect(r.err).toContain('log_level is "loud"; allowed: one of trace');
+    expect(r.err).toContain('rmbt.threads is 50; allowed: a whole number from 0 to 20');
+    writeFileSync(f, '{not json');
+    const r2 = run(['measure', 'rmbt'], { BANDWIDTH_PROBE_OPTIONS: f });
+    expect(r2.code).toBe(2);
+    expect(r2.err).toContain('BP_ERR_CONFIG_FILE');
+  });
+
+  it('measure without a target explains what to set, with a non-zero exit', () => {
+    const r = run(['measure', 'rmbt', '--json']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('BP_ERR_CONFIG');
+    expect((JSON.parse(r.out) as RunResult).error!.message).toContain('set control_url, or server and key');
+  });
+
+  it('unknown commands and flags are usage errors; --help lists every setting with its env name', () => {
+    expect(run(['frobnicate']).code).toBe(2);
+    const bad = run(['measure', 'rmbt', '--thread', '3']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('unknown flag --thread');
+    const help = run(['measure', 'rmbt', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('--control-url');
+    expect(help.out).toContain('BANDWIDTH_PROBE_RMBT_TLS_INSECURE');
+    expect(run(['--version']).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});

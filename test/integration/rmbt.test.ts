@@ -1,0 +1,339 @@
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Settings } from '../../src/config/schema.js';
+import type { Engine } from '../../src/engine/types.js';
+import type { RunResult } from '../../src/measure/result.js';
+import { Channel } from '../../src/rmbt/channel.js';
+import { measureRmbt } from '../../src/rmbt/measure.js';
+import type { RunningRmbtServers } from '../../src/rmbt/serve.js';
+import { makeToken } from '../../src/rmbt/token.js';
+import { TRANSPORTS, type Transport, usesTls } from '../../src/rmbt/transport.js';
+import { clientSettings, ENGINES, fakeServer, startServers, tempDir } from '../helpers/rmbt.js';
+
+function portFor(servers: RunningRmbtServers, t: Transport): number {
+  const m = servers.measurement;
+  const port = m.portOf(t === 'plain' || t === 'tls' ? 'plain' : 'http', usesTls(t));
+  return port!;
+}
+
+function expectConsistent(r: RunResult, threads: number) {
+  expect(r.error).toBeUndefined();
+  expect(r.status).toBe('ok');
+  for (const d of [r.download!, r.upload!]) {
+    expect(d.streams).toBe(threads);
+    expect(d.mbps).toBeGreaterThan(0);
+    // t* rule: rate is bytes at t* over t*
+    expect(d.mbps).toBeCloseTo((d.bytes * 8) / d.duration_ms / 1000, 1);
+    expect(d.series.length).toBeGreaterThan(0);
+  }
+  // Download framing: every stream stops exactly at a chunk boundary (the 0xFF chunk), nothing lost or extra.
+  for (const s of r.download!.per_stream) expect(s.bytes % r.download!.chunk_size!).toBe(0);
+  // Upload: the server's final count per stream equals what we sent.
+  for (const s of r.upload!.per_stream) expect(s.bytes % r.upload!.chunk_size!).toBe(0);
+  expect(r.upload!.timing).toBe('server');
+  expect(r.ping!.count).toBeGreaterThanOrEqual(5);
+  expect(r.ping!.median_ms).toBeGreaterThan(0);
+}
+
+describe.each(ENGINES)('RMBT on loopback, $name engine', ({ make }) => {
+  let engine: Engine;
+  let servers: RunningRmbtServers;
+  let settings: Settings;
+  let key: string;
+
+  beforeAll(async () => {
+    engine = make();
+    ({ servers, settings } = await startServers(engine));
+    key = servers.keys[0]!;
+  });
+  afterAll(async () => {
+    await servers.close();
+  });
+
+  const direct = (transport: Transport, over: Record<string, string> = {}) =>
+    measureRmbt(
+      clientSettings({
+        server: `127.0.0.1:${portFor(servers, transport)}`,
+        key,
+        transport,
+        tls_insecure: 'true',
+        ...over,
+      }),
+      { engine, general: settings.general },
+    );
+
+  for (const transport of TRANSPORTS) {
+    for (const threads of [1, 3]) {
+      it(`${transport}, ${threads} thread(s): full run, consistent figures`, async () => {
+        const r = await direct(transport, { threads: String(threads) });
+        expectConsistent(r, threads);
+        expect(r.server.transport).toBe(transport);
+        const c = r.connections!;
+        expect(c).toHaveLength(threads);
+        expect(c.every((x) => (x.tls_ms !== undefined) === ['tls', 'https', 'wss'].includes(transport))).toBe(
+          true,
+        );
+        expect(
+          c.every((x) => (x.upgrade_ms !== undefined) === ['http', 'https', 'ws', 'wss'].includes(transport)),
+        ).toBe(true);
+      });
+    }
+  }
+
+  it('through the control server: registers, measures, submits; the submission matches the result', async () => {
+    const dataDir = tempDir();
+    const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
+    const s = clientSettings({ control_url, tls_ca: servers.certPath! });
+    const r = await measureRmbt(s, { engine, general: { ...settings.general, data_dir: dataDir } });
+    expectConsistent(r, r.download!.streams);
+    expect(r.server.transport).toBe('https');
+    expect(r.rmbt!.submitted).toBe(true);
+    const stored = servers.control!.results.find((x) => x.testUuid === r.rmbt!.test_uuid)!.result!;
+    expect(stored.test_speed_download).toBe(Math.round(r.download!.mbps * 1000));
+    expect(stored.test_speed_upload).toBe(Math.round(r.upload!.mbps * 1000));
+    expect(stored.test_nsec_download).toBe(Math.round(r.download!.duration_ms * 1e6));
+    expect(stored.client_uuid).toBe(r.rmbt!.client_uuid);
+    expect((stored.pings as unknown[]).length).toBe(r.ping!.count);
+    const detail = stored.speed_detail as {
+      direction: string;
+      thread: number;
+      time: number;
+      bytes: number;
+    }[];
+    expect(detail.filter((d) => d.direction === 'upload' && d.time === 0)).toHaveLength(r.upload!.streams);
+    // The client UUID is kept per control server and reused.
+    const uuids = JSON.parse(readFileSync(join(dataDir, 'rmbt-client-uuid.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    expect(uuids[control_url]).toBe(r.rmbt!.client_uuid);
+    const again = await measureRmbt(
+      clientSettings({ control_url, tls_ca: servers.certPath!, submit_results: 'false' }),
+      {
+        engine,
+        general: { ...settings.general, data_dir: dataDir },
+      },
+    );
+    expect(again.rmbt!.client_uuid).toBe(r.rmbt!.client_uuid);
+    expect(again.rmbt!.submitted).toBe(false);
+  });
+
+  it('control server: each transport wish gets its server type', async () => {
+    const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
+    for (const [wish, want] of [
+      ['ws', 'wss'],
+      ['plain', 'tls'],
+    ] as const) {
+      const r = await measureRmbt(
+        clientSettings({ control_url, tls_ca: servers.certPath!, transport: wish, threads: '1' }),
+        {
+          engine,
+          general: { ...settings.general, data_dir: tempDir() },
+        },
+      );
+      expect(r.status).toBe('ok');
+      expect(r.server.transport).toBe(want);
+    }
+  });
+
+  it('TLS verification is on by default: a self-signed server fails with BP_ERR_TLS', async () => {
+    const r = await direct('https', { tls_insecure: 'false' });
+    expect(r.status).toBe('failed');
+    expect(r.error!.code).toBe('BP_ERR_TLS');
+  });
+
+  it('wrong key → BP_ERR_RMBT_TOKEN, and the server keeps serving', async () => {
+    const r = await direct('http', { key: 'not-the-key' });
+    expect(r.status).toBe('failed');
+    expect(r.error!.code).toBe('BP_ERR_RMBT_TOKEN');
+    const ok = await direct('http', { threads: '1' });
+    expect(ok.status).toBe('ok');
+  });
+
+  it('server refuses a chunk size out of range with ERR and closes', async () => {
+    const sock = net.connect(portFor(servers, 'plain'), '127.0.0.1');
+    const ch = new Channel(sock);
+    expect(await ch.readLine(2000)).toBe('RMBTv1.3.5');
+    expect(await ch.readLine(2000)).toBe('ACCEPT TOKEN QUIT');
+    ch.writeLine(`TOKEN ${makeToken(key)}`);
+    expect(await ch.readLine(2000)).toBe('OK');
+    expect(await ch.readLine(2000)).toBe('CHUNKSIZE 4096 4096 4194304');
+    expect(await ch.readLine(2000)).toMatch(/^ACCEPT GETCHUNKS/);
+    ch.writeLine('GETTIME 1 1000');
+    expect(await ch.readLine(2000)).toBe('ERR');
+    await expect(ch.readLine(2000)).rejects.toMatchObject({ code: 'BP_ERR_PEER_CLOSED' });
+  });
+
+  it('server answers like RMBTD: unknown command → ERR then ACCEPT; GETCHUNKS n chunks, last ends in 0xFF', async () => {
+    const sock = net.connect(portFor(servers, 'plain'), '127.0.0.1');
+    const ch = new Channel(sock);
+    for (let i = 0; i < 2; i++) await ch.readLine(2000);
+    ch.writeLine(`TOKEN ${makeToken(key)}`);
+    for (let i = 0; i < 3; i++) await ch.readLine(2000);
+    ch.writeLine('FOO');
+    expect(await ch.readLine(2000)).toBe('ERR');
+    expect(await ch.readLine(2000)).toMatch(/^ACCEPT GETCHUNKS GETTIME PUT PUTNORESULT PING QUIT$/);
+    ch.writeLine('GETCHUNKS 3 8192');
+    const data = await ch.readBytes(3 * 8192, 2000);
+    expect([data[8191], data[16383], data[24575]]).toEqual([0x00, 0x00, 0xff]);
+    ch.writeLine('OK');
+    expect(await ch.readLine(2000)).toMatch(/^TIME \d+$/);
+    await ch.readLine(2000);
+    ch.writeLine('QUIT');
+    expect(await ch.readLine(2000)).toBe('BYE');
+  });
+
+  it('server closing mid-download → BP_ERR_PEER_CLOSED, no hang', async () => {
+    const own = await startServers(engine);
+    try {
+      const m = own.servers.measurement;
+      const r = await measureRmbt(
+        clientSettings({
+          server: `127.0.0.1:${m.portOf('http', false)}`,
+          key: own.servers.keys[0]!,
+          transport: 'http',
+          duration: '3',
+        }),
+        {
+          engine,
+          general: own.settings.general,
+          onEvent: (e) => {
+            if (e.type === 'phase' && e.phase === 'download') setTimeout(() => void m.close(), 300);
+          },
+        },
+      );
+      expect(r.status).toBe('failed');
+      expect(r.error!.code).toBe('BP_ERR_PEER_CLOSED');
+      expect(r.ping!.count).toBeGreaterThan(0);
+      expect(r.download).toBeUndefined();
+    } finally {
+      await own.servers.close();
+    }
+  });
+
+  it('a server that stalls (sends nothing) → BP_ERR_STALLED after io_timeout', async () => {
+    const fake = await fakeServer(() => {});
+    try {
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${fake.port}`, key: 'k', transport: 'plain', io_timeout: '1' }),
+        {
+          engine,
+          general: settings.general,
+        },
+      );
+      expect(r.status).toBe('failed');
+      expect(r.error!.code).toBe('BP_ERR_STALLED');
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('a server that drops the connection on a chunk-size argument → BP_ERR_RMBT_CHUNKSIZE', async () => {
+    const fake = await fakeServer((line, sock) => {
+      if (line.startsWith('GETCHUNKS')) sock.destroy();
+    });
+    try {
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${fake.port}`, key: 'k', transport: 'plain', threads: '1' }),
+        {
+          engine,
+          general: settings.general,
+        },
+      );
+      expect(r.error!.code).toBe('BP_ERR_RMBT_CHUNKSIZE');
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('a malformed TIME reply → BP_ERR_PROTOCOL', async () => {
+    const fake = await fakeServer((line, sock) => {
+      if (line.startsWith('GETCHUNKS')) {
+        const chunk = Buffer.alloc(4096);
+        chunk[4095] = 0xff;
+        sock.write(chunk);
+      } else if (line === 'OK') sock.write('TIME soon\n');
+    });
+    try {
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${fake.port}`, key: 'k', transport: 'plain', threads: '1' }),
+        {
+          engine,
+          general: settings.general,
+        },
+      );
+      expect(r.error!.code).toBe('BP_ERR_PROTOCOL');
+      expect(r.error!.message).toContain('expected TIME');
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('abort mid-download → status aborted, BP_ERR_ABORTED', async () => {
+    const ctrl = new AbortController();
+    const r = await measureRmbt(
+      clientSettings({
+        server: `127.0.0.1:${portFor(servers, 'http')}`,
+        key,
+        transport: 'http',
+        duration: '5',
+      }),
+      {
+        engine,
+        general: settings.general,
+        signal: ctrl.signal,
+        onEvent: (e) => {
+          if (e.type === 'phase' && e.phase === 'download') setTimeout(() => ctrl.abort(), 200);
+        },
+      },
+    );
+    expect(r.status).toBe('aborted');
+    expect(r.error!.code).toBe('BP_ERR_ABORTED');
+  });
+
+  it('a closed port → BP_ERR_CONNECT', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((res) => probe.close(() => res()));
+    const r = await measureRmbt(clientSettings({ server: `127.0.0.1:${port}`, key, transport: 'plain' }), {
+      engine,
+      general: settings.general,
+    });
+    expect(r.error!.code).toBe('BP_ERR_CONNECT');
+  });
+
+  it('the server limits concurrent connections', async () => {
+    const own = await startServers(engine, { max_connections: '2' });
+    try {
+      const port = own.servers.measurement.portOf('plain', false)!;
+      const socks = [0, 1, 2].map(() => net.connect(port, '127.0.0.1'));
+      const greetings = await Promise.all(
+        socks.map((s) =>
+          new Channel(s).readLine(2000).then(
+            (l) => l,
+            (e: { code: string }) => e.code,
+          ),
+        ),
+      );
+      expect(greetings.filter((g) => g === 'RMBTv1.3.5')).toHaveLength(2);
+      expect(greetings.filter((g) => g === 'BP_ERR_PEER_CLOSED')).toHaveLength(1);
+      for (const s of socks) s.destroy();
+    } finally {
+      await own.servers.close();
+    }
+  });
+});
+
+describe('generated server state', () => {
+  it('keeps the generated key and certificate in the data directory', async () => {
+    const { servers, settings } = await startServers(ENGINES[0]!.make());
+    await servers.close();
+    expect(existsSync(join(settings.general.data_dir, 'rmbt-secret.key'))).toBe(true);
+    expect(readFileSync(join(settings.general.data_dir, 'rmbt-server-cert.pem'), 'utf8')).toMatch(
+      /BEGIN CERTIFICATE/,
+    );
+  });
+});
