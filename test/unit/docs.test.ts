@@ -22,7 +22,8 @@ describe('DOCS.md', () => {
       for (const m of text.matchAll(/^\| `([a-z_]+)` \| ([^|]+) \|/gm)) rows.set(m[1]!, m[2]!);
       expect([...rows.keys()].sort()).toEqual(Object.keys(schema).sort());
       for (const [key, f] of Object.entries(schema)) {
-        if ('default' in f && f.default !== undefined) expect(rows.get(key)).toContain(`\`${String(f.default)}\``);
+        if ('default' in f && f.default !== undefined)
+          expect(rows.get(key)).toContain(`\`${String(f.default)}\``);
         else expect(rows.get(key)!.trim()).toBe('—');
       }
     });
