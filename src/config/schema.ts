@@ -117,6 +117,12 @@ export const rmbtSchema = {
     default: true,
     description: 'Send the result to the control server (as the RMBT protocol expects). Off keeps it local.',
   },
+  client_uuid_file: {
+    type: 'str',
+    optional: true,
+    description:
+      'Where the client UUIDs the control servers assign are kept (default: data_dir/rmbt-client-uuid.json).',
+  },
   accept_terms: {
     type: 'bool',
     default: false,

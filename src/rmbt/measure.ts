@@ -50,7 +50,7 @@ interface Plan {
 
 /** Control-server mode: register, ask for a test, wait test_wait, then go (§6). */
 async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOptions): Promise<Plan> {
-  const store = new UuidStore(join(ctx.general.data_dir, 'rmbt-client-uuid.json'));
+  const store = new UuidStore(s.client_uuid_file ?? join(ctx.general.data_dir, 'rmbt-client-uuid.json'));
   const known = store.get(s.control_url!);
   const uuid = await registerClient(ctl, known, s.accept_terms);
   if (uuid !== known) store.set(s.control_url!, uuid);

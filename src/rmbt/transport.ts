@@ -113,6 +113,13 @@ function once(
 /** Opens the TCP (and TLS) connection and performs the HTTP or WebSocket upgrade; no RMBT yet. */
 export async function openTransport(o: ConnectOptions): Promise<{ channel: Channel; timing: ConnectTiming }> {
   const t0 = process.hrtime.bigint();
+  const literal = net.isIP(o.host);
+  if (literal && o.ipVersion !== 'any' && literal !== Number(o.ipVersion)) {
+    throw new ProbeError(
+      'BP_ERR_CONFIG',
+      `${o.host} is an IPv${literal} address but ip_version is ${o.ipVersion}`,
+    );
+  }
   const localAddress = resolveSource(o.source, o.ipVersion);
   const sock = net.connect({
     host: o.host,

@@ -337,3 +337,42 @@ describe('generated server state', () => {
     );
   });
 });
+
+describe('address family and source address', () => {
+  // This machine's resolver has no IPv6 name for loopback, so the family is exercised with literals.
+  it('IPv6 literal with ip_version 6 and an interface as source; mismatches are config errors', async () => {
+    const engine = ENGINES[0]!.make();
+    const { servers, settings } = await startServers(engine, { bind: '::1' });
+    try {
+      const port = servers.measurement.portOf('http', false)!;
+      const key = servers.keys[0]!;
+      const base = { server: `[::1]:${port}`, key, transport: 'http', threads: '1' };
+      const v6 = await measureRmbt(clientSettings({ ...base, ip_version: '6', source_address: 'lo' }), {
+        engine,
+        general: settings.general,
+      });
+      expect(v6.error).toBeUndefined();
+      expect(v6.server.host).toBe('::1');
+      const v4 = await measureRmbt(clientSettings({ ...base, ip_version: '4' }), {
+        engine,
+        general: settings.general,
+      });
+      expect(v4.error!.code).toBe('BP_ERR_CONFIG');
+      const badIf = await measureRmbt(clientSettings({ ...base, source_address: 'no-such-if0' }), {
+        engine,
+        general: settings.general,
+      });
+      expect(badIf.error!.code).toBe('BP_ERR_CONFIG');
+      const v4only = await measureRmbt(
+        clientSettings({ ...base, server: `127.0.0.1:${port}`, source_address: '127.0.0.1' }),
+        {
+          engine,
+          general: settings.general,
+        },
+      );
+      expect(v4only.error!.code).toBe('BP_ERR_CONNECT');
+    } finally {
+      await servers.close();
+    }
+  });
+});
