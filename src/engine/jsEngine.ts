@@ -30,6 +30,7 @@ export class JsEngine implements Engine {
       return job.mode === 'receive' ? receive(s, job, start, counters, i) : send(s, job, start, counters, i);
     });
     return {
+      kind: 'js',
       counters,
       abort: () => {
         for (const c of ctrls) c.abort();

@@ -35,6 +35,20 @@ export interface DataStream {
   writeLine(line: string): void;
   /** Framed copies of chunks of `size` payload bytes: several "more follows" variants and one last chunk. */
   chunkSet(size: number, terminated: boolean): ChunkSet;
+  /**
+   * For the native engine: waits until every queued write has reached the kernel, then stops Node from
+   * reading and hands over the fd with the payload already buffered. Undefined when the stream cannot be
+   * driven natively (TLS, or a WebSocket frame half read).
+   */
+  takeFd?(): Promise<NativeHandle | undefined>;
+  /** Gives the fd back: `leftover` is raw socket bytes, or payload when `decoded`. */
+  giveBackFd?(leftover: Buffer, decoded: boolean): void;
+}
+
+export interface NativeHandle {
+  fd: number;
+  pending: Buffer;
+  ws: 'client' | 'server' | null;
 }
 
 export interface ChunkSet {
@@ -80,6 +94,8 @@ export interface StreamOutcome {
 }
 
 export interface EngineRun {
+  /** which implementation moved the bytes (the native engine hands streams it cannot drive to js) */
+  readonly kind: EngineKind;
   /** live cumulative payload bytes per stream, readable at any time without a call into the engine */
   readonly counters: Float64Array;
   abort(): void;

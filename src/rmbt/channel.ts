@@ -1,9 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { ChunkSet, DataStream, StreamSink } from '../engine/types.js';
+import type { ChunkSet, DataStream, NativeHandle, StreamSink } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import { randomPool } from '../util/randomPool.js';
 import { encodeFrame, frameHeader, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WsDecoder } from './ws.js';
+
+/** The parts of Node's internal TCP handle the native hand-over uses (stable across Node 18–22). */
+interface TcpHandle {
+  fd: number;
+  reading: boolean;
+  readStop(): number;
+  readStart(): number;
+}
 
 /** RMBTD's MAX_LINE_LENGTH (specs/rmbt.md §3): a longer line is a protocol error, never unbounded memory. */
 export const MAX_LINE = 1024;
@@ -246,6 +254,43 @@ export class Channel implements DataStream {
     };
     const cont = Array.from({ length: variants }, (_, i) => make(i, terminated ? 0x00 : undefined));
     return { size, cont, fin: terminated ? make(0, 0xff) : cont[0]! };
+  }
+
+  // --- native hand-over -------------------------------------------------------------------------
+
+  private savedTimeout = 0;
+
+  async takeFd(): Promise<NativeHandle | undefined> {
+    // Node's TLS lives in Node: its fd carries ciphertext, so TLS streams stay on the js engine.
+    if ((this.socket as { encrypted?: boolean }).encrypted) return undefined;
+    if (this.decoder && !this.decoder.atFrameStart) return undefined;
+    const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
+    if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || this.failure) return undefined;
+    // Every byte Node still queues must reach the kernel before the loop writes (RMBT forbids pipelining
+    // and the order of OK and data matters, §3).
+    if (this.socket.writableLength > 0)
+      await new Promise<void>((r) => this.socket.write(Buffer.alloc(0), () => r()));
+    if (this.failure) return undefined;
+    handle.reading = false;
+    handle.readStop();
+    // While the loop owns the socket Node sees no activity: its idle timer must not fire.
+    this.savedTimeout = this.socket.timeout ?? 0;
+    if (this.savedTimeout) this.socket.setTimeout(0);
+    const pending = this.pendingLen ? Buffer.from(this.take(this.pendingLen)) : Buffer.alloc(0);
+    return { fd: handle.fd, pending, ws: this.wsRole };
+  }
+
+  giveBackFd(leftover: Buffer, decoded: boolean): void {
+    if (leftover.length) {
+      if (decoded) this.onPayload(leftover);
+      else this.onRaw(leftover);
+    }
+    if (this.savedTimeout) this.socket.setTimeout(this.savedTimeout);
+    const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
+    if (handle && !this.socket.destroyed) {
+      handle.reading = true;
+      handle.readStart();
+    }
   }
 
   close(): void {

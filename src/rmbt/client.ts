@@ -1,7 +1,7 @@
 import type { Engine, EngineJob, StreamOutcome } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { PingSample } from '../measure/result.js';
+import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
 import type { Channel } from './channel.js';
 import { parseTime } from './lines.js';
@@ -55,6 +55,8 @@ export interface RmbtRaw {
   download?: DirectionRaw;
   upload?: DirectionRaw;
   singleThreadFallback: boolean;
+  /** which engine implementations moved the download and upload bytes */
+  engines: Set<EngineKind>;
   /** time the test started (ms since the epoch) */
   startedMs: number;
 }
@@ -74,7 +76,14 @@ export interface RunOptions {
 }
 
 export function newRaw(): RmbtRaw {
-  return { version: '', connections: [], pings: [], singleThreadFallback: false, startedMs: Date.now() };
+  return {
+    version: '',
+    connections: [],
+    pings: [],
+    singleThreadFallback: false,
+    engines: new Set(),
+    startedMs: Date.now(),
+  };
 }
 
 /**
@@ -126,7 +135,7 @@ export async function runRmbtTest(
 
     // Phase 4: download.
     emit({ type: 'phase', phase: 'download' });
-    raw.download = await download(conns.slice(0, kDown), csDown, p, opt, emit);
+    raw.download = await download(conns.slice(0, kDown), csDown, p, opt, emit, raw.engines);
 
     // Phase 5: upload pre-test.
     emit({ type: 'phase', phase: 'pretest_upload' });
@@ -138,7 +147,7 @@ export async function runRmbtTest(
 
     // Phase 6: upload.
     emit({ type: 'phase', phase: 'upload' });
-    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit);
+    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit, raw.engines);
 
     await Promise.all(conns.map((c) => quit(c.channel)));
     emit({ type: 'phase', phase: 'end' });
@@ -278,6 +287,7 @@ async function runJob(
   signal: AbortSignal | undefined,
   t0?: bigint[],
   onTick?: (counters: Float64Array) => void,
+  kinds?: Set<EngineKind>,
 ): Promise<StreamOutcome[]> {
   const run = engine.run(streams, job, t0);
   const abort = () => run.abort();
@@ -285,6 +295,7 @@ async function runJob(
   const tick = onTick ? setInterval(() => onTick(run.counters), 250) : undefined;
   try {
     const out = await run.done;
+    kinds?.add(run.kind);
     const err = firstError(out, job);
     if (err) throw err;
     return out;
@@ -346,6 +357,7 @@ async function download(
   p: RmbtTestParams,
   opt: RunOptions,
   emit: (e: RmbtEvent) => void,
+  kinds: Set<EngineKind>,
 ): Promise<DirectionRaw> {
   const t0: bigint[] = [];
   for (const c of conns) {
@@ -384,6 +396,7 @@ async function upload(
   p: RmbtTestParams,
   opt: RunOptions,
   emit: (e: RmbtEvent) => void,
+  kinds: Set<EngineKind>,
 ): Promise<DirectionRaw> {
   const channels = conns.map((c) => c.channel);
   const t0 = await Promise.all(
@@ -402,7 +415,7 @@ async function upload(
     sampleNs: SAMPLE_NS,
     idleTimeoutMs: p.ioTimeoutMs,
   };
-  const out = await runJob(opt.engine, channels, job, opt.signal, t0, progress('upload', emit));
+  const out = await runJob(opt.engine, channels, job, opt.signal, t0, progress('upload', emit), kinds);
   const feedback = await Promise.all(
     channels.map(async (ch) => {
       const points: Point[] = [];

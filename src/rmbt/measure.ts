@@ -200,6 +200,14 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   }
   Object.assign(result, rmbtFigures(raw));
   if (raw.version) result.server.version = raw.version;
+  // The engine that really moved the bytes: native only if every bulk phase ran natively.
+  result.engine = raw.engines.size === 0 ? ctx.engine.kind : raw.engines.has('js') ? 'js' : 'native';
+  if (ctx.engine.kind === 'native' && result.engine === 'js') {
+    ctx.log?.info(
+      { transport: result.server.transport },
+      'TLS streams run on the js engine (the native loop moves plain TCP only)',
+    );
+  }
   if (raw.singleThreadFallback) result.flags.push('single_thread_fallback');
   const cpu = process.cpuUsage(cpu0);
   const wallMs = Date.now() - started.getTime();

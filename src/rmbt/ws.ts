@@ -75,6 +75,11 @@ export class WsDecoder {
   private control: Buffer[] = [];
   private inPayload = false;
 
+  /** True between frames: a native loop can take over the raw stream from here. */
+  get atFrameStart(): boolean {
+    return !this.inPayload && this.headLen === 0;
+  }
+
   constructor(
     private readonly expectMasked: boolean,
     private readonly onPayload: (buf: Buffer) => void,

@@ -1,0 +1,202 @@
+#include "run.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <set>
+
+namespace bp {
+
+namespace {
+
+// Live runs per env (one env per thread: the main thread or a worker), so the cleanup hook can stop them
+// when the process or a worker exits mid-test.
+struct Registry {
+  std::set<Run*> runs;
+};
+thread_local Registry* tls_registry = nullptr;
+
+void cleanup(void* arg) {
+  auto* r = static_cast<Registry*>(arg);
+  for (Run* run : r->runs) run->Shutdown();
+  r->runs.clear();
+  if (tls_registry == r) tls_registry = nullptr;
+  delete r;
+}
+
+Registry& registry(Napi::Env env) {
+  if (!tls_registry) {
+    tls_registry = new Registry();
+    napi_add_env_cleanup_hook(env, cleanup, tls_registry);
+  }
+  return *tls_registry;
+}
+
+void forget(Run* run) {
+  if (tls_registry) tls_registry->runs.erase(run);
+}
+
+const char* err_code(Err e) {
+  switch (e) {
+    case Err::Ok: return "";
+    case Err::Aborted: return "BP_ERR_ABORTED";
+    case Err::Stalled: return "BP_ERR_STALLED";
+    case Err::Timeout: return "BP_ERR_TIMEOUT";
+    case Err::PeerClosed: return "BP_ERR_PEER_CLOSED";
+    case Err::Protocol: return "BP_ERR_PROTOCOL";
+    case Err::Io: return "BP_ERR_ENGINE";
+  }
+  return "BP_ERR_ENGINE";
+}
+
+uint64_t u64(const Napi::Object& o, const char* key, uint64_t def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
+  return def;
+}
+
+Slice slice(const Napi::Value& v) {
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  return Slice{b.Data(), b.Length()};
+}
+
+}  // namespace
+
+Napi::Function Run::Define(Napi::Env env) {
+  return DefineClass(env, "Run", {InstanceMethod("start", &Run::Start), InstanceMethod("abort", &Run::Abort)});
+}
+
+// new Run(spec). The spec was validated in TypeScript (src/engine/native.ts); native code trusts it.
+Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
+  Napi::Env env = info.Env();
+  Napi::Object spec = info[0].As<Napi::Object>();
+  keep_ = Napi::Persistent(spec);
+  job_.mode = spec.Get("mode").As<Napi::String>().Utf8Value() == "send" ? Mode::Send : Mode::Receive;
+  job_.framing = spec.Get("framing").As<Napi::String>().Utf8Value() == "raw" ? Framing::Raw : Framing::Rmbt;
+  std::string ws = spec.Get("ws").As<Napi::String>().Utf8Value();
+  job_.ws = ws == "client" ? WsRole::Client : ws == "server" ? WsRole::Server : WsRole::None;
+  job_.chunk_size = static_cast<uint32_t>(u64(spec, "chunkSize", 4096));
+  job_.sample_ns = u64(spec, "sampleNs", 10000000);
+  job_.idle_ns = u64(spec, "idleNs", 10000000000ull);
+  job_.max_ns = u64(spec, "maxNs", 60000000000ull);
+  job_.report_ns = u64(spec, "reportNs", 0);
+  job_.duration_ns = u64(spec, "durationNs", 0);
+  job_.count = u64(spec, "count", 0);
+  job_.payload_size = static_cast<uint32_t>(u64(spec, "payloadSize", job_.chunk_size));
+  counters_ = reinterpret_cast<double*>(spec.Get("counters").As<Napi::Float64Array>().Data());
+
+  Napi::Array streams = spec.Get("streams").As<Napi::Array>();
+  for (uint32_t i = 0; i < streams.Length(); i++) {
+    Napi::Object s = streams.Get(i).As<Napi::Object>();
+    StreamSpec ss;
+    ss.fd = s.Get("fd").As<Napi::Number>().Int32Value();
+    ss.t0 = u64(s, "t0", 0);
+    Napi::Value pending = s.Get("pending");
+    if (pending.IsBuffer()) {
+      Slice p = slice(pending);
+      ss.pending.assign(p.data, p.data + p.len);
+    }
+    if (job_.mode == Mode::Send) {
+      Napi::Array cont = s.Get("cont").As<Napi::Array>();
+      for (uint32_t k = 0; k < cont.Length(); k++) ss.cont.push_back(slice(cont.Get(k)));
+      ss.fin = slice(s.Get("fin"));
+    }
+    specs_.push_back(std::move(ss));
+  }
+  outcomes_.resize(specs_.size());
+  ctl_.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (ctl_.wake_fd < 0) Napi::Error::New(env, "BP_ERR_ENGINE: eventfd failed").ThrowAsJavaScriptException();
+  registry(env).runs.insert(this);
+}
+
+Run::~Run() {
+  forget(this);
+  Shutdown();
+  if (ctl_.wake_fd >= 0) close(ctl_.wake_fd);
+}
+
+void Run::Shutdown() {
+  ctl_.aborted.store(true);
+  if (ctl_.wake_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
+    (void)ignored;
+  }
+  Join();
+}
+
+void Run::Join() {
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+// start(callback): one thread per stream (measured against an epoll loop: with at most a handful of
+// streams per run on small machines, blocking per-stream threads are simpler and no slower). The
+// callback gets the outcomes on the JS thread once every stream has finished.
+Napi::Value Run::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (started_) {
+    Napi::Error::New(env, "BP_ERR_ENGINE: run already started").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  started_ = true;
+  Ref();  // keep this object (and through keep_, its buffers) alive until the callback ran
+  tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "bandwidth-probe-run", 0, 1);
+  remaining_.store(static_cast<int>(specs_.size()));
+  for (size_t i = 0; i < specs_.size(); i++) {
+    threads_.emplace_back([this, i] {
+      run_stream(job_, specs_[i], ctl_, counters_ + i, outcomes_[i]);
+      if (remaining_.fetch_sub(1) == 1) {
+        // Last stream: hand over to the JS thread. Never touches Napi::Env here.
+        tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function cb) { OnAllDone(env, cb); });
+        tsfn_.Release();
+      }
+    });
+  }
+  if (specs_.empty()) {
+    tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function cb) { OnAllDone(env, cb); });
+    tsfn_.Release();
+  }
+  return env.Undefined();
+}
+
+void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
+  Join();
+  finished_ = true;
+  forget(this);
+  Napi::Array out = Napi::Array::New(env, outcomes_.size());
+  for (size_t i = 0; i < outcomes_.size(); i++) {
+    Outcome& o = outcomes_[i];
+    Napi::Object r = Napi::Object::New(env);
+    auto pts = Napi::Float64Array::New(env, o.points.size());
+    for (size_t k = 0; k < o.points.size(); k++) pts[k] = static_cast<double>(o.points[k]);
+    r.Set("points", pts);
+    r.Set("bytes", Napi::Number::New(env, static_cast<double>(o.bytes)));
+    r.Set("endNs", Napi::Number::New(env, static_cast<double>(o.end_ns)));
+    r.Set("leftover", Napi::Buffer<uint8_t>::Copy(env, o.leftover.data(), o.leftover.size()));
+    r.Set("leftoverDecoded", Napi::Boolean::New(env, o.leftover_decoded));
+    r.Set("usedTrunc", Napi::Boolean::New(env, o.used_trunc));
+    if (o.err != Err::Ok) {
+      r.Set("code", Napi::String::New(env, err_code(o.err)));
+      r.Set("message", Napi::String::New(env, o.message));
+    }
+    out[i] = r;
+  }
+  cb.Call({out});
+  Unref();
+}
+
+Napi::Value Run::Abort(const Napi::CallbackInfo& info) {
+  ctl_.aborted.store(true);
+  uint64_t one = 1;
+  ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
+  (void)ignored;
+  return info.Env().Undefined();
+}
+
+}  // namespace bp

@@ -1,0 +1,41 @@
+// Run: the JS-visible object for one engine job over several streams (one C++ class per JS object).
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "stream.h"
+
+namespace bp {
+
+class Run : public Napi::ObjectWrap<Run> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Run(const Napi::CallbackInfo& info);
+  ~Run() override;
+
+  // Called by the env cleanup hook: stop every stream and wait for the threads (no hang at exit).
+  void Shutdown();
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Abort(const Napi::CallbackInfo& info);
+  void OnAllDone(Napi::Env env, Napi::Function cb);
+  void Join();
+
+  Job job_;
+  std::vector<StreamSpec> specs_;
+  std::vector<Outcome> outcomes_;
+  std::vector<std::thread> threads_;
+  Control ctl_;
+  double* counters_ = nullptr;
+  Napi::ObjectReference keep_;  // chunk buffers and the counters array stay alive while threads use them
+  Napi::ThreadSafeFunction tsfn_;
+  std::atomic<int> remaining_{0};
+  bool started_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace bp

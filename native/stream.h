@@ -1,0 +1,66 @@
+// One stream's job and outcome, shared by the TCP loops. Plain data: no Napi types here, so the loops
+// run on their own threads without ever touching the JS engine.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bp {
+
+enum class Mode { Receive, Send };
+enum class Framing { Raw, Rmbt };
+// WebSocket role of this side: None, Client (receives unmasked frames), Server (receives masked frames).
+enum class WsRole { None, Client, Server };
+
+// Error codes map to the TypeScript catalogue (src/engine/native.ts).
+enum class Err { Ok = 0, Aborted, Stalled, Timeout, PeerClosed, Protocol, Io };
+
+struct Slice {
+  const uint8_t* data;
+  size_t len;
+};
+
+struct Job {
+  Mode mode = Mode::Receive;
+  Framing framing = Framing::Rmbt;
+  WsRole ws = WsRole::None;
+  uint32_t chunk_size = 4096;
+  uint64_t sample_ns = 10000000;
+  uint64_t idle_ns = 10000000000ull;
+  uint64_t max_ns = 60000000000ull;
+  uint64_t report_ns = 0;    // RMBT PUT feedback interval, 0 = none
+  uint64_t duration_ns = 0;  // send: stop after this long (0 = use count)
+  uint64_t count = 0;        // send: number of chunks
+  uint32_t payload_size = 0; // send: payload bytes per chunk (what counts)
+};
+
+struct StreamSpec {
+  int fd = -1;
+  uint64_t t0 = 0;
+  std::vector<uint8_t> pending;  // payload bytes the protocol reader had already buffered
+  std::vector<Slice> cont;       // send: pre-framed "more follows" chunks
+  Slice fin{nullptr, 0};         // send: pre-framed last chunk
+};
+
+struct Outcome {
+  std::vector<uint64_t> points;  // t0, b0, t1, b1, ...
+  uint64_t bytes = 0;
+  uint64_t end_ns = 0;
+  std::vector<uint8_t> leftover;  // bytes read past the end (or inbound while sending)
+  bool leftover_decoded = false;  // true: payload already unframed (it came from `pending`), else raw socket bytes
+  Err err = Err::Ok;
+  std::string message;
+  bool used_trunc = false;
+};
+
+// Cross-thread control of one run: abort flag plus an eventfd that wakes every poll().
+struct Control {
+  std::atomic<bool> aborted{false};
+  int wake_fd = -1;
+};
+
+// Runs one stream to completion on the calling thread. `counter` is the live byte count JS reads.
+void run_stream(const Job& job, const StreamSpec& spec, Control& ctl, double* counter, Outcome& out);
+
+}  // namespace bp

@@ -1,0 +1,407 @@
+// The TCP hot loops: receive (RMBT chunk framing or raw, optionally inside WebSocket frames) and send
+// (pre-framed chunks). One call runs one stream on the calling (non-JS) thread; no allocation happens per
+// chunk: buffers and the point vector are sized before the loop starts.
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "clock.h"
+#include "stream.h"
+
+namespace bp {
+namespace {
+
+constexpr size_t kRecvBuf = 256 * 1024;
+// Skips at least this long are discarded in the kernel (recv MSG_TRUNC) instead of copied: for RMBT only
+// the last byte of each chunk matters (specs/rmbt.md §3.3), so the bytes before it need not reach us.
+constexpr size_t kTruncMin = 16 * 1024;
+constexpr size_t kMaxInbound = 16 * 1024 * 1024;
+
+inline void publish(double* counter, uint64_t bytes) {
+  double v = static_cast<double>(bytes);
+  __atomic_store(counter, &v, __ATOMIC_RELAXED);
+}
+
+// Shared per-stream bookkeeping: byte count, points (bounded, preallocated), deadlines.
+struct Track {
+  const Job& job;
+  const StreamSpec& spec;
+  double* counter;
+  Outcome& out;
+  uint64_t bytes = 0;
+  uint64_t last_sample = 0;
+  bool sampled = false;
+  size_t max_points;
+
+  Track(const Job& j, const StreamSpec& s, double* c, Outcome& o) : job(j), spec(s), counter(c), out(o) {
+    uint64_t span = j.mode == Mode::Send && j.duration_ns ? j.duration_ns : j.max_ns;
+    max_points = static_cast<size_t>(span / std::max<uint64_t>(j.sample_ns, 1000000) + 64) * 2;
+    out.points.reserve(max_points);
+  }
+
+  void add(uint64_t n, uint64_t at, bool force) {
+    bytes += n;
+    publish(counter, bytes);
+    uint64_t t = at - spec.t0;
+    if (force || !sampled || t - last_sample >= job.sample_ns) {
+      // Never grow past the reserved size: a full vector keeps only forced (final) points.
+      if (out.points.size() + 2 <= max_points || force) {
+        out.points.push_back(t);
+        out.points.push_back(bytes);
+      }
+      last_sample = t;
+      sampled = true;
+    }
+  }
+
+  void finish(Err e, const char* msg) {
+    out.bytes = bytes;
+    out.end_ns = now_ns() - spec.t0;
+    out.err = e;
+    if (msg) out.message = msg;
+    size_t n = out.points.size();
+    if (e == Err::Ok && bytes > 0 && (n < 2 || out.points[n - 1] != bytes)) {
+      out.points.push_back(out.end_ns);
+      out.points.push_back(bytes);
+    }
+  }
+};
+
+// Waits for `events` on fd or for the abort eventfd. Returns 1 ready, 0 timeout, -1 aborted/error.
+int wait_fd(int fd, short events, Control& ctl, uint64_t deadline, short* revents) {
+  pollfd p[2] = {{fd, events, 0}, {ctl.wake_fd, POLLIN, 0}};
+  for (;;) {
+    if (ctl.aborted.load(std::memory_order_relaxed)) return -1;
+    uint64_t now = now_ns();
+    if (now >= deadline) return 0;
+    int ms = static_cast<int>(std::min<uint64_t>((deadline - now) / 1000000 + 1, 1000));
+    int r = poll(p, 2, ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (p[1].revents) return -1;
+    if (p[0].revents) {
+      *revents = p[0].revents;
+      return 1;
+    }
+  }
+}
+
+// Writes a whole buffer, waiting for room; inbound bytes seen meanwhile go to `inbound`.
+Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, std::vector<uint8_t>* inbound) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return errno == EPIPE || errno == ECONNRESET ? Err::PeerClosed : Err::Io;
+    short rev = 0;
+    int w = wait_fd(fd, inbound ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
+    if (w < 0) return Err::Aborted;
+    if (w == 0) return Err::Stalled;
+    if ((rev & POLLIN) && inbound) {
+      uint8_t tmp[16384];
+      ssize_t r = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+      if (r == 0) return Err::PeerClosed;
+      if (r > 0) {
+        if (inbound->size() + static_cast<size_t>(r) > kMaxInbound) return Err::Protocol;
+        inbound->insert(inbound->end(), tmp, tmp + r);
+      }
+    } else if (rev & (POLLERR | POLLHUP)) {
+      return Err::PeerClosed;
+    }
+  }
+  return Err::Ok;
+}
+
+// Incremental parser for the receive side. Payload bytes are counted against chunk boundaries; only the
+// byte at each boundary is looked at (specs/rmbt.md §3.3). WebSocket frame headers are parsed here too;
+// the mask is applied to that one byte only.
+struct Parser {
+  const Job& job;
+  uint64_t pos = 0;  // payload bytes into the current chunk
+  bool done = false;
+  // WebSocket state (framed input only)
+  bool in_payload = false;
+  uint64_t frame_rem = 0;
+  uint8_t hdr[14];
+  size_t hdr_len = 0;
+  uint8_t mask[4] = {0, 0, 0, 0};
+  bool masked = false;
+  unsigned mask_pos = 0;
+  bool control = false;
+  bool closed = false;
+  bool error = false;
+
+  explicit Parser(const Job& j) : job(j) {}
+
+  size_t header_need() const {
+    if (hdr_len < 2) return 2;
+    size_t n = 2;
+    uint8_t l7 = hdr[1] & 0x7f;
+    if (l7 == 126) n += 2;
+    if (l7 == 127) n += 8;
+    if (hdr[1] & 0x80) n += 4;
+    return n;
+  }
+
+  bool start_frame() {
+    uint8_t op = hdr[0] & 0x0f;
+    if (hdr[0] & 0x70) return false;
+    masked = (hdr[1] & 0x80) != 0;
+    if (masked != (job.ws == WsRole::Server)) return false;
+    uint8_t l7 = hdr[1] & 0x7f;
+    size_t p = 2;
+    uint64_t len = l7;
+    if (l7 == 126) {
+      len = (uint64_t(hdr[2]) << 8) | hdr[3];
+      p = 4;
+    } else if (l7 == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | hdr[2 + i];
+      p = 10;
+    }
+    if (len > (64ull << 20)) return false;
+    if (masked) std::memcpy(mask, hdr + p, 4);
+    mask_pos = 0;
+    control = op >= 8;
+    if (op == 8) closed = true;
+    if (op != 0 && op != 1 && op != 2 && op != 8 && op != 9 && op != 10) return false;
+    frame_rem = len;
+    in_payload = true;
+    hdr_len = 0;
+    if (frame_rem == 0) in_payload = false;
+    return true;
+  }
+
+  // How many bytes starting now need not be looked at (safe to discard in the kernel).
+  uint64_t skippable() const {
+    if (job.ws != WsRole::None && (!in_payload || control)) return 0;
+    uint64_t s = job.framing == Framing::Rmbt ? job.chunk_size - pos - 1 : UINT64_MAX;
+    if (job.ws != WsRole::None) s = std::min(s, frame_rem);
+    return s;
+  }
+
+  // Accounts for n payload bytes that were skipped without being read.
+  void skipped(uint64_t n) {
+    pos += n;
+    if (job.ws != WsRole::None) {
+      frame_rem -= n;
+      mask_pos = (mask_pos + n) & 3;
+      if (frame_rem == 0) in_payload = false;
+    }
+  }
+
+  // Consumes framed (or raw) input; returns payload bytes counted and where parsing stopped (after the
+  // final chunk, `done` is set and the rest of the buffer is leftover).
+  uint64_t feed(const uint8_t* d, size_t n, bool framed, size_t* consumed) {
+    uint64_t payload = 0;
+    size_t i = 0;
+    bool ws = framed && job.ws != WsRole::None;
+    while (i < n && !done && !error) {
+      if (ws && !in_payload) {
+        hdr[hdr_len++] = d[i++];
+        if (hdr_len >= 2 && hdr_len == header_need()) {
+          if (!start_frame()) error = true;
+          if (closed) break;
+        }
+        continue;
+      }
+      size_t avail = n - i;
+      if (ws) avail = static_cast<size_t>(std::min<uint64_t>(avail, frame_rem));
+      if (ws && control) {  // ping/pong payload: not data, ignore
+        i += avail;
+        skipped_ctrl(avail);
+        continue;
+      }
+      size_t take = avail;
+      bool boundary = false;
+      if (job.framing == Framing::Rmbt) {
+        uint64_t need = job.chunk_size - pos;
+        if (avail >= need) {
+          take = static_cast<size_t>(need);
+          boundary = true;
+        }
+      }
+      if (boundary) {
+        uint8_t b = d[i + take - 1];
+        if (ws && masked) b ^= mask[(mask_pos + take - 1) & 3];
+        pos = 0;
+        if (b == 0xff) done = true;
+      } else {
+        pos += take;
+      }
+      i += take;
+      payload += take;
+      if (ws) {
+        frame_rem -= take;
+        mask_pos = (mask_pos + take) & 3;
+        if (frame_rem == 0) in_payload = false;
+      }
+    }
+    *consumed = i;
+    return payload;
+  }
+
+  void skipped_ctrl(size_t n) {
+    frame_rem -= n;
+    if (frame_rem == 0) {
+      in_payload = false;
+      control = false;
+    }
+  }
+};
+
+void write_report(int fd, const Job& job, uint64_t t, uint64_t bytes, Control& ctl) {
+  char line[96];
+  int len = std::snprintf(line + 2, sizeof line - 2, "TIME %llu BYTES %llu\n", static_cast<unsigned long long>(t),
+                          static_cast<unsigned long long>(bytes));
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(line + 2);
+  size_t n = static_cast<size_t>(len);
+  if (job.ws == WsRole::Server) {  // server frames are unmasked text frames
+    line[0] = static_cast<char>(0x81);
+    line[1] = static_cast<char>(len);
+    p = reinterpret_cast<const uint8_t*>(line);
+    n += 2;
+  }
+  write_all(fd, p, n, ctl, job.idle_ns, nullptr);
+}
+
+void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
+  Outcome& out = tr.out;
+  Parser ps(job);
+  std::vector<uint8_t> buf(kRecvBuf);
+  uint64_t last_data = now_ns();
+  uint64_t hard = spec.t0 + job.max_ns;
+  uint64_t last_report = 0;
+  bool reported = false;
+  bool trunc_ok = true;
+
+  auto report = [&](uint64_t at) {
+    if (!job.report_ns || ps.done) return;
+    if (!reported || at - last_report > job.report_ns) {
+      reported = true;
+      last_report = at;
+      write_report(spec.fd, job, at - spec.t0, tr.bytes, ctl);
+    }
+  };
+
+  // Bytes the protocol reader had buffered are already-unframed payload.
+  if (!spec.pending.empty()) {
+    size_t used = 0;
+    uint64_t p = ps.feed(spec.pending.data(), spec.pending.size(), false, &used);
+    tr.add(p, now_ns(), ps.done);
+    if (ps.done) {
+      out.leftover.assign(spec.pending.begin() + static_cast<long>(used), spec.pending.end());
+      out.leftover_decoded = true;
+      return tr.finish(Err::Ok, nullptr);
+    }
+  }
+
+  for (;;) {
+    uint64_t now = now_ns();
+    if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
+    if (now >= hard) return tr.finish(Err::Timeout, "the last chunk did not come in time");
+    uint64_t skip = trunc_ok ? ps.skippable() : 0;
+    ssize_t n;
+    bool truncated = false;
+    if (skip >= kTruncMin) {
+      n = recv(spec.fd, buf.data(), static_cast<size_t>(std::min<uint64_t>(skip, 1u << 30)), MSG_TRUNC | MSG_DONTWAIT);
+      truncated = true;
+      if (n < 0 && (errno == EINVAL || errno == EOPNOTSUPP)) {
+        trunc_ok = false;
+        continue;
+      }
+    } else {
+      n = recv(spec.fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    }
+    if (n == 0) return tr.finish(Err::PeerClosed, "the peer closed the connection");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return tr.finish(errno == ECONNRESET ? Err::PeerClosed : Err::Io, std::strerror(errno));
+      }
+      short rev = 0;
+      uint64_t deadline = std::min(last_data + job.idle_ns, hard);
+      int w = wait_fd(spec.fd, POLLIN, ctl, deadline, &rev);
+      if (w < 0) return tr.finish(Err::Aborted, "aborted");
+      if (w == 0) {
+        if (now_ns() >= hard) return tr.finish(Err::Timeout, "the last chunk did not come in time");
+        return tr.finish(Err::Stalled, "no data arrived within the idle timeout");
+      }
+      continue;
+    }
+    uint64_t at = now_ns();
+    last_data = at;
+    if (truncated) {
+      out.used_trunc = true;
+      ps.skipped(static_cast<uint64_t>(n));
+      tr.add(static_cast<uint64_t>(n), at, false);
+      report(at);
+      continue;
+    }
+    size_t used = 0;
+    uint64_t payload = ps.feed(buf.data(), static_cast<size_t>(n), true, &used);
+    if (ps.error) return tr.finish(Err::Protocol, "malformed WebSocket frame");
+    if (ps.closed) return tr.finish(Err::PeerClosed, "WebSocket close frame");
+    tr.add(payload, at, ps.done);
+    if (ps.done) {
+      out.leftover.assign(buf.data() + used, buf.data() + n);
+      return tr.finish(Err::Ok, nullptr);
+    }
+    report(at);
+  }
+}
+
+void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
+  std::vector<uint8_t>& inbound = tr.out.leftover;
+  inbound.reserve(64 * 1024);
+  size_t v = 0;
+  uint64_t sent = 0;
+  uint64_t last_drain = now_ns();
+  for (;;) {
+    if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
+    uint64_t now = now_ns();
+    // RMBT: the last chunk is the first one started at or after the deadline (GETTIME / PUT, §3.2, §4.4).
+    bool last = job.duration_ns ? (now - spec.t0 >= job.duration_ns) : (sent + 1 >= job.count);
+    const Slice& s = last ? spec.fin : spec.cont[v++ % spec.cont.size()];
+    Err e = write_all(spec.fd, s.data, s.len, ctl, job.idle_ns, &inbound);
+    if (e != Err::Ok) {
+      return tr.finish(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
+    }
+    sent++;
+    uint64_t at = now_ns();
+    tr.add(job.payload_size, at, last);
+    if (last) return tr.finish(Err::Ok, nullptr);
+    // Read the peer's words (RMBT PUT feedback) about every millisecond so its writes never block.
+    if (at - last_drain > 1000000) {
+      last_drain = at;
+      uint8_t tmp[16384];
+      ssize_t r = recv(spec.fd, tmp, sizeof tmp, MSG_DONTWAIT);
+      if (r == 0) return tr.finish(Err::PeerClosed, "the peer closed the connection");
+      if (r > 0) {
+        if (inbound.size() + static_cast<size_t>(r) > kMaxInbound) return tr.finish(Err::Protocol, "the peer sent too much");
+        inbound.insert(inbound.end(), tmp, tmp + r);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void run_stream(const Job& job, const StreamSpec& spec, Control& ctl, double* counter, Outcome& out) {
+  Track tr(job, spec, counter, out);
+  if (job.mode == Mode::Receive) receive(job, spec, ctl, tr);
+  else send_loop(job, spec, ctl, tr);
+}
+
+}  // namespace bp

@@ -1,0 +1,153 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ErrorCode } from '../errors.js';
+import type { Point } from '../measure/speed.js';
+import { JsEngine } from './jsEngine.js';
+import type { DataStream, Engine, EngineJob, EngineRun, NativeHandle, StreamOutcome } from './types.js';
+
+/** What the addon's Run hands back per stream (native/run.cc OnAllDone). */
+interface NativeOutcome {
+  points: Float64Array;
+  bytes: number;
+  endNs: number;
+  leftover: Buffer;
+  leftoverDecoded: boolean;
+  usedTrunc: boolean;
+  code?: ErrorCode;
+  message?: string;
+}
+
+interface NativeRun {
+  start(cb: (out: NativeOutcome[]) => void): void;
+  abort(): void;
+}
+
+export interface NativeAddon {
+  Run: new (spec: Record<string, unknown>) => NativeRun;
+  abiVersion: number;
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * Loads the addon with node-gyp-build: build/Release when built here, else prebuilds/<platform>-<arch>/.
+ * `PREBUILDS_ONLY=1` skips build/ (so tests prove the shipped binaries load). Throws when none loads.
+ */
+export function loadAddon(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const load = require('node-gyp-build') as ((dir: string) => unknown) & { path(dir: string): string };
+  if (process.env.PREBUILDS_ONLY) {
+    const path = load.path(root);
+    if (!path.includes(`${'/'}prebuilds${'/'}`))
+      throw new Error(`PREBUILDS_ONLY is set but node-gyp-build picked ${path}`);
+  }
+  const addon = load(root) as NativeAddon;
+  if (addon.abiVersion !== 1) throw new Error(`native addon ABI ${addon.abiVersion}, expected 1`);
+  return addon;
+}
+
+/**
+ * The native engine: bulk bytes move on C++ threads (native/tcp_loop.cc); TypeScript keeps the protocol.
+ * Streams it cannot drive (TLS, whose bytes are ciphertext on the fd) run on the js engine, and the run
+ * says so in `kind`.
+ */
+export class NativeEngine implements Engine {
+  readonly kind = 'native' as const;
+  private readonly fallback = new JsEngine();
+
+  constructor(private readonly addon: NativeAddon) {}
+
+  run(streams: readonly DataStream[], job: EngineJob, t0?: readonly bigint[]): EngineRun {
+    const counters = new Float64Array(streams.length);
+    let aborted = false;
+    let native: NativeRun | undefined;
+    let delegate: EngineRun | undefined;
+    let kind: 'native' | 'js' = 'native';
+
+    const done = (async (): Promise<StreamOutcome[]> => {
+      const handles = await takeAll(streams);
+      if (!handles || aborted) {
+        kind = 'js';
+        delegate = this.fallback.run(streams, job, t0);
+        if (aborted) delegate.abort();
+        const out = await delegate.done;
+        counters.set(delegate.counters);
+        return out;
+      }
+      const start = process.hrtime.bigint();
+      const spec: Record<string, unknown> = {
+        mode: job.mode,
+        framing: job.framing.kind,
+        chunkSize: job.framing.kind === 'rmbt' ? job.framing.chunkSize : 0,
+        sampleNs: job.sampleNs,
+        idleNs: job.idleTimeoutMs * 1e6,
+        counters,
+        streams: handles.map((h, i) => ({
+          fd: h.fd,
+          t0: t0?.[i] ?? start,
+          pending: h.pending,
+          ...(job.mode === 'send'
+            ? { cont: (job.chunks[i] ?? job.chunks[0]!).cont, fin: (job.chunks[i] ?? job.chunks[0]!).fin }
+            : {}),
+        })),
+        ws: handles[0]!.ws ?? 'none',
+      };
+      if (job.mode === 'receive') {
+        spec.maxNs = job.maxDurationMs * 1e6;
+        if (job.report) spec.reportNs = job.report.intervalNs;
+      } else {
+        const set = job.chunks[0]!;
+        spec.payloadSize = set.size;
+        spec.maxNs = 'durationNs' in job.until ? job.until.durationNs + job.idleTimeoutMs * 1e6 : 3600e9;
+        if ('durationNs' in job.until) spec.durationNs = job.until.durationNs;
+        else spec.count = job.until.count;
+      }
+      const run = new this.addon.Run(spec);
+      native = run;
+      const raw = await new Promise<NativeOutcome[]>((resolve) => run.start(resolve));
+      return raw.map((o, i) => {
+        streams[i]!.giveBackFd!(o.leftover, o.leftoverDecoded);
+        const points: Point[] = [];
+        for (let k = 0; k + 1 < o.points.length; k += 2)
+          points.push({ t: o.points[k]!, b: o.points[k + 1]! });
+        return {
+          points,
+          bytes: o.bytes,
+          endNs: o.endNs,
+          ...(o.code ? { error: { code: o.code, message: o.message ?? o.code } } : {}),
+        };
+      });
+    })();
+
+    return {
+      get kind() {
+        return kind;
+      },
+      counters,
+      abort: () => {
+        aborted = true;
+        native?.abort();
+        delegate?.abort();
+      },
+      done,
+    };
+  }
+}
+
+/** Takes every stream's fd, or none: a run is native for all its streams or for none. */
+async function takeAll(streams: readonly DataStream[]): Promise<NativeHandle[] | undefined> {
+  if (!streams.every((s) => s.takeFd && s.giveBackFd)) return undefined;
+  // Decide before taking anything: TLS and half-read frames stay with Node.
+  const handles: NativeHandle[] = [];
+  for (const s of streams) {
+    const h = await s.takeFd!();
+    if (!h) {
+      // Give back what was taken so far; the js engine runs them all.
+      handles.forEach((taken, i) => streams[i]!.giveBackFd!(taken.pending, true));
+      return undefined;
+    }
+    handles.push(h);
+  }
+  return handles;
+}
