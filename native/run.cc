@@ -169,6 +169,17 @@ void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
   Join();
   finished_ = true;
   forget(this);
+  // During env teardown (process or worker exit) the call may come with no env or callback, or with JS
+  // no longer allowed to run; then there is nobody to tell and nothing may throw out of here.
+  if (env == nullptr || cb.IsEmpty()) return;
+  try {
+    Deliver(env, cb);
+    Unref();
+  } catch (const Napi::Error&) {
+  }
+}
+
+void Run::Deliver(Napi::Env env, Napi::Function cb) {
   Napi::Array out = Napi::Array::New(env, outcomes_.size());
   for (size_t i = 0; i < outcomes_.size(); i++) {
     Outcome& o = outcomes_[i];
@@ -188,7 +199,6 @@ void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
     out[i] = r;
   }
   cb.Call({out});
-  Unref();
 }
 
 Napi::Value Run::Abort(const Napi::CallbackInfo& info) {

@@ -23,6 +23,7 @@ class Run : public Napi::ObjectWrap<Run> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Abort(const Napi::CallbackInfo& info);
   void OnAllDone(Napi::Env env, Napi::Function cb);
+  void Deliver(Napi::Env env, Napi::Function cb);
   void Join();
 
   Job job_;

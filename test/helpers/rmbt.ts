@@ -5,11 +5,25 @@ import { join } from 'node:path';
 import { loadSettings } from '../../src/config/load.js';
 import type { RmbtSettings, Settings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
+import { nativeEngine } from '../../src/engine/loader.js';
 import type { Engine } from '../../src/engine/types.js';
 import { type RunningRmbtServers, startRmbtServers } from '../../src/rmbt/serve.js';
 
-/** Engines every protocol test runs on. The native engine joins this list when it is built (issue 3). */
-export const ENGINES: { name: string; make: () => Engine }[] = [{ name: 'js', make: () => new JsEngine() }];
+/**
+ * Engines every protocol test runs on. The native one must load: a missing build fails the tests
+ * rather than skipping them.
+ */
+export const ENGINES: { name: 'js' | 'native'; make: () => Engine }[] = [
+  { name: 'js', make: () => new JsEngine() },
+  {
+    name: 'native',
+    make: () => {
+      const n = nativeEngine();
+      if (!n.engine) throw new Error(`the native engine did not load: ${n.reason}`);
+      return n.engine;
+    },
+  },
+];
 
 export function tempDir(prefix = 'bp-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));

@@ -37,7 +37,7 @@ function expectConsistent(r: RunResult, threads: number) {
   expect(r.ping!.median_ms).toBeGreaterThan(0);
 }
 
-describe.each(ENGINES)('RMBT on loopback, $name engine', ({ make }) => {
+describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
   let engine: Engine;
   let servers: RunningRmbtServers;
   let settings: Settings;
@@ -70,6 +70,8 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ make }) => {
         const r = await direct(transport, { threads: String(threads) });
         expectConsistent(r, threads);
         expect(r.server.transport).toBe(transport);
+        // The native loop drives plain TCP; TLS bytes stay in Node (and the result must say so).
+        expect(r.engine).toBe(name === 'native' && !usesTls(transport) ? 'native' : 'js');
         const c = r.connections!;
         expect(c).toHaveLength(threads);
         expect(c.every((x) => (x.tls_ms !== undefined) === ['tls', 'https', 'wss'].includes(transport))).toBe(
