@@ -16,7 +16,7 @@
 namespace bp {
 namespace {
 
-constexpr size_t kRecvBuf = 256 * 1024;
+constexpr size_t kRecvBuf = 1024 * 1024;
 // Skips at least this long are discarded in the kernel (recv MSG_TRUNC) instead of copied: for RMBT only
 // the last byte of each chunk matters (specs/rmbt.md §3.3), so the bytes before it need not reach us.
 constexpr size_t kTruncMin = 16 * 1024;
@@ -315,9 +315,11 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
     ssize_t n;
     bool truncated = false;
     if (skip >= kTruncMin) {
-      n = recv(spec.fd, buf.data(), static_cast<size_t>(std::min<uint64_t>(skip, 1u << 30)), MSG_TRUNC | MSG_DONTWAIT);
+      // The length never exceeds the buffer: Linux does not touch it with MSG_TRUNC on TCP, but emulators
+      // (qemu-user) validate the whole range and would fail with EFAULT.
+      n = recv(spec.fd, buf.data(), static_cast<size_t>(std::min<uint64_t>(skip, buf.size())), MSG_TRUNC | MSG_DONTWAIT);
       truncated = true;
-      if (n < 0 && (errno == EINVAL || errno == EOPNOTSUPP)) {
+      if (n < 0 && (errno == EINVAL || errno == EOPNOTSUPP || errno == EFAULT)) {
         trunc_ok = false;
         continue;
       }
