@@ -144,7 +144,7 @@ async function takeAll(streams: readonly DataStream[]): Promise<NativeHandle[] |
     const h = await s.takeFd!();
     if (!h) {
       // Give back what was taken so far; the js engine runs them all.
-      handles.forEach((taken, i) => streams[i]!.giveBackFd!(taken.pending, true));
+      for (const [i, taken] of handles.entries()) streams[i]!.giveBackFd!(taken.pending, true);
       return undefined;
     }
     handles.push(h);
