@@ -372,6 +372,7 @@ async function download(
     opt.signal,
     t0,
     progress('download', emit),
+    kinds,
   );
   const serverNs = await Promise.all(
     channels.map(async (ch) => {

@@ -57,10 +57,11 @@ describe('native engine hazards', () => {
   });
 
   it('the engines agree on the wire: js client with native server and native client with js server', async () => {
+    const [js, native] = [ENGINES[0]!, ENGINES[1]!];
     for (const [client, server] of [
-      [ENGINES[0]!, ENGINES[1]!],
-      [ENGINES[1]!, ENGINES[0]!],
-    ]) {
+      [js, native],
+      [native, js],
+    ] as const) {
       const { servers, settings } = await startServers(server.make());
       try {
         for (const transport of ['plain', 'ws'] as const) {
