@@ -3,12 +3,14 @@
 #include <napi.h>
 
 #include "run.h"
+#include "udp_run.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Run", bp::Run::Define(env));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("UdpRun", bp::UdpRun::Define(env));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

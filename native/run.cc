@@ -1,40 +1,12 @@
 #include "run.h"
 
+#include "registry.h"
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <set>
 
 namespace bp {
-
-namespace {
-
-// Live runs per env (one env per thread: the main thread or a worker), so the cleanup hook can stop them
-// when the process or a worker exits mid-test.
-struct Registry {
-  std::set<Run*> runs;
-};
-thread_local Registry* tls_registry = nullptr;
-
-void cleanup(void* arg) {
-  auto* r = static_cast<Registry*>(arg);
-  for (Run* run : r->runs) run->Shutdown();
-  r->runs.clear();
-  if (tls_registry == r) tls_registry = nullptr;
-  delete r;
-}
-
-Registry& registry(Napi::Env env) {
-  if (!tls_registry) {
-    tls_registry = new Registry();
-    napi_add_env_cleanup_hook(env, cleanup, tls_registry);
-  }
-  return *tls_registry;
-}
-
-void forget(Run* run) {
-  if (tls_registry) tls_registry->runs.erase(run);
-}
 
 const char* err_code(Err e) {
   switch (e) {
@@ -49,6 +21,10 @@ const char* err_code(Err e) {
   return "BP_ERR_ENGINE";
 }
 
+namespace {
+
+}  // namespace
+
 uint64_t u64(const Napi::Object& o, const char* key, uint64_t def) {
   Napi::Value v = o.Get(key);
   if (v.IsBigInt()) {
@@ -58,6 +34,8 @@ uint64_t u64(const Napi::Object& o, const char* key, uint64_t def) {
   if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue());
   return def;
 }
+
+namespace {
 
 Slice slice(const Napi::Value& v) {
   auto b = v.As<Napi::Buffer<uint8_t>>();
@@ -110,7 +88,7 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   outcomes_.resize(specs_.size());
   ctl_.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (ctl_.wake_fd < 0) Napi::Error::New(env, "BP_ERR_ENGINE: eventfd failed").ThrowAsJavaScriptException();
-  registry(env).runs.insert(this);
+  track(env, this);
 }
 
 Run::~Run() {

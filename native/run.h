@@ -6,18 +6,19 @@
 #include <thread>
 #include <vector>
 
+#include "registry.h"
 #include "stream.h"
 
 namespace bp {
 
-class Run : public Napi::ObjectWrap<Run> {
+class Run : public Napi::ObjectWrap<Run>, public Stoppable {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Run(const Napi::CallbackInfo& info);
   ~Run() override;
 
   // Called by the env cleanup hook: stop every stream and wait for the threads (no hang at exit).
-  void Shutdown();
+  void Shutdown() override;
 
  private:
   Napi::Value Start(const Napi::CallbackInfo& info);
@@ -38,5 +39,8 @@ class Run : public Napi::ObjectWrap<Run> {
   bool started_ = false;
   bool finished_ = false;
 };
+
+const char* err_code(Err e);
+uint64_t u64(const Napi::Object& o, const char* key, uint64_t def);
 
 }  // namespace bp

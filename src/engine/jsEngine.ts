@@ -1,5 +1,6 @@
 import { ProbeError } from '../errors.js';
 import type { Point } from '../measure/speed.js';
+import { jsUdp } from './jsUdp.js';
 import type {
   DataStream,
   Engine,
@@ -8,6 +9,8 @@ import type {
   ReceiveJob,
   SendJob,
   StreamOutcome,
+  UdpJob,
+  UdpRunHandle,
 } from './types.js';
 
 const now = () => process.hrtime.bigint();
@@ -22,6 +25,10 @@ const WRITES_PER_TURN = 32;
  */
 export class JsEngine implements Engine {
   readonly kind = 'js' as const;
+
+  udp(job: UdpJob): Promise<UdpRunHandle> {
+    return jsUdp(job);
+  }
 
   run(streams: readonly DataStream[], job: EngineJob, t0?: readonly bigint[]): EngineRun {
     const counters = new Float64Array(streams.length);

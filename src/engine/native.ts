@@ -2,9 +2,20 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ErrorCode } from '../errors.js';
+import { ProbeError } from '../errors.js';
 import type { Point } from '../measure/speed.js';
 import { JsEngine } from './jsEngine.js';
-import type { DataStream, Engine, EngineJob, EngineRun, NativeHandle, StreamOutcome } from './types.js';
+import type {
+  DataStream,
+  Engine,
+  EngineJob,
+  EngineRun,
+  NativeHandle,
+  StreamOutcome,
+  UdpJob,
+  UdpOutcome,
+  UdpRunHandle,
+} from './types.js';
 
 /** What the addon's Run hands back per stream (native/run.cc OnAllDone). */
 interface NativeOutcome {
@@ -18,6 +29,22 @@ interface NativeOutcome {
   message?: string;
 }
 
+interface NativeUdpOutcome
+  extends Omit<UdpOutcome, 'txPoints' | 'rxPoints' | 'jitterMs' | 'iatJitterMs' | 'error'> {
+  jitterNs: number;
+  iatJitterNs: number;
+  txPoints: Float64Array;
+  rxPoints: Float64Array;
+  code?: ErrorCode;
+  message?: string;
+}
+
+interface NativeUdpRun {
+  readonly port: number;
+  start(t0: bigint, cb: (out: NativeUdpOutcome) => void): void;
+  abort(): void;
+}
+
 interface NativeRun {
   start(cb: (out: NativeOutcome[]) => void): void;
   abort(): void;
@@ -25,6 +52,7 @@ interface NativeRun {
 
 export interface NativeAddon {
   Run: new (spec: Record<string, unknown>) => NativeRun;
+  UdpRun: new (spec: Record<string, unknown>) => NativeUdpRun;
   abiVersion: number;
 }
 
@@ -43,7 +71,7 @@ export function loadAddon(): NativeAddon {
       throw new Error(`PREBUILDS_ONLY is set but node-gyp-build picked ${path}`);
   }
   const addon = load(root) as NativeAddon;
-  if (addon.abiVersion !== 1) throw new Error(`native addon ABI ${addon.abiVersion}, expected 1`);
+  if (addon.abiVersion !== 2) throw new Error(`native addon ABI ${addon.abiVersion}, expected 2`);
   return addon;
 }
 
@@ -57,6 +85,63 @@ export class NativeEngine implements Engine {
   private readonly fallback = new JsEngine();
 
   constructor(private readonly addon: NativeAddon) {}
+
+  /** UDP on the native paced loop (native/udp_loop.cc): sendmmsg/recvmmsg, absolute deadlines. */
+  async udp(job: UdpJob): Promise<UdpRunHandle> {
+    const counters = new Float64Array(4);
+    let run: NativeUdpRun;
+    try {
+      run = new this.addon.UdpRun({
+        bindHost: job.bindHost,
+        bindPort: job.bindPort,
+        peerHost: job.peerHost,
+        peerPort: job.peerPort,
+        connect: job.connect,
+        family: job.family,
+        send: Boolean(job.send),
+        receive: job.receive,
+        ...(job.send
+          ? {
+              payload: job.send.payload,
+              paceBytes: job.send.paceBytes,
+              rateBps: job.send.rateBps,
+              seqStart: job.send.seqStart,
+            }
+          : {}),
+        ...(job.send?.tsOffset !== undefined ? { tsOffset: job.send.tsOffset } : {}),
+        durationNs: job.durationNs,
+        sampleNs: job.sampleNs,
+        counters,
+      });
+    } catch (err) {
+      throw new ProbeError('BP_ERR_CONNECT', (err as Error).message.replace(/^BP_ERR_CONNECT: /, ''));
+    }
+    const pts = (a: Float64Array): Point[] => {
+      const out: Point[] = [];
+      for (let k = 0; k + 1 < a.length; k += 2) out.push({ t: a[k]!, b: a[k + 1]! });
+      return out;
+    };
+    return {
+      kind: 'native',
+      port: run.port,
+      counters,
+      abort: () => run.abort(),
+      start: (t0 = process.hrtime.bigint()) =>
+        new Promise<UdpOutcome>((resolve) =>
+          run.start(t0, (o) => {
+            const { jitterNs, iatJitterNs, txPoints, rxPoints, code, message, ...rest } = o;
+            resolve({
+              ...rest,
+              jitterMs: jitterNs / 1e6,
+              iatJitterMs: iatJitterNs / 1e6,
+              txPoints: pts(txPoints),
+              rxPoints: pts(rxPoints),
+              ...(code ? { error: { code, message: message ?? code } } : {}),
+            });
+          }),
+        ),
+    };
+  }
 
   run(streams: readonly DataStream[], job: EngineJob, t0?: readonly bigint[]): EngineRun {
     const counters = new Float64Array(streams.length);

@@ -102,7 +102,7 @@ export interface EngineRun {
   readonly done: Promise<StreamOutcome[]>;
 }
 
-export interface Engine {
+export interface Engine extends UdpEngine {
   readonly kind: EngineKind;
   /**
    * Runs one job on every stream at once. `t0` (process.hrtime.bigint) per stream is the time origin of
@@ -110,4 +110,58 @@ export interface Engine {
    * conditions: a failed stream carries `error`.
    */
   run(streams: readonly DataStream[], job: EngineJob, t0?: readonly bigint[]): EngineRun;
+}
+
+/**
+ * UDP (btest, specs/btest.md §7): the engine owns the socket. One job may send and receive on it at once.
+ * Datagrams carry a u32 big-endian sequence number at offset 0; optionally a u64 big-endian send time
+ * (monotonic ns) at `tsOffset` for RFC 3550 jitter between two of our own peers.
+ */
+export interface UdpJob {
+  bindHost: string;
+  bindPort: number;
+  peerHost: string;
+  peerPort: number;
+  /** false: accept datagrams from any source port of the peer's address (NAT, §7) */
+  connect: boolean;
+  family: 4 | 6;
+  send?: { payload: number; paceBytes: number; rateBps: number; seqStart: number; tsOffset?: number };
+  receive: boolean;
+  durationNs: number;
+  sampleNs: number;
+}
+
+export interface UdpOutcome {
+  sentPackets: number;
+  sentBytes: number;
+  packets: number;
+  bytes: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  /** datagrams from other addresses, ignored */
+  foreign: number;
+  /** RFC 3550 interarrival jitter from send timestamps (0 without them) */
+  jitterMs: number;
+  /** mean absolute deviation of inter-arrival times (needs no timestamps) */
+  iatJitterMs: number;
+  kernelTimestamps: boolean;
+  txPoints: Point[];
+  rxPoints: Point[];
+  error?: { code: ErrorCode; message: string };
+}
+
+export interface UdpRunHandle {
+  readonly kind: EngineKind;
+  /** the local port actually bound */
+  readonly port: number;
+  /** live [tx bytes, rx bytes, rx packets, lost] */
+  readonly counters: Float64Array;
+  start(t0?: bigint): Promise<UdpOutcome>;
+  abort(): void;
+}
+
+export interface UdpEngine {
+  /** Opens and binds the socket (rejects with BP_ERR_CONNECT when it cannot); start() runs the job. */
+  udp(job: UdpJob): Promise<UdpRunHandle>;
 }
