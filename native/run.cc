@@ -65,6 +65,8 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   job_.duration_ns = u64(spec, "durationNs", 0);
   job_.count = u64(spec, "count", 0);
   job_.payload_size = static_cast<uint32_t>(u64(spec, "payloadSize", job_.chunk_size));
+  job_.trunc = spec.Get("trunc").ToBoolean().Value();
+  job_.lowat = spec.Get("lowat").ToBoolean().Value();
   counters_ = reinterpret_cast<double*>(spec.Get("counters").As<Napi::Float64Array>().Data());
 
   Napi::Array streams = spec.Get("streams").As<Napi::Array>();

@@ -33,6 +33,8 @@ struct Job {
   uint64_t duration_ns = 0;  // send: stop after this long (0 = use count)
   uint64_t count = 0;        // send: number of chunks
   uint32_t payload_size = 0; // send: payload bytes per chunk (what counts)
+  bool trunc = true;          // receive: discard unneeded bytes in the kernel (MSG_TRUNC)
+  bool lowat = true;          // receive: batch wake-ups with SO_RCVLOWAT
 };
 
 struct StreamSpec {

@@ -21,6 +21,10 @@ constexpr size_t kRecvBuf = 1024 * 1024;
 // the last byte of each chunk matters (specs/rmbt.md §3.3), so the bytes before it need not reach us.
 constexpr size_t kTruncMin = 16 * 1024;
 constexpr size_t kMaxInbound = 16 * 1024 * 1024;
+// Receive low-water mark: poll() wakes when this much is queued, so each wake-up drains a big batch
+// instead of the first segment (fewer wake-ups and window updates for the sender). Never above the bytes
+// left to the next byte we must look at, or the end of a transfer would never wake us.
+constexpr uint64_t kLowat = 256 * 1024;
 
 inline void publish(double* counter, uint64_t bytes) {
   double v = static_cast<double>(bytes);
@@ -284,7 +288,8 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
   uint64_t hard = spec.t0 + job.max_ns;
   uint64_t last_report = 0;
   bool reported = false;
-  bool trunc_ok = true;
+  bool trunc_ok = job.trunc;
+  int lowat = 1;
 
   auto report = [&](uint64_t at) {
     if (!job.report_ns || ps.done) return;
@@ -331,6 +336,14 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         return tr.finish(errno == ECONNRESET ? Err::PeerClosed : Err::Io, std::strerror(errno));
+      }
+      if (job.lowat) {
+        uint64_t need = ps.skippable();
+        int want = static_cast<int>(std::max<uint64_t>(1, std::min<uint64_t>(need == UINT64_MAX ? 1 : need + 1, kLowat)));
+        if (want != lowat) {
+          setsockopt(spec.fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want);
+          lowat = want;
+        }
       }
       short rev = 0;
       uint64_t deadline = std::min(last_data + job.idle_ns, hard);
@@ -402,8 +415,16 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
 
 void run_stream(const Job& job, const StreamSpec& spec, Control& ctl, double* counter, Outcome& out) {
   Track tr(job, spec, counter, out);
-  if (job.mode == Mode::Receive) receive(job, spec, ctl, tr);
-  else send_loop(job, spec, ctl, tr);
+  if (job.mode == Mode::Receive) {
+    receive(job, spec, ctl, tr);
+    // The socket goes back to Node: leave the default low-water mark.
+    if (job.lowat) {
+      int one = 1;
+      setsockopt(spec.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    }
+  } else {
+    send_loop(job, spec, ctl, tr);
+  }
 }
 
 }  // namespace bp

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,7 +57,13 @@ export interface NativeAddon {
   abiVersion: number;
 }
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The package root: the nearest folder above this module with a package.json (dist/, or a bench build). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+const root = packageRoot();
 
 /**
  * Loads the addon with node-gyp-build: build/Release when built here, else prebuilds/<platform>-<arch>/.
@@ -167,6 +174,10 @@ export class NativeEngine implements Engine {
         chunkSize: job.framing.kind === 'rmbt' ? job.framing.chunkSize : 0,
         sampleNs: job.sampleNs,
         idleNs: job.idleTimeoutMs * 1e6,
+        // Kernel-side discard of bytes nobody looks at; BANDWIDTH_PROBE_NATIVE_TRUNC=0 turns it off (bench/).
+        trunc: process.env.BANDWIDTH_PROBE_NATIVE_TRUNC !== '0',
+        // Batched wake-ups (SO_RCVLOWAT); BANDWIDTH_PROBE_NATIVE_LOWAT=0 turns them off (bench/).
+        lowat: process.env.BANDWIDTH_PROBE_NATIVE_LOWAT !== '0',
         counters,
         streams: handles.map((h, i) => ({
           fd: h.fd,
