@@ -23,6 +23,9 @@ export const ERRORS = {
   BP_ERR_RMBT_CONTROL: 'The RMBT control server answered with an error.',
   BP_ERR_RMBT_TERMS: 'The RMBT deployment requires you to accept its terms; read them and set accept_terms.',
   BP_ERR_RMBT_SERVER: 'The measurement server reported an error.',
+  BP_ERR_BTEST_AUTH:
+    'The btest server refused the user name or password; check them on the router (/tool bandwidth-server).',
+  BP_ERR_BTEST_REFUSED: 'The btest server refused the test (wrong protocol, direction or a limit).',
   BP_ERR_ENGINE: 'The measurement engine failed.',
   BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
   BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',
