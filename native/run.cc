@@ -67,6 +67,7 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   job_.payload_size = static_cast<uint32_t>(u64(spec, "payloadSize", job_.chunk_size));
   job_.trunc = spec.Get("trunc").ToBoolean().Value();
   job_.lowat = spec.Get("lowat").ToBoolean().Value();
+  job_.rate_bps = u64(spec, "rateBps", 0);
   counters_ = reinterpret_cast<double*>(spec.Get("counters").As<Napi::Float64Array>().Data());
 
   Napi::Array streams = spec.Get("streams").As<Napi::Array>();

@@ -35,6 +35,7 @@ struct Job {
   uint32_t payload_size = 0; // send: payload bytes per chunk (what counts)
   bool trunc = true;          // receive: discard unneeded bytes in the kernel (MSG_TRUNC)
   bool lowat = true;          // receive: batch wake-ups with SO_RCVLOWAT
+  uint64_t rate_bps = 0;      // send: pace chunks to this rate (0 = as fast as TCP takes them)
 };
 
 struct StreamSpec {

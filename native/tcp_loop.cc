@@ -315,7 +315,8 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
   for (;;) {
     uint64_t now = now_ns();
     if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
-    if (now >= hard) return tr.finish(Err::Timeout, "the last chunk did not come in time");
+    // Raw streams (btest) have no last chunk: their deadline is the normal end.
+    if (now >= hard) return job.framing == Framing::Raw ? tr.finish(Err::Ok, nullptr) : tr.finish(Err::Timeout, "the last chunk did not come in time");
     uint64_t skip = trunc_ok ? ps.skippable() : 0;
     ssize_t n;
     bool truncated = false;
@@ -350,7 +351,9 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       int w = wait_fd(spec.fd, POLLIN, ctl, deadline, &rev);
       if (w < 0) return tr.finish(Err::Aborted, "aborted");
       if (w == 0) {
-        if (now_ns() >= hard) return tr.finish(Err::Timeout, "the last chunk did not come in time");
+        if (now_ns() >= hard) {
+          return job.framing == Framing::Raw ? tr.finish(Err::Ok, nullptr) : tr.finish(Err::Timeout, "the last chunk did not come in time");
+        }
         return tr.finish(Err::Stalled, "no data arrived within the idle timeout");
       }
       continue;
@@ -388,6 +391,16 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
     uint64_t now = now_ns();
     // RMBT: the last chunk is the first one started at or after the deadline (GETTIME / PUT, §3.2, §4.4).
     bool last = job.duration_ns ? (now - spec.t0 >= job.duration_ns) : (sent + 1 >= job.count);
+    if (job.rate_bps && !last) {
+      // Chunk n is due at t0 + n·size·8/rate (absolute deadlines: no drift).
+      uint64_t due = spec.t0 + static_cast<uint64_t>(double(sent) * job.payload_size * 8e9 / double(job.rate_bps));
+      if (due > now) {
+        uint64_t stop = job.duration_ns ? spec.t0 + job.duration_ns : due;
+        pollfd w = {ctl.wake_fd, POLLIN, 0};
+        poll(&w, 1, static_cast<int>((std::min(due, stop) - now) / 1000000 + 1));
+        continue;
+      }
+    }
     const Slice& s = last ? spec.fin : spec.cont[v++ % spec.cont.size()];
     Err e = write_all(spec.fd, s.data, s.len, ctl, job.idle_ns, &inbound);
     if (e != Err::Ok) {

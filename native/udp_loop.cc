@@ -116,7 +116,11 @@ void udp_send_loop(const UdpJob& job, int fd, Control& ctl, double* counters, Ud
       msgs[i].msg_hdr.msg_namelen = plen;
     }
   }
-  const double interval = job.rate_bps ? double(job.pace_bytes) * 8e9 / double(job.rate_bps) : 0;
+  // The rate can change while running (btest's ×1.5 adaptation): JS writes counters[4]; a change restarts
+  // the deadline schedule from now so the new rate applies at once.
+  double rate = double(job.rate_bps);
+  double interval = rate > 0 ? double(job.pace_bytes) * 8e9 / rate : 0;
+  uint64_t base_t = job.t0, base_n = 0;
   uint32_t seq = job.seq_start;
   uint64_t n = 0, last_sample = 0;
   const uint64_t end = job.t0 + job.duration_ns;
@@ -124,9 +128,17 @@ void udp_send_loop(const UdpJob& job, int fd, Control& ctl, double* counters, Ud
   while (!ctl.aborted.load(std::memory_order_relaxed)) {
     uint64_t now = now_ns();
     if (now >= end) break;
+    double want;
+    __atomic_load(counters + 4, &want, __ATOMIC_RELAXED);
+    if (want >= 0 && want != rate) {
+      rate = want;
+      interval = rate > 0 ? double(job.pace_bytes) * 8e9 / rate : 0;
+      base_t = now;
+      base_n = n;
+    }
     int due = kBatch;
     if (interval > 0) {
-      uint64_t next = job.t0 + uint64_t(double(n) * interval);
+      uint64_t next = base_t + uint64_t(double(n - base_n) * interval);
       if (next > now) {
         uint64_t wait = next - now;
         // Sleep in poll (wakes on abort) when far ahead; spin the last stretch for precision.
@@ -136,7 +148,7 @@ void udp_send_loop(const UdpJob& job, int fd, Control& ctl, double* counters, Ud
         }
         continue;
       }
-      uint64_t behind = uint64_t(double(now - job.t0) / interval) + 1 - n;
+      uint64_t behind = uint64_t(double(now - base_t) / interval) + 1 - (n - base_n);
       due = int(std::min<uint64_t>(behind, kBatch));
     }
     for (int i = 0; i < due; i++) {

@@ -262,19 +262,169 @@ export const rmbtServerSchema = {
   },
 } as const satisfies Group;
 
+export const btestSchema = {
+  host: {
+    type: 'str',
+    optional: true,
+    pattern: HOST_PORT,
+    patternHint: 'host or host:port (IPv6 in brackets); the port defaults to 2000',
+    description:
+      'btest server to measure against: a MikroTik router (/tool bandwidth-server) or any btest server.',
+  },
+  user: {
+    type: 'str',
+    optional: true,
+    maxLength: 32,
+    description: 'User name for the btest server (empty: no authentication).',
+  },
+  password: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 256,
+    description: 'Password for the btest server.',
+  },
+  protocol: { type: 'enum', values: ['tcp', 'udp'], default: 'tcp', description: 'TCP or UDP test.' },
+  direction: {
+    type: 'enum',
+    values: ['receive', 'send', 'both'],
+    default: 'receive',
+    description:
+      "From this probe's point of view: receive (download from the server), send (upload), or both at once.",
+  },
+  connections: {
+    type: 'int',
+    default: 1,
+    min: 1,
+    max: 20,
+    description: 'TCP connections (multi-connection test with session token).',
+  },
+  duration: {
+    type: 'int',
+    default: 10,
+    min: 1,
+    max: 300,
+    description: 'Seconds the test runs (btest has no stop message; the probe closes).',
+  },
+  local_tx_speed: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 4294967295,
+    description:
+      'bit/s this probe sends at (0 = unlimited: TCP as fast as it goes, UDP adapts to what arrives).',
+  },
+  remote_tx_speed: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 4294967295,
+    description: 'bit/s the server should send at (0 = unlimited).',
+  },
+  udp_size: {
+    type: 'int',
+    default: 1500,
+    min: 28,
+    max: 64000,
+    description:
+      'UDP packet size as RouterOS means it: the IP packet size (payload = size − 28 on IPv4, − 48 on IPv6).',
+  },
+  random_data: { type: 'bool', default: false, description: 'Ask for random payload instead of zeros.' },
+  ip_version: {
+    type: 'enum',
+    values: ['any', '4', '6'],
+    default: 'any',
+    description: 'Use IPv4 only, IPv6 only, or what the name resolves to first.',
+  },
+  io_timeout: {
+    type: 'float',
+    default: 10,
+    min: 1,
+    max: 120,
+    description: 'Seconds to wait for any answer during the handshake.',
+  },
+} as const satisfies Group;
+
+export const btestServerSchema = {
+  bind: { type: 'str', default: '0.0.0.0', description: 'Address the btest server listens on.' },
+  port: {
+    type: 'int',
+    default: 2000,
+    min: 1,
+    max: 65535,
+    description: 'TCP port of the btest server (2000 is the protocol default).',
+  },
+  udp_port_start: {
+    type: 'int',
+    default: 2001,
+    min: 1024,
+    max: 65000,
+    description: 'First UDP port handed out for UDP tests (clients use it + 256).',
+  },
+  auth: {
+    type: 'enum',
+    values: ['ecsrp5', 'md5', 'none'],
+    default: 'ecsrp5',
+    description:
+      'Authentication: ecsrp5 (RouterOS ≥ 6.43 clients), md5 (older ones), none (open to anyone who can reach the port).',
+  },
+  user: { type: 'str', default: 'btest', maxLength: 32, description: 'User name clients log in with.' },
+  password: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 256,
+    description: 'Password; required unless auth is none.',
+  },
+  max_sessions: {
+    type: 'int',
+    default: 4,
+    min: 1,
+    max: 100,
+    description: 'Tests served at once; more are refused after the handshake word.',
+  },
+  max_duration: {
+    type: 'int',
+    default: 300,
+    min: 1,
+    max: 86400,
+    description: 'Seconds a test may run before the server ends it.',
+  },
+  max_bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description: 'Bytes a test may move before the server ends it (0 = no limit).',
+  },
+  handshake_timeout: {
+    type: 'float',
+    default: 10,
+    min: 1,
+    max: 120,
+    description: 'Seconds a client has to finish the handshake.',
+  },
+} as const satisfies Group;
+
 export const settingsSchema = {
   general: generalSchema,
   rmbt: rmbtSchema,
   rmbt_server: rmbtServerSchema,
+  btest: btestSchema,
+  btest_server: btestServerSchema,
 } as const;
 
 export type GroupName = keyof typeof settingsSchema;
 export type GeneralSettings = GroupValue<typeof generalSchema>;
 export type RmbtSettings = GroupValue<typeof rmbtSchema>;
 export type RmbtServerSettings = GroupValue<typeof rmbtServerSchema>;
+export type BtestSettings = GroupValue<typeof btestSchema>;
+export type BtestServerSettings = GroupValue<typeof btestServerSchema>;
 
 export interface Settings {
   readonly general: GeneralSettings;
   readonly rmbt: RmbtSettings;
   readonly rmbt_server: RmbtServerSettings;
+  readonly btest: BtestSettings;
+  readonly btest_server: BtestServerSettings;
 }

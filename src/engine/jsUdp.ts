@@ -33,13 +33,17 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
   } catch {
     // limits of the host; the defaults still work
   }
-  const counters = new Float64Array(4);
+  const counters = new Float64Array(5);
+  counters[4] = job.send?.rateBps ?? 0;
   let stop: (() => void) | undefined;
   let aborted = false;
   return {
     kind: 'js',
     port: sock.address().port,
     counters,
+    setRate(bps) {
+      counters[4] = bps;
+    },
     abort() {
       aborted = true;
       stop?.();
@@ -88,12 +92,24 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
         let n = 0;
         let timer: NodeJS.Timeout | undefined;
         const buf = s ? Buffer.alloc(Math.max(s.payload, 4 + (ts !== undefined ? 12 : 0))) : undefined;
-        const interval = s?.rateBps ? (s.paceBytes * 8e9) / s.rateBps : 0;
+        // Same schedule as the native loop: absolute deadlines, restarted from now when the rate changes.
+        let rate = counters[4]!;
+        let interval = rate ? (s!.paceBytes * 8e9) / rate : 0;
+        let baseT = 0;
+        let baseN = 0;
         const pump = () => {
           if (!s || !buf || aborted || finished) return;
           const elapsed = Number(now() - t0);
           if (elapsed >= job.durationNs) return;
-          const due = interval ? Math.min(BATCH, Math.floor(elapsed / interval) + 1 - n) : BATCH;
+          if (counters[4] !== rate) {
+            rate = counters[4]!;
+            interval = rate ? (s.paceBytes * 8e9) / rate : 0;
+            baseT = elapsed;
+            baseN = n;
+          }
+          const due = interval
+            ? Math.min(BATCH, Math.floor((elapsed - baseT) / interval) + 1 - (n - baseN))
+            : BATCH;
           for (let i = 0; i < due; i++) {
             buf.writeUInt32BE((s.seqStart + n) >>> 0, 0);
             if (ts !== undefined) buf.writeBigUInt64BE(now(), ts);
@@ -108,7 +124,7 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
           const t = Number(now() - t0);
           const last = txPoints[txPoints.length - 1];
           if (!last || t - last.t >= job.sampleNs) txPoints.push({ t, b: txBytes });
-          const next = interval ? Math.max(0, (n * interval - elapsed) / 1e6) : 0;
+          const next = interval ? Math.max(0, (baseT + (n - baseN) * interval - elapsed) / 1e6) : 0;
           timer =
             next >= 1
               ? setTimeout(pump, Math.floor(next))

@@ -95,7 +95,8 @@ export class NativeEngine implements Engine {
 
   /** UDP on the native paced loop (native/udp_loop.cc): sendmmsg/recvmmsg, absolute deadlines. */
   async udp(job: UdpJob): Promise<UdpRunHandle> {
-    const counters = new Float64Array(4);
+    const counters = new Float64Array(5);
+    counters[4] = job.send?.rateBps ?? 0;
     let run: NativeUdpRun;
     try {
       run = new this.addon.UdpRun({
@@ -132,6 +133,9 @@ export class NativeEngine implements Engine {
       kind: 'native',
       port: run.port,
       counters,
+      setRate: (bps) => {
+        counters[4] = bps;
+      },
       abort: () => run.abort(),
       start: (t0 = process.hrtime.bigint()) =>
         new Promise<UdpOutcome>((resolve) =>
@@ -195,6 +199,7 @@ export class NativeEngine implements Engine {
       } else {
         const set = job.chunks[0]!;
         spec.payloadSize = set.size;
+        if (job.rateBps) spec.rateBps = job.rateBps;
         spec.maxNs = 'durationNs' in job.until ? job.until.durationNs + job.idleTimeoutMs * 1e6 : 3600e9;
         if ('durationNs' in job.until) spec.durationNs = job.until.durationNs;
         else spec.count = job.until.count;

@@ -80,6 +80,8 @@ export interface SendJob {
   readonly until: { readonly durationNs: number } | { readonly count: number };
   readonly sampleNs: number;
   readonly idleTimeoutMs: number;
+  /** pace chunks to this rate in bit/s (btest speed limits); absent or 0 = as fast as TCP takes them */
+  readonly rateBps?: number;
 }
 
 export type EngineJob = ReceiveJob | SendJob;
@@ -155,8 +157,10 @@ export interface UdpRunHandle {
   readonly kind: EngineKind;
   /** the local port actually bound */
   readonly port: number;
-  /** live [tx bytes, rx bytes, rx packets, lost] */
+  /** live [tx bytes, rx bytes, rx packets, lost, send rate] */
   readonly counters: Float64Array;
+  /** changes the send rate while running (btest's adaptation to the peer's status) */
+  setRate(bps: number): void;
   start(t0?: bigint): Promise<UdpOutcome>;
   abort(): void;
 }

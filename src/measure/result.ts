@@ -48,6 +48,19 @@ export interface DirectionResult {
   timing: 'client' | 'server';
   series: { t_ms: number; mbps: number }[];
   per_stream: StreamFigures[];
+  /** UDP: what the receiver counted from sequence numbers */
+  udp?: UdpFigures;
+}
+
+export interface UdpFigures {
+  packets: number;
+  lost: number;
+  loss_percent: number;
+  duplicates: number;
+  reordered: number;
+  /** RFC 3550 jitter when the sender stamps its packets (our peers), else inter-arrival deviation */
+  jitter_ms: number;
+  jitter_kind: 'rfc3550' | 'interarrival';
 }
 
 export interface ConnectionTiming {
@@ -81,6 +94,12 @@ export interface RunResult {
   connections?: ConnectionTiming[];
   cpu: { local_percent?: number; remote_percent?: number };
   flags: QualityFlag[];
+  btest?: {
+    auth: 'none' | 'md5' | 'ecsrp5';
+    protocol: 'tcp' | 'udp';
+    direction: 'receive' | 'send' | 'both';
+    connections: number;
+  };
   rmbt?: {
     test_uuid?: string;
     open_test_uuid?: string;

@@ -1,0 +1,168 @@
+import type { BtestSettings, GeneralSettings } from '../config/schema.js';
+import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
+import { ProbeError, toProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { DirectionResult, RunResult } from '../measure/result.js';
+import { intervalSeries, type Point, round3 } from '../measure/speed.js';
+import { splitHostPort } from '../rmbt/measure.js';
+import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
+import type { Status } from './codec.js';
+
+export interface BtestContext {
+  engine: Engine;
+  general: GeneralSettings;
+  log?: Logger;
+  signal?: AbortSignal;
+  onEvent?: (e: BtestEvent) => void;
+  targetId?: string;
+}
+
+const SECOND = 1e9;
+
+/** Average over the whole test and a per-second series from per-stream (t, bytes) points. */
+function fromPoints(
+  streams: Point[][],
+  totals: number[],
+  durationNs: number,
+  timing: 'client' | 'server',
+): DirectionResult {
+  const bytes = totals.reduce((a, b) => a + b, 0);
+  return {
+    mbps: round3((bytes * 8 * 1e3) / durationNs),
+    bytes,
+    bytes_total: bytes,
+    duration_ms: round3(durationNs / 1e6),
+    streams: streams.length,
+    timing,
+    series: intervalSeries(streams, durationNs, SECOND),
+    per_stream: streams.map((pts, i) => ({
+      stream: i,
+      bytes: totals[i]!,
+      bytes_at_t_star: totals[i]!,
+      duration_ms: round3(durationNs / 1e6),
+      mbps: round3((totals[i]! * 8 * 1e3) / durationNs),
+    })),
+  };
+}
+
+/** What the server says it received, second by second (§9: the peer's status is the transmit speed). */
+function fromStatus(st: Status[]): DirectionResult | undefined {
+  const seconds = st.filter((s) => s.seq > 0);
+  // The bytes field is a u32 per second: at 2^32 − 1 (34.4 Gbit/s, loopback only) it says nothing.
+  if (!seconds.length || seconds.some((s) => s.bytes >= 0xffffffff)) return undefined;
+  const bytes = seconds.reduce((a, s) => a + s.bytes, 0);
+  const durationNs = seconds.length * SECOND;
+  return {
+    mbps: round3((bytes * 8 * 1e3) / durationNs),
+    bytes,
+    bytes_total: bytes,
+    duration_ms: durationNs / 1e6,
+    streams: 1,
+    timing: 'server',
+    series: seconds.map((s, i) => ({ t_ms: (i + 1) * 1000, mbps: round3((s.bytes * 8) / 1e6) })),
+    per_stream: [],
+  };
+}
+
+function udpFigures(u: UdpOutcome): DirectionResult['udp'] {
+  const expected = u.packets + u.lost;
+  return {
+    packets: u.packets,
+    lost: u.lost,
+    loss_percent: expected ? round3((u.lost / expected) * 100) : 0,
+    duplicates: u.duplicates,
+    reordered: u.reordered,
+    jitter_ms: round3(u.jitterMs || u.iatJitterMs),
+    jitter_kind: u.jitterMs ? 'rfc3550' : 'interarrival',
+  };
+}
+
+export function btestParams(s: BtestSettings): BtestParams {
+  if (!s.host) throw new ProbeError('BP_ERR_CONFIG', 'set btest.host (the router or btest server)');
+  const hp = splitHostPort(s.host);
+  return {
+    host: hp.host,
+    port: hp.port ?? 2000,
+    ...(s.user ? { user: s.user, password: s.password ?? '' } : {}),
+    protocol: s.protocol,
+    direction: s.direction,
+    connections: s.connections,
+    durationS: s.duration,
+    localTxSpeed: s.local_tx_speed,
+    remoteTxSpeed: s.remote_tx_speed,
+    udpSize: s.udp_size,
+    randomData: s.random_data,
+    ipVersion: s.ip_version,
+    ioTimeoutMs: s.io_timeout * 1000,
+  };
+}
+
+/** One btest measurement into the common result model; never throws (failures are results). */
+export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise<RunResult> {
+  const started = new Date();
+  const result: RunResult = {
+    target: { id: ctx.targetId ?? 'btest', kind: 'btest' },
+    server: { host: s.host ?? '', port: 0, transport: s.protocol },
+    started_at: started.toISOString(),
+    finished_at: started.toISOString(),
+    status: 'ok',
+    engine: ctx.engine.kind,
+    cpu: {},
+    flags: [],
+    btest: { auth: 'none', protocol: s.protocol, direction: s.direction, connections: s.connections },
+  };
+  try {
+    const p = btestParams(s);
+    result.server = { host: p.host, port: p.port, transport: p.protocol };
+    const raw = await runBtest(p, {
+      engine: ctx.engine,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      ...(ctx.onEvent ? { onEvent: ctx.onEvent } : {}),
+    });
+    Object.assign(result, figures(raw, s));
+    result.btest!.auth = raw.auth;
+  } catch (err) {
+    const e = ctx.signal?.aborted
+      ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted')
+      : toProbeError(err);
+    result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
+    result.error = e.toJSON();
+  }
+  result.finished_at = new Date().toISOString();
+  return result;
+}
+
+function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
+  const out: Partial<RunResult> = { cpu: { local_percent: raw.localCpu } };
+  const remote = raw.serverStatus.filter((x) => x.seq > 0);
+  if (remote.length)
+    out.cpu!.remote_percent = Math.round(remote.reduce((a, x) => a + x.cpu, 0) / remote.length);
+  const pts = (o: StreamOutcome[]) => o.map((x) => x.points);
+  if (raw.rx)
+    out.download = fromPoints(
+      pts(raw.rx),
+      raw.rx.map((x) => x.bytes),
+      raw.durationNs,
+      'client',
+    );
+  if (raw.tx)
+    out.upload =
+      fromStatus(raw.serverStatus) ??
+      fromPoints(
+        pts(raw.tx),
+        raw.tx.map((x) => x.bytes),
+        raw.durationNs,
+        'client',
+      );
+  if (raw.udp) {
+    const u = raw.udp;
+    if (s.direction !== 'send') {
+      out.download = { ...fromPoints([u.rxPoints], [u.bytes], raw.durationNs, 'client'), udp: udpFigures(u) };
+    }
+    if (s.direction !== 'receive') {
+      out.upload =
+        fromStatus(raw.serverStatus) ?? fromPoints([u.txPoints], [u.sentBytes], raw.durationNs, 'client');
+    }
+  }
+  return out;
+}

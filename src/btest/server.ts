@@ -1,0 +1,329 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import type { Engine, EngineJob, UdpRunHandle } from '../engine/types.js';
+import { ProbeError, toProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Channel } from '../rmbt/channel.js';
+import {
+  AUTH_FAILED,
+  type Command,
+  decodeCommand,
+  decodeJoin,
+  decodeMd5Answer,
+  decodeStatus,
+  encodeOk,
+  encodeStatus,
+  HELLO,
+  md5Digest,
+  STATUS_SIZE,
+  UDP_CLIENT_OFFSET,
+  udpPayloadFor,
+} from './codec.js';
+import { cpuMeter } from './cpu.js';
+import { bytesToBigInt, parseClientHello, serverConfirm, serverKey, verifier } from './ecsrp5.js';
+
+/**
+ * Our btest server (specs/btest.md): accepts RouterOS and btest clients, TCP and UDP, multi-connection,
+ * auth none / MD5 / EC-SRP5. Built for a LAN: auth on by default, a session limit, per-session duration
+ * and byte caps, and a handshake deadline so a client that never finishes costs no more than its socket.
+ */
+export interface BtestServerOptions {
+  host: string;
+  port: number;
+  udpPortStart: number;
+  auth: 'ecsrp5' | 'md5' | 'none';
+  user: string;
+  password?: string;
+  maxSessions: number;
+  maxDurationS: number;
+  maxBytes: number;
+  handshakeTimeoutMs: number;
+  engine: Engine;
+  log?: Logger;
+}
+
+/** How long secondaries of a multi-connection test may take to join (RS waits 10 s, §6). */
+const JOIN_WAIT_MS = 10_000;
+
+interface Pending {
+  token: number;
+  ip: string;
+  want: number;
+  conns: Channel[];
+  ready: () => void;
+}
+
+export class BtestServer {
+  private server = net.createServer();
+  private sockets = new Set<net.Socket>();
+  private pending = new Map<number, Pending>();
+  private active = 0;
+  private nextUdp: number;
+  /** one salt per server run for the EC-SRP5 verifier (RouterOS keeps one per user) */
+  private readonly salt = randomBytes(16);
+  private readonly ver;
+  readonly stats = { sessions: 0, refused: 0, authFailed: 0 };
+
+  constructor(private readonly o: BtestServerOptions) {
+    if (o.auth !== 'none' && !o.password)
+      throw new ProbeError('BP_ERR_CONFIG', 'btest_server.password is required unless auth is none');
+    this.nextUdp = o.udpPortStart;
+    this.ver = o.auth === 'ecsrp5' ? verifier(o.user, o.password!, this.salt) : undefined;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  async start(): Promise<void> {
+    this.server.on('connection', (s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.o.port, this.o.host, () => resolve());
+    }).catch((err) => {
+      throw toProbeError(err, 'BP_ERR_CONFIG');
+    });
+    this.o.log?.info({ host: this.o.host, port: this.port, auth: this.o.auth }, 'btest server listening');
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private accept(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.once('close', () => this.sockets.delete(sock));
+    const ch = new Channel(sock);
+    const log = this.o.log?.child({ peer: `${sock.remoteAddress}:${sock.remotePort}` });
+    this.serve(ch)
+      .catch((err) =>
+        log?.debug({ code: toProbeError(err).code, err: String(err) }, 'btest connection ended'),
+      )
+      .finally(() => {
+        if (!sock.destroyed) sock.end();
+      });
+  }
+
+  private async serve(ch: Channel): Promise<void> {
+    const t = this.o.handshakeTimeoutMs;
+    ch.writeRaw(HELLO);
+    const first = await ch.readBytes(16, t);
+    const token = decodeJoin(first);
+    if (token !== undefined) return this.join(ch, token);
+    const cmd = decodeCommand(first);
+    if (this.active >= this.o.maxSessions) {
+      this.stats.refused++;
+      ch.writeRaw(AUTH_FAILED);
+      throw new ProbeError('BP_ERR_SERVER_LIMIT', 'too many sessions');
+    }
+    if (cmd.proto === 'tcp' && cmd.serverReceives && cmd.serverSends) {
+      ch.writeRaw(AUTH_FAILED);
+      throw new ProbeError('BP_ERR_BTEST_REFUSED', 'TCP both is not supported by this server yet');
+    }
+    this.active++;
+    try {
+      if (!(await this.authenticate(ch))) {
+        this.stats.authFailed++;
+        throw new ProbeError('BP_ERR_BTEST_AUTH', 'wrong credentials');
+      }
+      this.stats.sessions++;
+      if (cmd.proto === 'udp') await this.udp(ch, cmd);
+      else await this.tcp(ch, cmd);
+    } finally {
+      this.active--;
+    }
+  }
+
+  /** §4 and §5; true when the client proved the password (or none is asked for). */
+  private async authenticate(ch: Channel): Promise<boolean> {
+    const t = this.o.handshakeTimeoutMs;
+    if (this.o.auth === 'none') return true;
+    if (this.o.auth === 'md5') {
+      const challenge = randomBytes(16);
+      ch.writeRaw(Buffer.concat([Buffer.from([2, 0, 0, 0]), challenge]));
+      const answer = decodeMd5Answer(await ch.readBytes(48, t));
+      const want = md5Digest(this.o.password!, challenge);
+      const ok = answer.user === this.o.user && timingSafeEqual(answer.digest, want);
+      if (!ok) ch.writeRaw(AUTH_FAILED);
+      return ok;
+    }
+    ch.writeRaw(Buffer.from([3, 0, 0, 0]));
+    const len = (await ch.readBytes(1, t))[0]!;
+    const hello = parseClientHello(await ch.readBytes(len, t));
+    // An unknown user gets a key for a verifier nobody knows, so the reply does not reveal who exists.
+    const v =
+      hello.user === this.o.user
+        ? this.ver!
+        : verifier(hello.user, randomBytes(16).toString('hex'), this.salt);
+    const key = serverKey(hello, v, this.salt, bytesToBigInt(randomBytes(32)));
+    ch.writeRaw(Buffer.concat([Buffer.from([key.payload.length]), key.payload]));
+    const len3 = (await ch.readBytes(1, t))[0]!;
+    const sc = serverConfirm(key.state, await ch.readBytes(len3, t));
+    // RS closes on a bad proof; what RouterOS sends is undocumented (§5.1), so we close too.
+    if (!sc) return false;
+    ch.writeRaw(Buffer.concat([Buffer.from([32]), sc]));
+    return true;
+  }
+
+  /** A secondary connection: handed to its session, which owns it (and closes it) from here on. */
+  private async join(ch: Channel, token: number): Promise<void> {
+    const p = this.pending.get(token);
+    if (!p || p.ip !== ch.socket.remoteAddress || p.conns.length >= p.want) {
+      ch.writeRaw(AUTH_FAILED);
+      throw new ProbeError('BP_ERR_BTEST_REFUSED', 'join with an unknown token');
+    }
+    ch.writeRaw(encodeOk(token));
+    p.conns.push(ch);
+    if (p.conns.length === p.want) p.ready();
+    await new Promise<void>((r) => ch.socket.once('close', () => r()));
+  }
+
+  private async tcp(main: Channel, cmd: Command): Promise<void> {
+    let conns = [main];
+    if (cmd.connCount > 1) {
+      // A random token with both bytes non-zero (RS), so a join never looks like a command (§6).
+      let token: number;
+      do token = (randomBytes(2).readUInt16BE(0) | 0x0101) & 0xffff;
+      while (this.pending.has(token));
+      const p: Pending = {
+        token,
+        ip: main.socket.remoteAddress ?? '',
+        want: cmd.connCount,
+        conns: [main],
+        ready: () => {},
+      };
+      const joined = new Promise<void>((r) => {
+        p.ready = r;
+      });
+      this.pending.set(token, p);
+      main.writeRaw(encodeOk(token));
+      await Promise.race([joined, new Promise((r) => setTimeout(r, JOIN_WAIT_MS))]);
+      this.pending.delete(token);
+      conns = p.conns;
+    } else {
+      main.writeRaw(encodeOk());
+    }
+    const t0 = process.hrtime.bigint();
+    const maxMs = this.o.maxDurationS * 1000;
+    const job: EngineJob = cmd.serverSends
+      ? {
+          mode: 'send',
+          framing: { kind: 'raw' },
+          chunks: conns.map((c) => c.chunkSet(0x8000, false)),
+          until: { durationNs: maxMs * 1e6 },
+          sampleNs: 1e9,
+          idleTimeoutMs: this.o.handshakeTimeoutMs * 3,
+          ...(cmd.remoteTxSpeed ? { rateBps: cmd.remoteTxSpeed / conns.length } : {}),
+        }
+      : {
+          mode: 'receive',
+          framing: { kind: 'raw' },
+          sampleNs: 1e9,
+          idleTimeoutMs: this.o.handshakeTimeoutMs * 3,
+          maxDurationMs: maxMs,
+        };
+    const run = this.o.engine.run(
+      conns,
+      job,
+      conns.map(() => t0),
+    );
+    const cpu = cpuMeter();
+    let seq = 0;
+    let last = 0;
+    // The test ends when the client closes (§10); byte cap checked once a second.
+    const tick = setInterval(() => {
+      const total = run.counters.reduce((a, b) => a + b, 0);
+      if (cmd.serverReceives)
+        main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq: ++seq, bytes: total - last }));
+      last = total;
+      if (this.o.maxBytes && total >= this.o.maxBytes) run.abort();
+    }, 1000);
+    for (const c of conns) c.socket.once('close', () => run.abort());
+    try {
+      await run.done;
+    } finally {
+      clearInterval(tick);
+      for (const c of conns) c.close();
+    }
+  }
+
+  private async openUdp(cmd: Command, main: Channel): Promise<{ run: UdpRunHandle; base: number }> {
+    const family = net.isIPv6(main.socket.remoteAddress ?? '') ? 6 : 4;
+    const peer = main.socket.remoteAddress!;
+    for (let i = 0; i < 200; i++) {
+      const base = this.nextUdp;
+      this.nextUdp = base + 1 > 65000 ? this.o.udpPortStart : base + 1;
+      try {
+        const run = await this.o.engine.udp({
+          bindHost: family === 6 ? '::' : '0.0.0.0',
+          bindPort: base,
+          peerHost: peer,
+          peerPort: (base + UDP_CLIENT_OFFSET) & 0xffff,
+          // RouterOS may send from base+256+i and through NAT: accept any source port of the client (§7).
+          connect: false,
+          family,
+          ...(cmd.serverSends
+            ? {
+                send: {
+                  payload: udpPayloadFor(cmd.txSize || 1500, family),
+                  paceBytes: cmd.txSize || 1500,
+                  rateBps: cmd.remoteTxSpeed || 1e6,
+                  seqStart: 0,
+                },
+              }
+            : {}),
+          receive: cmd.serverReceives,
+          durationNs: this.o.maxDurationS * 1e9,
+          sampleNs: 1e9,
+        });
+        return { run, base };
+      } catch {
+        // port taken: try the next one
+      }
+    }
+    throw new ProbeError('BP_ERR_SERVER_LIMIT', 'no free UDP port');
+  }
+
+  private async udp(main: Channel, cmd: Command): Promise<void> {
+    const { run, base } = await this.openUdp(cmd, main);
+    main.writeRaw(encodeOk());
+    const port = Buffer.alloc(2);
+    port.writeUInt16BE(base, 0);
+    main.writeRaw(port);
+    const cpu = cpuMeter();
+    let seq = 0;
+    let lastRx = 0;
+    const overhead = net.isIPv6(main.socket.remoteAddress ?? '') ? 48 : 28;
+    const tick = setInterval(() => {
+      // received bytes in IP packet terms (payload + headers), as btest counts (§7)
+      const rx = run.counters[1]! + run.counters[2]! * overhead;
+      main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq: ++seq, bytes: rx - lastRx }));
+      lastRx = rx;
+      const moved = run.counters[0]! + rx;
+      if (this.o.maxBytes && moved >= this.o.maxBytes) run.abort();
+    }, 1000);
+    // Client statuses: unlimited sending adapts to 1.5 × what the client received (§9).
+    const reader = (async () => {
+      for (;;) {
+        const b = await main.readBytes(STATUS_SIZE, this.o.maxDurationS * 1000).catch(() => undefined);
+        if (!b) break;
+        let st: ReturnType<typeof decodeStatus>;
+        try {
+          st = decodeStatus(b);
+        } catch {
+          break; // not a status: the client is not speaking btest any more
+        }
+        if (cmd.serverSends && !cmd.remoteTxSpeed && st.bytes > 0) run.setRate(st.bytes * 8 * 1.5);
+      }
+      run.abort();
+    })();
+    try {
+      await run.start();
+    } finally {
+      clearInterval(tick);
+      main.close();
+      await reader;
+    }
+  }
+}

@@ -1,0 +1,201 @@
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { measureBtest } from '../../src/btest/measure.js';
+import { BtestServer, type BtestServerOptions } from '../../src/btest/server.js';
+import { loadSettings } from '../../src/config/load.js';
+import type { Engine } from '../../src/engine/types.js';
+import { ENGINES } from '../helpers/rmbt.js';
+
+const general = loadSettings().general;
+const client = (over: Record<string, string>) =>
+  loadSettings({ flags: { btest: { duration: '1', io_timeout: '3', ...over } } }).btest;
+
+async function server(engine: Engine, over: Partial<BtestServerOptions> = {}): Promise<BtestServer> {
+  const s = new BtestServer({
+    host: '127.0.0.1',
+    port: 0,
+    udpPortStart: 30000 + Math.floor(Math.random() * 20000),
+    auth: 'ecsrp5',
+    user: 'admin',
+    password: 'secret',
+    maxSessions: 4,
+    maxDurationS: 30,
+    maxBytes: 0,
+    handshakeTimeoutMs: 2000,
+    engine,
+    ...over,
+  });
+  await s.start();
+  return s;
+}
+
+describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
+  const engine = (() => {
+    let e: Engine | undefined;
+    return () => (e ??= make());
+  })();
+  const servers: Partial<Record<'ecsrp5' | 'md5' | 'none', BtestServer>> = {};
+  beforeAll(async () => {
+    for (const auth of ['ecsrp5', 'md5', 'none'] as const) servers[auth] = await server(engine(), { auth });
+  });
+  afterAll(async () => {
+    for (const s of Object.values(servers)) await s!.close();
+  });
+
+  for (const auth of ['ecsrp5', 'md5', 'none'] as const) {
+    const creds = auth === 'none' ? {} : { user: 'admin', password: 'secret' };
+    for (const direction of ['receive', 'send'] as const) {
+      for (const connections of [1, 4]) {
+        it(`TCP ${direction}, ${connections} connection(s), auth ${auth}`, async () => {
+          const r = await measureBtest(
+            client({
+              host: `127.0.0.1:${servers[auth]!.port}`,
+              ...creds,
+              protocol: 'tcp',
+              direction,
+              connections: String(connections),
+            }),
+            { engine: engine(), general },
+          );
+          expect(r.error).toBeUndefined();
+          expect(r.btest!.auth).toBe(auth);
+          const d = direction === 'receive' ? r.download! : r.upload!;
+          expect(d.mbps).toBeGreaterThan(0);
+          if (direction === 'receive') expect(d.streams).toBe(connections);
+          expect(r.engine).toBe(name);
+        });
+      }
+    }
+    for (const direction of ['receive', 'send', 'both'] as const) {
+      it(`UDP ${direction} at a fixed 40 Mbit/s, auth ${auth}`, async () => {
+        const r = await measureBtest(
+          client({
+            host: `127.0.0.1:${servers[auth]!.port}`,
+            ...creds,
+            protocol: 'udp',
+            direction,
+            duration: '2',
+            local_tx_speed: '40000000',
+            remote_tx_speed: '40000000',
+          }),
+          { engine: engine(), general },
+        );
+        expect(r.error).toBeUndefined();
+        if (direction !== 'send') {
+          expect(r.download!.udp!.loss_percent).toBeLessThan(1);
+          expect(r.download!.mbps).toBeGreaterThan(30);
+        }
+        if (direction !== 'receive') {
+          expect(r.upload!.timing).toBe('server');
+          expect(r.upload!.mbps).toBeGreaterThan(30);
+        }
+        expect(r.cpu.remote_percent).toBeGreaterThanOrEqual(0);
+      });
+    }
+  }
+
+  it('wrong password → BP_ERR_BTEST_AUTH (MD5 and EC-SRP5); none given → BP_ERR_BTEST_AUTH', async () => {
+    for (const auth of ['md5', 'ecsrp5'] as const) {
+      const r = await measureBtest(
+        client({ host: `127.0.0.1:${servers[auth]!.port}`, user: 'admin', password: 'wrong' }),
+        { engine: engine(), general },
+      );
+      expect(r.error?.code, auth).toBe('BP_ERR_BTEST_AUTH');
+      const anon = await measureBtest(client({ host: `127.0.0.1:${servers[auth]!.port}` }), {
+        engine: engine(),
+        general,
+      });
+      expect(anon.error?.code).toBe('BP_ERR_BTEST_AUTH');
+    }
+    expect(servers.ecsrp5!.stats.authFailed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('server gone mid-test → coded error, no hang (TCP and UDP)', async () => {
+    for (const protocol of ['tcp', 'udp'] as const) {
+      const s = await server(engine(), { auth: 'none' });
+      const started = measureBtest(
+        client({ host: `127.0.0.1:${s.port}`, protocol, duration: '20', remote_tx_speed: '20000000' }),
+        {
+          engine: engine(),
+          general,
+          onEvent: (e) => {
+            if (e.type === 'second' && e.seq === 1) void s.close();
+          },
+        },
+      );
+      const r = await started;
+      expect(r.status, protocol).toBe('failed');
+      expect(r.error!.code).toBe('BP_ERR_PEER_CLOSED');
+    }
+  });
+});
+
+describe('btest server protection', () => {
+  const engine = () => ENGINES[0]!.make();
+
+  it('requires a password unless auth is none', () => {
+    expect(
+      () =>
+        new BtestServer({
+          host: '127.0.0.1',
+          port: 0,
+          udpPortStart: 2001,
+          auth: 'ecsrp5',
+          user: 'u',
+          maxSessions: 1,
+          maxDurationS: 1,
+          maxBytes: 0,
+          handshakeTimeoutMs: 1000,
+          engine: engine(),
+        }),
+    ).toThrow(/password is required/);
+  });
+
+  it('refuses sessions beyond max_sessions with the failure word', async () => {
+    const s = await server(engine(), { auth: 'none', maxSessions: 1 });
+    try {
+      const first = measureBtest(client({ host: `127.0.0.1:${s.port}`, duration: '2' }), {
+        engine: engine(),
+        general,
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const second = await measureBtest(client({ host: `127.0.0.1:${s.port}` }), {
+        engine: engine(),
+        general,
+      });
+      expect(second.error!.code).toBe('BP_ERR_BTEST_REFUSED');
+      expect((await first).status).toBe('ok');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('closes a client that never finishes its handshake after the deadline', async () => {
+    const s = await server(engine(), { handshakeTimeoutMs: 300 });
+    try {
+      const sock = net.connect(s.port, '127.0.0.1');
+      sock.on('data', () => {});
+      const closed = await new Promise<boolean>((r) => {
+        sock.once('close', () => r(true));
+        setTimeout(() => r(false), 5000);
+      });
+      expect(closed).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('the client refuses TCP both with a coded error', async () => {
+    const s = await server(engine(), { auth: 'none' });
+    try {
+      const r = await measureBtest(client({ host: `127.0.0.1:${s.port}`, direction: 'both' }), {
+        engine: engine(),
+        general,
+      });
+      expect(r.status).toBe('failed');
+      expect(['BP_ERR_CONFIG', 'BP_ERR_BTEST_REFUSED']).toContain(r.error!.code);
+    } finally {
+      await s.close();
+    }
+  });
+});
