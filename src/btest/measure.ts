@@ -35,12 +35,12 @@ function fromPoints(
     streams: streams.length,
     timing,
     series: intervalSeries(streams, durationNs, SECOND),
-    per_stream: streams.map((pts, i) => ({
+    per_stream: totals.map((total, i) => ({
       stream: i,
-      bytes: totals[i]!,
-      bytes_at_t_star: totals[i]!,
+      bytes: total,
+      bytes_at_t_star: total,
       duration_ms: round3(durationNs / 1e6),
-      mbps: round3((totals[i]! * 8 * 1e3) / durationNs),
+      mbps: round3((total * 8 * 1e3) / durationNs),
     })),
   };
 }

@@ -43,7 +43,7 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
   });
 
   for (const auth of ['ecsrp5', 'md5', 'none'] as const) {
-    const creds = auth === 'none' ? {} : { user: 'admin', password: 'secret' };
+    const creds: Record<string, string> = auth === 'none' ? {} : { user: 'admin', password: 'secret' };
     for (const direction of ['receive', 'send'] as const) {
       for (const connections of [1, 4]) {
         it(`TCP ${direction}, ${connections} connection(s), auth ${auth}`, async () => {
