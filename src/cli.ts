@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { type CommandFlag, parseArgs } from './cli/args.js';
 import { helpText } from './cli/help.js';
-import { terminalProgress } from './cli/progress.js';
+import { btestProgress, terminalProgress } from './cli/progress.js';
 import { summaryText } from './cli/summary.js';
 import { loadSettings, type RawSettings } from './config/load.js';
 import type { GroupName, Settings } from './config/schema.js';
@@ -10,6 +10,8 @@ import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { RunResult } from './measure/result.js';
+import { measureBtest } from './btest/measure.js';
+import { BtestServer } from './btest/server.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 
@@ -108,6 +110,53 @@ const COMMANDS: Record<string, Command> = {
         onEvent: extra.json ? undefined : terminalProgress(),
       });
       return report(result, Boolean(extra.json));
+    },
+  },
+  'measure btest': {
+    usage: 'bandwidth-probe measure btest --host HOST[:PORT] [--user U --password P] [flags]',
+    summary: 'Runs one MikroTik bandwidth test (TCP or UDP) against a router or any btest server.',
+    groups: ['general', 'btest'],
+    flags: MEASURE,
+    defaults: QUIET,
+    async run(s, log, extra, signal) {
+      const engine = loadEngine(s.general.engine, log);
+      const result = await measureBtest(s.btest, {
+        engine,
+        general: s.general,
+        log,
+        signal,
+        onEvent: extra.json ? undefined : btestProgress(),
+      });
+      return report(result, Boolean(extra.json));
+    },
+  },
+  'server btest': {
+    usage: 'bandwidth-probe server btest [--password P] [flags]',
+    summary: 'Runs our btest server (MikroTik /tool bandwidth-test clients and btest clients) until interrupted.',
+    groups: ['general', 'btest_server'],
+    flags: COMMON,
+    async run(s, log, _extra, signal) {
+      const engine = loadEngine(s.general.engine, log);
+      const b = s.btest_server;
+      const server = new BtestServer({
+        host: b.bind,
+        port: b.port,
+        udpPortStart: b.udp_port_start,
+        auth: b.auth,
+        user: b.user,
+        ...(b.password ? { password: b.password } : {}),
+        maxSessions: b.max_sessions,
+        maxDurationS: b.max_duration,
+        maxBytes: b.max_bytes,
+        handshakeTimeoutMs: b.handshake_timeout * 1000,
+        engine,
+        log,
+      });
+      await server.start();
+      process.stderr.write(`btest server on ${b.bind}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`);
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      await server.close();
+      return 0;
     },
   },
   'server rmbt': {

@@ -62,6 +62,8 @@ export interface BtestRaw {
   serverStatus: Status[];
   durationNs: number;
   localCpu: number;
+  /** a multi-connection test ran on one connection: the server gave no session token */
+  singleFallback: boolean;
 }
 
 const hr = () => process.hrtime.bigint();
@@ -178,12 +180,10 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
     main.writeRaw(encodeCommand(cmd));
     emit({ type: 'phase', phase: 'auth' });
     const { auth, token } = await authenticate(main, p);
-    if (multi) {
-      if (!token)
-        throw new ProbeError(
-          'BP_ERR_PROTOCOL',
-          'the server gave no session token for a multi-connection test',
-        );
+    // RouterOS always answers a multi-connection command with a token; servers that do not support
+    // joins (btest-opensource) answer without one, and the test runs on one connection, flagged.
+    const singleFallback = multi && !token;
+    if (multi && token) {
       // §6: further connections join with the token and get the same OK word back, without auth.
       for (let i = 1; i < p.connections; i++) {
         const c = await connect(p, opt.signal);
@@ -205,6 +205,7 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
       serverStatus: [],
       durationNs: p.durationS * 1e9,
       localCpu: 0,
+      singleFallback,
     };
     const cpu = cpuMeter();
     if (p.protocol === 'udp') await udpPhase(p, main, family, opt, raw, emit);
@@ -239,7 +240,9 @@ export function ipBytes(u: UdpOutcome, overhead: number): UdpOutcome {
 /** Status messages in a byte stream that carries nothing else (the server's words while we send). */
 function statusesIn(buf: Buffer): Status[] {
   const out: Status[] = [];
-  for (let o = 0; o + STATUS_SIZE <= buf.length; o += STATUS_SIZE) {
+  // A duplicate OK word (btest-opensource after MD5, §12 item 6) may come first.
+  const start = buf.subarray(0, 4).equals(Buffer.from([1, 0, 0, 0])) ? 4 : 0;
+  for (let o = start; o + STATUS_SIZE <= buf.length; o += STATUS_SIZE) {
     if (buf[o] !== 0x07) break;
     out.push(decodeStatus(buf.subarray(o, o + STATUS_SIZE)));
   }
@@ -341,7 +344,14 @@ async function udpPhase(
   emit: (e: BtestEvent) => void,
 ) {
   // §7: the server announces its base port (u16 BE); we bind base + 256 and accept any source port.
-  const base = (await main.readBytes(2, p.ioTimeoutMs)).readUInt16BE(0);
+  let portBytes = await main.readBytes(2, p.ioTimeoutMs);
+  // btest-opensource's server sends its MD5 OK word twice (§12 item 6): `01 00` then `00 00` is that
+  // second OK, not port 256; the port follows it.
+  if (portBytes.readUInt16BE(0) === 0x0100) {
+    const next = await main.readBytes(2, p.ioTimeoutMs);
+    portBytes = next.readUInt16BE(0) === 0 ? await main.readBytes(2, p.ioTimeoutMs) : next;
+  }
+  const base = portBytes.readUInt16BE(0);
   const sends = p.direction !== 'receive';
   const receives = p.direction !== 'send';
   // Unlimited UDP starts at 1 Mbit/s and grows to 1.5 × what the peer reports (§9, as OSS does).

@@ -133,7 +133,10 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
 }
 
 function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
-  const out: Partial<RunResult> = { cpu: { local_percent: raw.localCpu } };
+  const out: Partial<RunResult> = {
+    cpu: { local_percent: raw.localCpu },
+    flags: raw.singleFallback ? ['single_thread_fallback'] : [],
+  };
   const remote = raw.serverStatus.filter((x) => x.seq > 0);
   if (remote.length)
     out.cpu!.remote_percent = Math.round(remote.reduce((a, x) => a + x.cpu, 0) / remote.length);

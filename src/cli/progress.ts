@@ -1,3 +1,4 @@
+import type { BtestEvent } from '../btest/client.js';
 import type { RmbtEvent } from '../rmbt/client.js';
 
 const LABEL: Record<string, string> = {
@@ -24,6 +25,19 @@ export function terminalProgress(out: NodeJS.WriteStream = process.stderr): (e: 
       show(`${phase.padEnd(18)} ${e.mbps.toFixed(1).padStart(10)} Mbit/s   ${e.elapsed_s.toFixed(1)} s`);
     } else if (e.type === 'ping') {
       show(`${phase.padEnd(18)} ${e.ms.toFixed(3).padStart(10)} ms`);
+    }
+  };
+}
+
+/** btest: one line per second (receive, send, loss, the router's CPU). */
+export function btestProgress(out: NodeJS.WriteStream = process.stderr): (e: BtestEvent) => void {
+  if (!out.isTTY) return () => {};
+  return (e) => {
+    if (e.type === 'phase') {
+      out.write(`\r\x1b[2K${e.phase === 'end' ? '' : `${e.phase} …`}`);
+    } else {
+      const cpu = e.remote_cpu !== undefined ? `, remote CPU ${e.remote_cpu} %` : '';
+      out.write(`\r\x1b[2K${String(e.seq).padStart(3)} s  rx ${e.rx_mbps.toFixed(1)} Mbit/s  tx ${e.tx_mbps.toFixed(1)} Mbit/s  lost ${e.lost}${cpu}`);
     }
   };
 }

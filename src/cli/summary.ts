@@ -4,9 +4,8 @@ import type { RunResult } from '../measure/result.js';
 export function summaryText(r: RunResult): string {
   const lines: string[] = [];
   const s = r.server;
-  lines.push(
-    `Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${s.transport ?? '?'}${s.version ? `, RMBTv${s.version}` : ''})`,
-  );
+  const proto = r.btest ? `btest ${r.btest.protocol} ${r.btest.direction}, auth ${r.btest.auth}` : (s.transport ?? '?');
+  lines.push(`Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`);
   if (r.ping) {
     lines.push(
       `Ping      ${r.ping.median_ms.toFixed(3)} ms median (min ${r.ping.min_ms.toFixed(3)}, max ${r.ping.max_ms.toFixed(3)}, ` +
@@ -20,8 +19,13 @@ export function summaryText(r: RunResult): string {
     if (d) {
       lines.push(
         `${name}  ${d.mbps.toFixed(2)} Mbit/s (${d.streams} stream${d.streams > 1 ? 's' : ''}, ` +
-          `${(d.bytes / 1e6).toFixed(1)} MB in ${(d.duration_ms / 1000).toFixed(2)} s, chunk ${d.chunk_size ?? '-'} B, ${d.timing} timing)`,
+          `${(d.bytes / 1e6).toFixed(1)} MB in ${(d.duration_ms / 1000).toFixed(2)} s${d.chunk_size ? `, chunk ${d.chunk_size} B` : ''}, ${d.timing} timing)`,
       );
+      if (d.udp) {
+        lines.push(
+          `          UDP loss ${d.udp.loss_percent} % (${d.udp.lost} of ${d.udp.packets + d.udp.lost}), jitter ${d.udp.jitter_ms} ms (${d.udp.jitter_kind})`,
+        );
+      }
     }
   }
   if (r.connections?.length) {
@@ -32,7 +36,9 @@ export function summaryText(r: RunResult): string {
     );
   }
   lines.push(
-    `Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`,
+    `Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %` +
+      `${r.cpu.remote_percent !== undefined ? `, remote CPU ${r.cpu.remote_percent} %` : ''}` +
+      `${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`,
   );
   if (r.rmbt)
     lines.push(
