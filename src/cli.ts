@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync } from 'node:fs';
+import { measureBtest } from './btest/measure.js';
+import { BtestServer } from './btest/server.js';
 import { type CommandFlag, parseArgs } from './cli/args.js';
 import { helpText } from './cli/help.js';
 import { btestProgress, terminalProgress } from './cli/progress.js';
@@ -10,8 +12,6 @@ import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { RunResult } from './measure/result.js';
-import { measureBtest } from './btest/measure.js';
-import { BtestServer } from './btest/server.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 
@@ -132,7 +132,8 @@ const COMMANDS: Record<string, Command> = {
   },
   'server btest': {
     usage: 'bandwidth-probe server btest [--password P] [flags]',
-    summary: 'Runs our btest server (MikroTik /tool bandwidth-test clients and btest clients) until interrupted.',
+    summary:
+      'Runs our btest server (MikroTik /tool bandwidth-test clients and btest clients) until interrupted.',
     groups: ['general', 'btest_server'],
     flags: COMMON,
     async run(s, log, _extra, signal) {
@@ -153,7 +154,9 @@ const COMMANDS: Record<string, Command> = {
         log,
       });
       await server.start();
-      process.stderr.write(`btest server on ${b.bind}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`);
+      process.stderr.write(
+        `btest server on ${b.bind}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`,
+      );
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       await server.close();
       return 0;

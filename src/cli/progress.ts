@@ -37,7 +37,9 @@ export function btestProgress(out: NodeJS.WriteStream = process.stderr): (e: Bte
       out.write(`\r\x1b[2K${e.phase === 'end' ? '' : `${e.phase} …`}`);
     } else {
       const cpu = e.remote_cpu !== undefined ? `, remote CPU ${e.remote_cpu} %` : '';
-      out.write(`\r\x1b[2K${String(e.seq).padStart(3)} s  rx ${e.rx_mbps.toFixed(1)} Mbit/s  tx ${e.tx_mbps.toFixed(1)} Mbit/s  lost ${e.lost}${cpu}`);
+      out.write(
+        `\r\x1b[2K${String(e.seq).padStart(3)} s  rx ${e.rx_mbps.toFixed(1)} Mbit/s  tx ${e.tx_mbps.toFixed(1)} Mbit/s  lost ${e.lost}${cpu}`,
+      );
     }
   };
 }

@@ -4,8 +4,12 @@ import type { RunResult } from '../measure/result.js';
 export function summaryText(r: RunResult): string {
   const lines: string[] = [];
   const s = r.server;
-  const proto = r.btest ? `btest ${r.btest.protocol} ${r.btest.direction}, auth ${r.btest.auth}` : (s.transport ?? '?');
-  lines.push(`Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`);
+  const proto = r.btest
+    ? `btest ${r.btest.protocol} ${r.btest.direction}, auth ${r.btest.auth}`
+    : (s.transport ?? '?');
+  lines.push(
+    `Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`,
+  );
   if (r.ping) {
     lines.push(
       `Ping      ${r.ping.median_ms.toFixed(3)} ms median (min ${r.ping.min_ms.toFixed(3)}, max ${r.ping.max_ms.toFixed(3)}, ` +
