@@ -68,6 +68,7 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   job_.trunc = spec.Get("trunc").ToBoolean().Value();
   job_.lowat = spec.Get("lowat").ToBoolean().Value();
   job_.rate_bps = u64(spec, "rateBps", 0);
+  job_.count_inbound = spec.Get("countInbound").ToBoolean().Value();
   counters_ = reinterpret_cast<double*>(spec.Get("counters").As<Napi::Float64Array>().Data());
 
   Napi::Array streams = spec.Get("streams").As<Napi::Array>();
@@ -173,6 +174,12 @@ void Run::Deliver(Napi::Env env, Napi::Function cb) {
     r.Set("leftover", Napi::Buffer<uint8_t>::Copy(env, o.leftover.data(), o.leftover.size()));
     r.Set("leftoverDecoded", Napi::Boolean::New(env, o.leftover_decoded));
     r.Set("usedTrunc", Napi::Boolean::New(env, o.used_trunc));
+    if (job_.count_inbound) {
+      auto rx = Napi::Float64Array::New(env, o.rx_points.size());
+      for (size_t k = 0; k < o.rx_points.size(); k++) rx[k] = static_cast<double>(o.rx_points[k]);
+      r.Set("rxPoints", rx);
+      r.Set("rxBytes", Napi::Number::New(env, static_cast<double>(o.rx_bytes)));
+    }
     if (o.err != Err::Ok) {
       r.Set("code", Napi::String::New(env, err_code(o.err)));
       r.Set("message", Napi::String::New(env, o.message));

@@ -36,6 +36,7 @@ struct Job {
   bool trunc = true;          // receive: discard unneeded bytes in the kernel (MSG_TRUNC)
   bool lowat = true;          // receive: batch wake-ups with SO_RCVLOWAT
   uint64_t rate_bps = 0;      // send: pace chunks to this rate (0 = as fast as TCP takes them)
+  bool count_inbound = false; // send: what arrives meanwhile is data to count (btest TCP both), not words
 };
 
 struct StreamSpec {
@@ -55,6 +56,8 @@ struct Outcome {
   Err err = Err::Ok;
   std::string message;
   bool used_trunc = false;
+  uint64_t rx_bytes = 0;           // count_inbound: data received while sending
+  std::vector<uint64_t> rx_points;  // t, cumulative rx bytes
 };
 
 // Cross-thread control of one run: abort flag plus an eventfd that wakes every poll().

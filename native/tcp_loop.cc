@@ -97,8 +97,45 @@ int wait_fd(int fd, short events, Control& ctl, uint64_t deadline, short* revent
   }
 }
 
-// Writes a whole buffer, waiting for room; inbound bytes seen meanwhile go to `inbound`.
-Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, std::vector<uint8_t>* inbound) {
+// What arrives while sending: protocol words to keep (RMBT PUT feedback), or data to count and drop
+// (btest TCP both).
+struct Inbound {
+  std::vector<uint8_t>* keep = nullptr;
+  bool count = false;
+  uint64_t bytes = 0;
+  std::vector<uint8_t> scratch;
+};
+
+// Reads what is there without blocking. Returns false when the peer closed or sent too much.
+bool take_inbound(int fd, Inbound& in, Err* err) {
+  for (int round = 0; round < 64; round++) {
+    ssize_t r;
+    if (in.count) {
+      r = recv(fd, in.scratch.data(), in.scratch.size(), MSG_TRUNC | MSG_DONTWAIT);
+    } else {
+      r = recv(fd, in.scratch.data(), std::min<size_t>(in.scratch.size(), 16384), MSG_DONTWAIT);
+    }
+    if (r == 0) {
+      *err = Err::PeerClosed;
+      return false;
+    }
+    if (r < 0) return true;  // EAGAIN: nothing more now
+    if (in.count) {
+      in.bytes += static_cast<uint64_t>(r);
+    } else {
+      if (in.keep->size() + static_cast<size_t>(r) > kMaxInbound) {
+        *err = Err::Protocol;
+        return false;
+      }
+      in.keep->insert(in.keep->end(), in.scratch.data(), in.scratch.data() + r);
+    }
+    if (static_cast<size_t>(r) < (in.count ? in.scratch.size() : 16384)) return true;
+  }
+  return true;
+}
+
+// Writes a whole buffer, waiting for room; inbound bytes seen meanwhile go to `in`.
+Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, Inbound* in) {
   size_t off = 0;
   while (off < len) {
     ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -109,17 +146,12 @@ Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t id
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return errno == EPIPE || errno == ECONNRESET ? Err::PeerClosed : Err::Io;
     short rev = 0;
-    int w = wait_fd(fd, inbound ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
+    int w = wait_fd(fd, in ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
     if (w < 0) return Err::Aborted;
     if (w == 0) return Err::Stalled;
-    if ((rev & POLLIN) && inbound) {
-      uint8_t tmp[16384];
-      ssize_t r = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
-      if (r == 0) return Err::PeerClosed;
-      if (r > 0) {
-        if (inbound->size() + static_cast<size_t>(r) > kMaxInbound) return Err::Protocol;
-        inbound->insert(inbound->end(), tmp, tmp + r);
-      }
+    if ((rev & POLLIN) && in) {
+      Err e = Err::Ok;
+      if (!take_inbound(fd, *in, &e)) return e;
     } else if (rev & (POLLERR | POLLHUP)) {
       return Err::PeerClosed;
     }
@@ -381,13 +413,32 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
 }
 
 void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
-  std::vector<uint8_t>& inbound = tr.out.leftover;
-  inbound.reserve(64 * 1024);
+  Inbound in;
+  in.keep = &tr.out.leftover;
+  in.count = job.count_inbound;
+  in.scratch.resize(job.count_inbound ? kRecvBuf : 16384);
+  tr.out.leftover.reserve(64 * 1024);
+  if (job.count_inbound) tr.out.rx_points.reserve(tr.max_points);
   size_t v = 0;
   uint64_t sent = 0;
   uint64_t last_drain = now_ns();
+  uint64_t last_rx_sample = 0;
+  auto sample_rx = [&](uint64_t at, bool force) {
+    if (!job.count_inbound) return;
+    uint64_t t = at - spec.t0;
+    if ((force || tr.out.rx_points.empty() || t - last_rx_sample >= job.sample_ns) && tr.out.rx_points.size() + 2 <= tr.max_points) {
+      tr.out.rx_points.push_back(t);
+      tr.out.rx_points.push_back(in.bytes);
+      last_rx_sample = t;
+    }
+  };
+  auto done = [&](Err e, const char* msg) {
+    tr.out.rx_bytes = in.bytes;
+    sample_rx(now_ns(), true);
+    tr.finish(e, msg);
+  };
   for (;;) {
-    if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
+    if (ctl.aborted.load(std::memory_order_relaxed)) return done(Err::Aborted, "aborted");
     uint64_t now = now_ns();
     // RMBT: the last chunk is the first one started at or after the deadline (GETTIME / PUT, §3.2, §4.4).
     bool last = job.duration_ns ? (now - spec.t0 >= job.duration_ns) : (sent + 1 >= job.count);
@@ -396,30 +447,31 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
       uint64_t due = spec.t0 + static_cast<uint64_t>(double(sent) * job.payload_size * 8e9 / double(job.rate_bps));
       if (due > now) {
         uint64_t stop = job.duration_ns ? spec.t0 + job.duration_ns : due;
-        pollfd w = {ctl.wake_fd, POLLIN, 0};
-        poll(&w, 1, static_cast<int>((std::min(due, stop) - now) / 1000000 + 1));
+        pollfd w[2] = {{ctl.wake_fd, POLLIN, 0}, {spec.fd, POLLIN, 0}};
+        poll(w, job.count_inbound ? 2 : 1, static_cast<int>((std::min(due, stop) - now) / 1000000 + 1));
+        if (job.count_inbound) {
+          Err e = Err::Ok;
+          if (!take_inbound(spec.fd, in, &e)) return done(e, "the peer closed the connection");
+          sample_rx(now_ns(), false);
+        }
         continue;
       }
     }
     const Slice& s = last ? spec.fin : spec.cont[v++ % spec.cont.size()];
-    Err e = write_all(spec.fd, s.data, s.len, ctl, job.idle_ns, &inbound);
+    Err e = write_all(spec.fd, s.data, s.len, ctl, job.idle_ns, &in);
     if (e != Err::Ok) {
-      return tr.finish(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
+      return done(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
     }
     sent++;
     uint64_t at = now_ns();
     tr.add(job.payload_size, at, last);
-    if (last) return tr.finish(Err::Ok, nullptr);
-    // Read the peer's words (RMBT PUT feedback) about every millisecond so its writes never block.
-    if (at - last_drain > 1000000) {
+    if (last) return done(Err::Ok, nullptr);
+    // Read what the peer sends about every millisecond (always, when it is data) so it never blocks.
+    if (job.count_inbound || at - last_drain > 1000000) {
       last_drain = at;
-      uint8_t tmp[16384];
-      ssize_t r = recv(spec.fd, tmp, sizeof tmp, MSG_DONTWAIT);
-      if (r == 0) return tr.finish(Err::PeerClosed, "the peer closed the connection");
-      if (r > 0) {
-        if (inbound.size() + static_cast<size_t>(r) > kMaxInbound) return tr.finish(Err::Protocol, "the peer sent too much");
-        inbound.insert(inbound.end(), tmp, tmp + r);
-      }
+      Err ie = Err::Ok;
+      if (!take_inbound(spec.fd, in, &ie)) return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
+      sample_rx(at, false);
     }
   }
 }

@@ -258,12 +258,6 @@ async function tcpPhase(
 ) {
   const durationNs = p.durationS * 1e9;
   const cpu = cpuMeter();
-  if (p.direction === 'both') {
-    throw new ProbeError(
-      'BP_ERR_CONFIG',
-      'TCP "both" is not supported yet; run receive and send separately, or use UDP both',
-    );
-  }
   const t0 = hr();
   let job: EngineJob;
   if (p.direction === 'receive') {
@@ -275,6 +269,8 @@ async function tcpPhase(
       maxDurationMs: p.durationS * 1000,
     };
   } else {
+    // send, or both: every connection carries both directions and what arrives is counted as data
+    // (§8: in TCP both the status words ride inside the bulk stream, a negligible part of it).
     job = {
       mode: 'send',
       framing: { kind: 'raw' },
@@ -283,6 +279,7 @@ async function tcpPhase(
       sampleNs: 100e6,
       idleTimeoutMs: p.ioTimeoutMs,
       ...(p.localTxSpeed ? { rateBps: p.localTxSpeed / conns.length } : {}),
+      ...(p.direction === 'both' ? { countInbound: true } : {}),
     };
   }
   const run = opt.engine.run(
@@ -318,8 +315,12 @@ async function tcpPhase(
     if (p.direction === 'receive') raw.rx = out;
     else {
       raw.tx = out;
-      // What the server said while we sent is the inbound bytes the engine handed back.
-      for (const c of conns) raw.serverStatus.push(...statusesIn(await drain(c)));
+      if (p.direction === 'both') {
+        raw.rx = out.map((o) => ({ points: o.rx?.points ?? [], bytes: o.rx?.bytes ?? 0, endNs: o.endNs }));
+      } else {
+        // What the server said while we sent is the inbound bytes the engine handed back.
+        for (const c of conns) raw.serverStatus.push(...statusesIn(await drain(c)));
+      }
     }
   } finally {
     clearInterval(tick);

@@ -117,10 +117,6 @@ export class BtestServer {
       ch.writeRaw(AUTH_FAILED);
       throw new ProbeError('BP_ERR_SERVER_LIMIT', 'too many sessions');
     }
-    if (cmd.proto === 'tcp' && cmd.serverReceives && cmd.serverSends) {
-      ch.writeRaw(AUTH_FAILED);
-      throw new ProbeError('BP_ERR_BTEST_REFUSED', 'TCP both is not supported by this server yet');
-    }
     this.active++;
     try {
       if (!(await this.authenticate(ch))) {
@@ -215,6 +211,8 @@ export class BtestServer {
           sampleNs: 1e9,
           idleTimeoutMs: this.o.handshakeTimeoutMs * 3,
           ...(cmd.remoteTxSpeed ? { rateBps: cmd.remoteTxSpeed / conns.length } : {}),
+          // TCP both: the client's data arrives on the same connections; count it, keep nothing.
+          ...(cmd.serverReceives ? { countInbound: true } : {}),
         }
       : {
           mode: 'receive',
@@ -234,7 +232,8 @@ export class BtestServer {
     // The test ends when the client closes (§10); byte cap checked once a second.
     const tick = setInterval(() => {
       const total = run.counters.reduce((a, b) => a + b, 0);
-      if (cmd.serverReceives)
+      // Status only when we only receive: in TCP both it would land inside our own bulk stream.
+      if (cmd.serverReceives && !cmd.serverSends)
         main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq: ++seq, bytes: total - last }));
       last = total;
       if (this.o.maxBytes && total >= this.o.maxBytes) run.abort();

@@ -65,6 +65,8 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
   const timers: NodeJS.Timeout[] = [];
   return {
     done,
+    /** more outcome fields, read when the stream finishes (send with countInbound: rx) */
+    extra: undefined as (() => Partial<StreamOutcome>) | undefined,
     get bytes() {
       return bytes;
     },
@@ -94,7 +96,7 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
       const last = points[points.length - 1];
       if (!error && bytes > 0 && (!last || last.b !== bytes)) points.push({ t: endNs, b: bytes });
       stream.detach(leftover);
-      resolve({ points, bytes, endNs, ...(error ? { error: error.toJSON() } : {}) });
+      resolve({ points, bytes, endNs, ...(error ? { error: error.toJSON() } : {}), ...this.extra?.() });
     },
   };
 }
@@ -190,10 +192,27 @@ function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Arr
   let v = 0;
   let drainTimer: NodeJS.Timeout | undefined;
 
-  // Whatever the peer says meanwhile (RMBT PUT feedback lines) is handed back to the protocol reader.
+  // Whatever the peer says meanwhile (RMBT PUT feedback lines) is handed back to the protocol reader;
+  // with countInbound it is data (btest TCP both), counted and dropped.
+  let rxBytes = 0;
+  const rxPoints: Point[] = [];
+  if (job.countInbound) {
+    tr.extra = () => {
+      const t = Number(now() - t0);
+      if (rxPoints[rxPoints.length - 1]?.b !== rxBytes) rxPoints.push({ t, b: rxBytes });
+      return { rx: { bytes: rxBytes, points: rxPoints } };
+    };
+  }
   stream.attach({
     data(buf) {
-      inbound.push(Buffer.from(buf));
+      if (!job.countInbound) {
+        inbound.push(Buffer.from(buf));
+        return;
+      }
+      rxBytes += buf.length;
+      const t = Number(now() - t0);
+      const last = rxPoints[rxPoints.length - 1];
+      if (!last || t - last.t >= job.sampleNs) rxPoints.push({ t, b: rxBytes });
     },
     end(err) {
       tr.finish(Buffer.concat(inbound), err);

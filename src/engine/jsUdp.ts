@@ -111,11 +111,13 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
             ? Math.min(BATCH, Math.floor((elapsed - baseT) / interval) + 1 - (n - baseN))
             : BATCH;
           for (let i = 0; i < due; i++) {
-            buf.writeUInt32BE((s.seqStart + n) >>> 0, 0);
-            if (ts !== undefined) buf.writeBigUInt64BE(now(), ts);
-            // dgram copies the buffer into its request, so it can be reused at once
-            if (job.connect) sock.send(buf);
-            else sock.send(buf, job.peerPort, job.peerHost);
+            // A fresh buffer per datagram: when dgram has to queue a send it keeps a reference to the
+            // buffer (no copy), so reusing one would let later sequence numbers overwrite queued packets.
+            const pkt = Buffer.from(buf);
+            pkt.writeUInt32BE((s.seqStart + n) >>> 0, 0);
+            if (ts !== undefined) pkt.writeBigUInt64BE(now(), ts);
+            if (job.connect) sock.send(pkt);
+            else sock.send(pkt, job.peerPort, job.peerHost);
             n++;
             txPackets++;
             txBytes += buf.length;

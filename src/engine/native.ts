@@ -26,6 +26,8 @@ interface NativeOutcome {
   leftover: Buffer;
   leftoverDecoded: boolean;
   usedTrunc: boolean;
+  rxPoints?: Float64Array;
+  rxBytes?: number;
   code?: ErrorCode;
   message?: string;
 }
@@ -200,6 +202,7 @@ export class NativeEngine implements Engine {
         const set = job.chunks[0]!;
         spec.payloadSize = set.size;
         if (job.rateBps) spec.rateBps = job.rateBps;
+        if (job.countInbound) spec.countInbound = true;
         spec.maxNs = 'durationNs' in job.until ? job.until.durationNs + job.idleTimeoutMs * 1e6 : 3600e9;
         if ('durationNs' in job.until) spec.durationNs = job.until.durationNs;
         else spec.count = job.until.count;
@@ -209,13 +212,11 @@ export class NativeEngine implements Engine {
       const raw = await new Promise<NativeOutcome[]>((resolve) => run.start(resolve));
       return raw.map((o, i) => {
         streams[i]!.giveBackFd!(o.leftover, o.leftoverDecoded);
-        const points: Point[] = [];
-        for (let k = 0; k + 1 < o.points.length; k += 2)
-          points.push({ t: o.points[k]!, b: o.points[k + 1]! });
         return {
-          points,
+          points: pairs(o.points),
           bytes: o.bytes,
           endNs: o.endNs,
+          ...(o.rxPoints ? { rx: { bytes: o.rxBytes ?? 0, points: pairs(o.rxPoints) } } : {}),
           ...(o.code ? { error: { code: o.code, message: o.message ?? o.code } } : {}),
         };
       });
@@ -234,6 +235,13 @@ export class NativeEngine implements Engine {
       done,
     };
   }
+}
+
+/** (t, b) pairs from the flat arrays the addon returns. */
+function pairs(a: Float64Array): Point[] {
+  const out: Point[] = [];
+  for (let k = 0; k + 1 < a.length; k += 2) out.push({ t: a[k]!, b: a[k + 1]! });
+  return out;
 }
 
 /** Takes every stream's fd, or none: a run is native for all its streams or for none. */

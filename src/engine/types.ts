@@ -82,6 +82,8 @@ export interface SendJob {
   readonly idleTimeoutMs: number;
   /** pace chunks to this rate in bit/s (btest speed limits); absent or 0 = as fast as TCP takes them */
   readonly rateBps?: number;
+  /** what arrives meanwhile is data to count and drop (btest TCP both), not words to hand back */
+  readonly countInbound?: boolean;
 }
 
 export type EngineJob = ReceiveJob | SendJob;
@@ -93,6 +95,8 @@ export interface StreamOutcome {
   /** ns since t0 when the stream finished */
   readonly endNs: number;
   readonly error?: { readonly code: ErrorCode; readonly message: string };
+  /** send jobs with countInbound: what arrived meanwhile */
+  readonly rx?: { readonly bytes: number; readonly points: Point[] };
 }
 
 export interface EngineRun {

@@ -44,7 +44,7 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
 
   for (const auth of ['ecsrp5', 'md5', 'none'] as const) {
     const creds: Record<string, string> = auth === 'none' ? {} : { user: 'admin', password: 'secret' };
-    for (const direction of ['receive', 'send'] as const) {
+    for (const direction of ['receive', 'send', 'both'] as const) {
       for (const connections of [1, 4]) {
         it(`TCP ${direction}, ${connections} connection(s), auth ${auth}`, async () => {
           const r = await measureBtest(
@@ -59,9 +59,12 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
           );
           expect(r.error).toBeUndefined();
           expect(r.btest!.auth).toBe(auth);
-          const d = direction === 'receive' ? r.download! : r.upload!;
-          expect(d.mbps).toBeGreaterThan(0);
-          if (direction === 'receive') expect(d.streams).toBe(connections);
+          const dirs =
+            direction === 'both'
+              ? [r.download!, r.upload!]
+              : [direction === 'receive' ? r.download! : r.upload!];
+          for (const d of dirs) expect(d.mbps).toBeGreaterThan(0);
+          if (direction !== 'send') expect(r.download!.streams).toBe(connections);
           expect(r.engine).toBe(name);
         });
       }
@@ -180,20 +183,6 @@ describe('btest server protection', () => {
         setTimeout(() => r(false), 5000);
       });
       expect(closed).toBe(true);
-    } finally {
-      await s.close();
-    }
-  });
-
-  it('the client refuses TCP both with a coded error', async () => {
-    const s = await server(engine(), { auth: 'none' });
-    try {
-      const r = await measureBtest(client({ host: `127.0.0.1:${s.port}`, direction: 'both' }), {
-        engine: engine(),
-        general,
-      });
-      expect(r.status).toBe('failed');
-      expect(['BP_ERR_CONFIG', 'BP_ERR_BTEST_REFUSED']).toContain(r.error!.code);
     } finally {
       await s.close();
     }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -12,9 +12,14 @@ import {
   verifier,
 } from '../../src/btest/ecsrp5.js';
 
-/** ../shared/fixtures/btest-ecsrp5-vector.txt as key → value */
+/**
+ * The EC-SRP5 vector of specs/btest.md §5.4. A copy lives in test/fixtures so a checkout tests on its
+ * own; where the shared folder sits beside the repo (CI), the copy must equal the original.
+ */
+const VECTOR = join(import.meta.dirname, '../fixtures/btest-ecsrp5-vector.txt');
+const SHARED = join(import.meta.dirname, '../../../shared/fixtures/btest-ecsrp5-vector.txt');
 const vec = Object.fromEntries(
-  readFileSync(join(import.meta.dirname, '../../../shared/fixtures/btest-ecsrp5-vector.txt'), 'utf8')
+  readFileSync(VECTOR, 'utf8')
     .split('\n')
     .filter((l) => l.includes(': '))
     // keys may contain ':' themselves ("SHA256(user:pass)"); values never contain ': '
@@ -24,6 +29,10 @@ const hex = (k: string) => Buffer.from(vec[k]!, 'hex');
 const frame = (payload: Buffer) => Buffer.concat([Buffer.from([payload.length]), payload]).toString('hex');
 
 describe('EC-SRP5 (specs/btest.md §5), the shared vector byte for byte', () => {
+  it.runIf(existsSync(SHARED))('uses the same vector as ../shared/fixtures', () => {
+    expect(readFileSync(VECTOR, 'utf8')).toBe(readFileSync(SHARED, 'utf8'));
+  });
+
   const user = vec.username!;
   const pass = vec.password!;
   const salt = hex('salt');
