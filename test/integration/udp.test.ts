@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import type { UdpJob } from '../../src/engine/types.js';
-import { SeqTracker } from '../../src/measure/seq.js';
+import { Rfc3550Jitter, SeqTracker } from '../../src/measure/seq.js';
 import { ENGINES } from '../helpers/rmbt.js';
 
 const base = (over: Partial<UdpJob>): UdpJob => ({
@@ -41,6 +41,18 @@ async function freePorts(n: number): Promise<number[]> {
   for (const s of socks) s.close();
   return ports;
 }
+
+describe('RFC 3550 §6.4.1 jitter', () => {
+  it('J += (|D| − J) / 16 over transit-time differences', () => {
+    const j = new Rfc3550Jitter();
+    for (const t of [10, 12, 11, 15]) j.push(t);
+    // D = 2, 1, 4: J = 2/16 = 0.125; + (1 − 0.125)/16 = 0.1796875; + (4 − 0.1796875)/16 = 0.418457…
+    expect(j.jitter).toBeCloseTo(0.125 + (1 - 0.125) / 16 + (4 - (0.125 + (1 - 0.125) / 16)) / 16, 12);
+    const flat = new Rfc3550Jitter();
+    for (let i = 0; i < 100; i++) flat.push(5);
+    expect(flat.jitter).toBe(0);
+  });
+});
 
 describe('sequence tracking (specs/btest.md §7)', () => {
   it('counts gaps as lost, late packets back, duplicates apart, across u32 wrap-around', () => {
