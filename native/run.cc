@@ -102,12 +102,7 @@ Run::~Run() {
 }
 
 void Run::Shutdown() {
-  ctl_.aborted.store(true);
-  if (ctl_.wake_fd >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
-    (void)ignored;
-  }
+  ctl_.stop();
   Join();
 }
 
@@ -190,10 +185,7 @@ void Run::Deliver(Napi::Env env, Napi::Function cb) {
 }
 
 Napi::Value Run::Abort(const Napi::CallbackInfo& info) {
-  ctl_.aborted.store(true);
-  uint64_t one = 1;
-  ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
-  (void)ignored;
+  ctl_.stop();
   return info.Env().Undefined();
 }
 

@@ -1,6 +1,8 @@
 // One stream's job and outcome, shared by the TCP loops. Plain data: no Napi types here, so the loops
 // run on their own threads without ever touching the JS engine.
 #pragma once
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -64,6 +66,15 @@ struct Outcome {
 struct Control {
   std::atomic<bool> aborted{false};
   int wake_fd = -1;
+  // Asks every loop of the run to stop: the flag for loops between calls, the eventfd for those in poll().
+  void stop() {
+    aborted.store(true);
+    if (wake_fd >= 0) {
+      uint64_t one = 1;
+      ssize_t ignored = write(wake_fd, &one, sizeof one);
+      (void)ignored;
+    }
+  }
 };
 
 // Runs one stream to completion on the calling thread. `counter` is the live byte count JS reads.

@@ -55,12 +55,7 @@ UdpRun::~UdpRun() {
 }
 
 void UdpRun::Shutdown() {
-  ctl_.aborted.store(true);
-  if (ctl_.wake_fd >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
-    (void)ignored;
-  }
+  ctl_.stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -133,10 +128,7 @@ void UdpRun::OnAllDone(Napi::Env env, Napi::Function cb) {
 }
 
 Napi::Value UdpRun::Abort(const Napi::CallbackInfo& info) {
-  ctl_.aborted.store(true);
-  uint64_t one = 1;
-  ssize_t ignored = write(ctl_.wake_fd, &one, sizeof one);
-  (void)ignored;
+  ctl_.stop();
   return info.Env().Undefined();
 }
 

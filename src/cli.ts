@@ -100,17 +100,16 @@ const COMMANDS: Record<string, Command> = {
     groups: ['general', 'rmbt'],
     flags: MEASURE,
     defaults: QUIET,
-    async run(s, log, extra, signal) {
-      const engine = loadEngine(s.general.engine, log);
-      const result = await measureRmbt(s.rmbt, {
-        engine,
-        general: s.general,
-        log,
-        signal,
-        onEvent: extra.json ? undefined : terminalProgress(),
-      });
-      return report(result, Boolean(extra.json));
-    },
+    run: (s, log, extra, signal) =>
+      measureAndReport(extra, (onEvent) =>
+        measureRmbt(s.rmbt, {
+          engine: loadEngine(s.general.engine, log),
+          general: s.general,
+          log,
+          signal,
+          onEvent: onEvent(terminalProgress),
+        }),
+      ),
   },
   'measure btest': {
     usage: 'bandwidth-probe measure btest --host HOST[:PORT] [--user U --password P] [flags]',
@@ -118,17 +117,16 @@ const COMMANDS: Record<string, Command> = {
     groups: ['general', 'btest'],
     flags: MEASURE,
     defaults: QUIET,
-    async run(s, log, extra, signal) {
-      const engine = loadEngine(s.general.engine, log);
-      const result = await measureBtest(s.btest, {
-        engine,
-        general: s.general,
-        log,
-        signal,
-        onEvent: extra.json ? undefined : btestProgress(),
-      });
-      return report(result, Boolean(extra.json));
-    },
+    run: (s, log, extra, signal) =>
+      measureAndReport(extra, (onEvent) =>
+        measureBtest(s.btest, {
+          engine: loadEngine(s.general.engine, log),
+          general: s.general,
+          log,
+          signal,
+          onEvent: onEvent(btestProgress),
+        }),
+      ),
   },
   'server btest': {
     usage: 'bandwidth-probe server btest [--password P] [flags]',
@@ -188,6 +186,15 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+/** Runs one measurement with live progress on a terminal (none with --json) and reports it. */
+async function measureAndReport(
+  extra: Record<string, string | boolean>,
+  measure: (progress: <E>(make: () => (e: E) => void) => ((e: E) => void) | undefined) => Promise<RunResult>,
+): Promise<number> {
+  const result = await measure((make) => (extra.json ? undefined : make()));
+  return report(result, Boolean(extra.json));
+}
 
 function report(result: RunResult, json: boolean): number {
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

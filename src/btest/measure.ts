@@ -1,8 +1,8 @@
 import type { BtestSettings, GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
-import { ProbeError, toProbeError } from '../errors.js';
+import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { DirectionResult, RunResult } from '../measure/result.js';
+import { type DirectionResult, markFailed, type RunResult } from '../measure/result.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
 import { splitHostPort } from '../rmbt/measure.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
@@ -122,11 +122,7 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
     Object.assign(result, figures(raw, s));
     result.btest!.auth = raw.auth;
   } catch (err) {
-    const e = ctx.signal?.aborted
-      ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted')
-      : toProbeError(err);
-    result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
-    result.error = e.toJSON();
+    markFailed(result, err, Boolean(ctx.signal?.aborted));
   }
   result.finished_at = new Date().toISOString();
   return result;

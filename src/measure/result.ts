@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors.js';
+import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile } from './stats.js';
 
@@ -133,4 +133,11 @@ export function pingStats(samples: readonly PingSample[]): PingStats | undefined
     client_median_ms: r(median(client)),
     histogram: histogram(server),
   };
+}
+
+/** Marks a run failed (or aborted, when its signal fired) with the coded error. */
+export function markFailed(result: RunResult, err: unknown, aborted: boolean): void {
+  const e = aborted ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted') : toProbeError(err);
+  result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
+  result.error = e.toJSON();
 }

@@ -4,7 +4,7 @@ import type { GeneralSettings, RmbtSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RunResult } from '../measure/result.js';
+import { markFailed, type RunResult } from '../measure/result.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
 import {
   type ControlOptions,
@@ -192,11 +192,7 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
       raw,
     );
   } catch (err) {
-    const e = ctx.signal?.aborted
-      ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted')
-      : toProbeError(err);
-    result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
-    result.error = e.toJSON();
+    markFailed(result, err, Boolean(ctx.signal?.aborted));
   }
   Object.assign(result, rmbtFigures(raw));
   if (raw.version) result.server.version = raw.version;
