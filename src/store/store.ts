@@ -1,0 +1,232 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { ProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RunResult, RunStatus } from '../measure/result.js';
+
+/**
+ * The run history in SQLite (better-sqlite3, WAL). One row per run: the figures HA and the page query
+ * often as columns, the whole result (series included) as JSON. WAL with synchronous=NORMAL keeps every
+ * committed run through a process crash (kill -9); a run is written in one transaction when it ends, so
+ * a crash mid-run loses at most that run.
+ */
+export interface StoredRun {
+  id: number;
+  published: boolean;
+  result: RunResult;
+}
+
+export interface RunQuery {
+  target?: string;
+  /** ISO time; runs that started at or after it */
+  since?: string;
+  limit?: number;
+}
+
+/** Schema migrations, applied in order; PRAGMA user_version holds how many ran. Never edit a shipped one. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE runs (
+     id INTEGER PRIMARY KEY,
+     target TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     started_at TEXT NOT NULL,
+     finished_at TEXT NOT NULL,
+     status TEXT NOT NULL,
+     error_code TEXT,
+     download_mbps REAL,
+     upload_mbps REAL,
+     ping_ms REAL,
+     jitter_ms REAL,
+     loss_percent REAL,
+     result TEXT NOT NULL,
+     published INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE INDEX runs_target_started ON runs(target, started_at);
+   CREATE INDEX runs_unpublished ON runs(id) WHERE published = 0;`,
+];
+
+export const DB_FILE = 'bandwidth-probe.db';
+
+function storeError(err: unknown, what: string): ProbeError {
+  const e = err as { code?: string; message?: string };
+  const hint =
+    e.code === 'SQLITE_FULL'
+      ? 'the disk is full'
+      : e.code === 'SQLITE_READONLY'
+        ? 'the data directory is read-only'
+        : e.message;
+  return new ProbeError('BP_ERR_STORE', `${what}: ${hint}`, { cause: err });
+}
+
+export class Store {
+  private constructor(
+    private readonly db: Database.Database,
+    private readonly log?: Logger,
+  ) {}
+
+  /**
+   * Opens (creating and migrating as needed) data_dir/bandwidth-probe.db. `maxPages` caps the file
+   * (SQLite max_page_count, 4 KiB pages): past it, writes fail like on a full disk.
+   */
+  static open(dataDir: string, log?: Logger, opts: { maxPages?: number } = {}): Store {
+    let db: Database.Database;
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      db = new Database(join(dataDir, DB_FILE));
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      if (opts.maxPages) db.pragma(`max_page_count = ${Math.floor(opts.maxPages)}`);
+    } catch (err) {
+      throw storeError(err, `opening ${join(dataDir, DB_FILE)}`);
+    }
+    const store = new Store(db, log);
+    store.migrate();
+    return store;
+  }
+
+  private migrate(): void {
+    const done = this.db.pragma('user_version', { simple: true }) as number;
+    if (done > MIGRATIONS.length) {
+      throw new ProbeError(
+        'BP_ERR_STORE',
+        `the database has schema ${done}, newer than this version knows (${MIGRATIONS.length})`,
+      );
+    }
+    for (let v = done; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+      this.log?.info({ version: v + 1 }, 'database migrated');
+    }
+  }
+
+  /** Stores a finished run; throws BP_ERR_STORE (disk full, read-only) and keeps what was stored before. */
+  insert(r: RunResult): number {
+    const loss = r.download?.udp?.loss_percent ?? null;
+    try {
+      const info = this.db
+        .prepare(
+          `INSERT INTO runs (target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
+             ping_ms, jitter_ms, loss_percent, result)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          r.target.id,
+          r.target.kind,
+          r.started_at,
+          r.finished_at,
+          r.status,
+          r.error?.code ?? null,
+          r.download?.mbps ?? null,
+          r.upload?.mbps ?? null,
+          r.ping?.median_ms ?? null,
+          r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms ?? null,
+          loss,
+          JSON.stringify(r),
+        );
+      return Number(info.lastInsertRowid);
+    } catch (err) {
+      throw storeError(err, 'storing a run');
+    }
+  }
+
+  private row(x: { id: number; published: number; result: string }): StoredRun {
+    return { id: x.id, published: x.published === 1, result: JSON.parse(x.result) as RunResult };
+  }
+
+  get(id: number): StoredRun | undefined {
+    const x = this.db.prepare('SELECT id, published, result FROM runs WHERE id = ?').get(id) as
+      | { id: number; published: number; result: string }
+      | undefined;
+    return x && this.row(x);
+  }
+
+  /** Newest first. */
+  list(q: RunQuery = {}): StoredRun[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.target) {
+      where.push('target = ?');
+      args.push(q.target);
+    }
+    if (q.since) {
+      where.push('started_at >= ?');
+      args.push(q.since);
+    }
+    const sql = `SELECT id, published, result FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+                 ORDER BY started_at DESC, id DESC LIMIT ?`;
+    args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
+    return (this.db.prepare(sql).all(...args) as { id: number; published: number; result: string }[]).map(
+      (x) => this.row(x),
+    );
+  }
+
+  /** The latest run per target (what the entities show). */
+  latest(): StoredRun[] {
+    const rows = this.db
+      .prepare(
+        `SELECT r.id, r.published, r.result FROM runs r
+         JOIN (SELECT target, MAX(id) AS id FROM runs GROUP BY target) m ON m.id = r.id`,
+      )
+      .all() as { id: number; published: number; result: string }[];
+    return rows.map((x) => this.row(x));
+  }
+
+  /** Runs not yet published over MQTT, oldest first (replayed in order when the broker returns). */
+  unpublished(limit = 1000): StoredRun[] {
+    return (
+      this.db
+        .prepare('SELECT id, published, result FROM runs WHERE published = 0 ORDER BY id LIMIT ?')
+        .all(limit) as {
+        id: number;
+        published: number;
+        result: string;
+      }[]
+    ).map((x) => this.row(x));
+  }
+
+  markPublished(id: number): void {
+    try {
+      this.db.prepare('UPDATE runs SET published = 1 WHERE id = ?').run(id);
+    } catch (err) {
+      throw storeError(err, 'marking a run published');
+    }
+  }
+
+  counts(): Record<RunStatus, number> {
+    const out: Record<RunStatus, number> = { ok: 0, failed: 0, aborted: 0 };
+    for (const x of this.db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status').all() as {
+      status: RunStatus;
+      n: number;
+    }[]) {
+      out[x.status] = x.n;
+    }
+    return out;
+  }
+
+  /** Deletes runs that started more than `days` ago; returns how many went. */
+  prune(days: number, now = Date.now()): number {
+    const cutoff = new Date(now - days * 86_400_000).toISOString();
+    try {
+      return this.db.prepare('DELETE FROM runs WHERE started_at < ?').run(cutoff).changes;
+    } catch (err) {
+      throw storeError(err, 'pruning old runs');
+    }
+  }
+
+  /** The raw connection, for the crash test's child process only (it needs a transaction left open). */
+  _dbForCrashTest(): Database.Database {
+    return this.db;
+  }
+
+  integrity(): string {
+    return this.db.pragma('integrity_check', { simple: true }) as string;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
