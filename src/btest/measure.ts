@@ -2,7 +2,7 @@ import type { BtestSettings, GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type DirectionResult, markFailed, type RunResult } from '../measure/result.js';
+import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
 import { splitHostPort } from '../rmbt/measure.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
@@ -101,14 +101,12 @@ export function btestParams(s: BtestSettings): BtestParams {
 export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise<RunResult> {
   const started = new Date();
   const result: RunResult = {
-    target: { id: ctx.targetId ?? 'btest', kind: 'btest' },
-    server: { host: s.host ?? '', port: 0, transport: s.protocol },
-    started_at: started.toISOString(),
-    finished_at: started.toISOString(),
-    status: 'ok',
-    engine: ctx.engine.kind,
-    cpu: {},
-    flags: [],
+    ...startResult(
+      { id: ctx.targetId ?? 'btest', kind: 'btest' },
+      { host: s.host ?? '', port: 0, transport: s.protocol },
+      ctx.engine.kind,
+      started,
+    ),
     btest: { auth: 'none', protocol: s.protocol, direction: s.direction, connections: s.connections },
   };
   try {

@@ -141,3 +141,22 @@ export function markFailed(result: RunResult, err: unknown, aborted: boolean): v
   result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
   result.error = e.toJSON();
 }
+
+/** A run as it starts: status ok until something says otherwise, figures filled in as they come. */
+export function startResult(
+  target: RunResult['target'],
+  server: RunResult['server'],
+  engine: EngineKind,
+  started: Date,
+): RunResult {
+  return {
+    target,
+    server,
+    started_at: started.toISOString(),
+    finished_at: started.toISOString(),
+    status: 'ok',
+    engine,
+    cpu: {},
+    flags: [],
+  };
+}

@@ -4,7 +4,7 @@ import type { GeneralSettings, RmbtSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { markFailed, type RunResult } from '../measure/result.js';
+import { markFailed, type RunResult, startResult } from '../measure/result.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
 import {
   type ControlOptions,
@@ -155,16 +155,12 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   const started = new Date();
   const cpu0 = process.cpuUsage();
   const raw = newRaw();
-  const result: RunResult = {
-    target: { id: ctx.targetId ?? 'rmbt', kind: 'rmbt' },
-    server: { host: s.server ?? s.control_url ?? '', port: 0 },
-    started_at: started.toISOString(),
-    finished_at: started.toISOString(),
-    status: 'ok',
-    engine: ctx.engine.kind,
-    cpu: {},
-    flags: [],
-  };
+  const result = startResult(
+    { id: ctx.targetId ?? 'rmbt', kind: 'rmbt' },
+    { host: s.server ?? s.control_url ?? '', port: 0 },
+    ctx.engine.kind,
+    started,
+  );
   let plan: Plan | undefined;
   try {
     if (!s.control_url && !(s.server && s.key)) {
