@@ -144,7 +144,6 @@ Napi::Value Run::Start(const Napi::CallbackInfo& info) {
 
 void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
   Join();
-  finished_ = true;
   forget(this);
   // During env teardown (process or worker exit) the call may come with no env or callback, or with JS
   // no longer allowed to run; then there is nobody to tell and nothing may throw out of here.

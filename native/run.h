@@ -37,7 +37,6 @@ class Run : public Napi::ObjectWrap<Run>, public Stoppable {
   Napi::ThreadSafeFunction tsfn_;
   std::atomic<int> remaining_{0};
   bool started_ = false;
-  bool finished_ = false;
 };
 
 const char* err_code(Err e);

@@ -233,6 +233,12 @@ void udp_receive_loop(const UdpJob& job, int fd, Control& ctl, double* counters,
       break;
     }
     uint64_t fallback_at = now_ns();
+    // SO_TIMESTAMPNS is wall-clock (CLOCK_REALTIME): kernel times are used for spacing only, shifted onto
+    // our monotonic clock by one offset per batch.
+    timespec mono, real;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, &real);
+    const int64_t offset = (int64_t(mono.tv_sec) - int64_t(real.tv_sec)) * 1000000000ll + (mono.tv_nsec - real.tv_nsec);
     for (int i = 0; i < r; i++) {
       const uint8_t* b = bufs.data() + size_t(i) * size;
       size_t len = msgs[i].msg_len;
@@ -247,11 +253,6 @@ void udp_receive_loop(const UdpJob& job, int fd, Control& ctl, double* counters,
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
           timespec ts;
           std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-          // SO_TIMESTAMPNS is wall-clock (CLOCK_REALTIME): use it for spacing only, shifted onto our clock.
-          timespec mono, real;
-          clock_gettime(CLOCK_MONOTONIC, &mono);
-          clock_gettime(CLOCK_REALTIME, &real);
-          int64_t offset = (int64_t(mono.tv_sec) - int64_t(real.tv_sec)) * 1000000000ll + (mono.tv_nsec - real.tv_nsec);
           at = uint64_t(int64_t(ts.tv_sec) * 1000000000ll + ts.tv_nsec + offset);
           st.kernel_ts = true;
         }

@@ -42,11 +42,7 @@ struct UdpStats {
   uint16_t local_port = 0;
 };
 
-// Live counters JS reads: [tx_bytes, rx_bytes, rx_packets, lost]
-struct UdpCounters {
-  double* v;
-};
-
+// Live counters JS reads (a Float64Array): [tx bytes, rx bytes, rx packets, lost, send rate (written by JS)].
 // Opens the socket (throws std::runtime_error with a message on failure) and returns the fd.
 int udp_open(const UdpJob& job, uint16_t* bound_port);
 void udp_send_loop(const UdpJob& job, int fd, Control& ctl, double* counters, UdpStats& st);

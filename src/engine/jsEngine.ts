@@ -63,6 +63,7 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
     resolve = r;
   });
   const timers: NodeJS.Timeout[] = [];
+  const slots: Partial<Record<'pace' | 'drain', NodeJS.Timeout>> = {};
   return {
     done,
     /** more outcome fields, read when the stream finishes (send with countInbound: rx) */
@@ -82,16 +83,22 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
         lastSample = t;
       }
     },
-    timer(ms: number, fn: () => void) {
+    /** A timer cleared when the stream finishes; one with a `slot` replaces that slot's previous timer. */
+    timer(ms: number, fn: () => void, slot?: 'pace' | 'drain') {
       const tm = setTimeout(fn, ms);
       tm.unref?.();
-      timers.push(tm);
+      if (slot) {
+        clearTimeout(slots[slot]);
+        slots[slot] = tm;
+      } else {
+        timers.push(tm);
+      }
       return tm;
     },
     finish(leftover?: Buffer, error?: ProbeError) {
       if (settled) return;
       settled = true;
-      for (const tm of timers) clearTimeout(tm);
+      for (const tm of [...timers, ...Object.values(slots)]) clearTimeout(tm);
       const endNs = Number(now() - t0);
       const last = points[points.length - 1];
       if (!error && bytes > 0 && (!last || last.b !== bytes)) points.push({ t: endNs, b: bytes });
@@ -231,7 +238,7 @@ function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Arr
         // chunk n is due at t0 + n·size·8/rate (absolute deadlines, as in the native loop)
         const wait = (sent * set.size * 8e9) / job.rateBps - Number(now() - t0);
         if (wait > 0) {
-          tr.timer(Math.max(1, Math.ceil(wait / 1e6)), pump);
+          tr.timer(Math.max(1, Math.ceil(wait / 1e6)), pump, 'pace');
           return;
         }
       }
@@ -244,11 +251,14 @@ function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Arr
       }
       if (!ok) {
         stream.onceDrain(pump);
-        drainTimer = tr.timer(job.idleTimeoutMs, () =>
-          tr.finish(
-            Buffer.concat(inbound),
-            new ProbeError('BP_ERR_STALLED', `the peer took nothing for ${job.idleTimeoutMs} ms`),
-          ),
+        drainTimer = tr.timer(
+          job.idleTimeoutMs,
+          () =>
+            tr.finish(
+              Buffer.concat(inbound),
+              new ProbeError('BP_ERR_STALLED', `the peer took nothing for ${job.idleTimeoutMs} ms`),
+            ),
+          'drain',
         );
         return;
       }
