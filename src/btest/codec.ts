@@ -80,7 +80,19 @@ export function encodeJoin(token: number): Buffer {
   return b;
 }
 
-/** A join has a non-zero first byte (a command's is 0 or 1) and 0x02 in byte 2. */
+/**
+ * A session token for the OK word (§6) from two random bytes. RS only makes both bytes non-zero, but a
+ * token whose high byte is 0x01 turns the join `01 LL 02 00…` into something that reads as a TCP command
+ * (byte 0 = 1): the server would reject it as a malformed command. Our tokens keep the high byte ≥ 2
+ * and the low byte non-zero, so `decodeJoin` can tell them apart by byte 0 alone.
+ */
+export function sessionToken(random: Buffer): number {
+  const hi = 2 + (random[0]! % 254);
+  const lo = 1 + (random[1]! % 255);
+  return (hi << 8) | lo;
+}
+
+/** A join has a first byte ≥ 2 (a command's is 0 or 1; see sessionToken) and 0x02 in byte 2. */
 export function decodeJoin(b: Buffer): number | undefined {
   if (b.length !== 16 || b[0]! < 2 || b[2] !== 0x02) return undefined;
   return b.readUInt16BE(0);

@@ -16,6 +16,7 @@ import {
   HELLO,
   md5Digest,
   STATUS_SIZE,
+  sessionToken,
   UDP_CLIENT_OFFSET,
   udpPayloadFor,
 } from './codec.js';
@@ -178,9 +179,9 @@ export class BtestServer {
   private async tcp(main: Channel, cmd: Command): Promise<void> {
     let conns = [main];
     if (cmd.connCount > 1) {
-      // A random token with both bytes non-zero (RS), so a join never looks like a command (§6).
+      // A random token a join can never be mistaken for a command with (§6, see sessionToken).
       let token: number;
-      do token = (randomBytes(2).readUInt16BE(0) | 0x0101) & 0xffff;
+      do token = sessionToken(randomBytes(2));
       while (this.pending.has(token));
       const p: Pending = {
         token,
@@ -194,7 +195,9 @@ export class BtestServer {
       });
       this.pending.set(token, p);
       main.writeRaw(encodeOk(token));
-      await Promise.race([joined, new Promise((r) => setTimeout(r, JOIN_WAIT_MS))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([joined, new Promise((r) => (timer = setTimeout(r, JOIN_WAIT_MS)))]);
+      clearTimeout(timer);
       this.pending.delete(token);
       conns = p.conns;
     } else {

@@ -11,6 +11,7 @@ import {
   encodeOk,
   encodeStatus,
   md5Digest,
+  sessionToken,
   udpPayloadFor,
 } from '../../src/btest/codec.js';
 
@@ -76,6 +77,22 @@ describe('btest codecs (specs/btest.md)', () => {
     expect(decodeJoin(Buffer.from('01010100008000000000000000000000', 'hex'))).toBeUndefined();
     expect(encodeOk(0xbc04).toString('hex')).toBe('01bc0400');
     expect(encodeOk().toString('hex')).toBe('01000000');
+  });
+
+  it('every session token makes a join that reads as a join, never as a command (§6)', () => {
+    // RS-style tokens (both bytes non-zero) with high byte 0x01 made `01 LL 02 …` parse as a TCP command.
+    expect(decodeJoin(encodeJoin(0x0102))).toBeUndefined();
+    const seen = new Set<number>();
+    for (let hi = 0; hi < 256; hi++) {
+      for (let lo = 0; lo < 256; lo++) {
+        const t = sessionToken(Buffer.from([hi, lo]));
+        expect(t >> 8).toBeGreaterThanOrEqual(2);
+        expect(t & 0xff).toBeGreaterThanOrEqual(1);
+        expect(decodeJoin(encodeJoin(t))).toBe(t);
+        seen.add(t);
+      }
+    }
+    expect(seen.size).toBe(254 * 255);
   });
 
   it('MD5 answer matches the published vector (§4.1)', () => {
