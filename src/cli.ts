@@ -11,6 +11,7 @@ import type { GroupName, Settings } from './config/schema.js';
 import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { startService } from './main.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
@@ -50,6 +51,27 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  serve: {
+    usage: 'bandwidth-probe serve [--options FILE] [flags]',
+    summary:
+      'The service (the add-on runs this): scheduled runs of every target, the history in SQLite, results as\n' +
+      'Home Assistant entities over MQTT. Without targets it measures the built-in loopback servers.',
+    groups: ['general', 'service', 'mqtt', 'rmbt', 'btest'],
+    flags: COMMON,
+    async run(s, log, _extra, signal) {
+      const service = await startService(s, log, { version: VERSION });
+      log.info(
+        { device: service.deviceId, targets: service.targets.map((t) => t.id), version: VERSION },
+        'service started',
+      );
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      log.info('stopping');
+      await service.close();
+      // Whatever still holds the loop (a socket in its close handshake) must not delay the exit.
+      setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
+      return 0;
+    },
+  },
   demo: {
     usage: 'bandwidth-probe [demo] [flags]',
     summary:
@@ -207,7 +229,7 @@ function report(result: RunResult, json: boolean): number {
 function pickCommand(argv: string[]): { name: string; rest: string[] } {
   const [a, b] = argv;
   if (a && b && `${a} ${b}` in COMMANDS) return { name: `${a} ${b}`, rest: argv.slice(2) };
-  if (a === 'demo') return { name: 'demo', rest: argv.slice(1) };
+  if (a === 'demo' || a === 'serve') return { name: a, rest: argv.slice(1) };
   if (a === undefined || a.startsWith('--')) return { name: 'demo', rest: argv };
   throw new ProbeError(
     'BP_ERR_USAGE',

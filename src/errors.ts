@@ -30,6 +30,12 @@ export const ERRORS = {
   BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
   BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',
   BP_ERR_STORE: 'The data directory could not be written.',
+  BP_ERR_RUN_TIMEOUT: 'The run took longer than service.run_timeout and was stopped.',
+  BP_ERR_MQTT: 'The MQTT broker could not be reached; results are kept and published when it is back.',
+  BP_ERR_MQTT_AUTH:
+    'The MQTT broker refused the user name or password; check mqtt.username and mqtt.password.',
+  BP_ERR_SUPERVISOR:
+    'The Home Assistant Supervisor did not provide an MQTT broker; install the Mosquitto add-on or set mqtt.url.',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -3,6 +3,7 @@ import net from 'node:net';
 import type { Engine, EngineJob, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import { Channel } from '../rmbt/channel.js';
+import { cpuMeter } from '../util/cpu.js';
 import {
   AUTH_ECSRP5,
   AUTH_MD5,
@@ -21,7 +22,6 @@ import {
   UDP_CLIENT_OFFSET,
   udpPayloadFor,
 } from './codec.js';
-import { cpuMeter } from './cpu.js';
 import { bytesToBigInt, clientHello, clientProof } from './ecsrp5.js';
 
 /**

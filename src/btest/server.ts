@@ -4,6 +4,7 @@ import type { Engine, EngineJob, UdpRunHandle } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Channel } from '../rmbt/channel.js';
+import { cpuMeter } from '../util/cpu.js';
 import {
   AUTH_FAILED,
   type Command,
@@ -20,7 +21,6 @@ import {
   UDP_CLIENT_OFFSET,
   udpPayloadFor,
 } from './codec.js';
-import { cpuMeter } from './cpu.js';
 import { bytesToBigInt, parseClientHello, serverConfirm, serverKey, verifier } from './ecsrp5.js';
 
 /**

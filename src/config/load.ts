@@ -1,12 +1,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ProbeError } from '../errors.js';
 import { checkField, coerce, type Group, type Violation } from './fields.js';
-import { type GroupName, type Settings, settingsSchema } from './schema.js';
+import type { BtestSettings, GroupName, RmbtSettings, Settings } from './schema.js';
+import { settingsSchema } from './schema.js';
+import { resolveTargets } from './targets.js';
 
 export const ENV_PREFIX = 'BANDWIDTH_PROBE_';
 
 /** Raw values per group from one source (file, env or flags), before validation. */
-export type RawSettings = Partial<Record<GroupName, Record<string, unknown>>>;
+export type RawSettings = Partial<Record<GroupName, Record<string, unknown>>> & {
+  /** the `targets` list, validated after the groups (it inherits from rmbt and btest) */
+  targets?: unknown;
+};
+
+export const TARGETS_ENV = `${'BANDWIDTH_PROBE_'}TARGETS`;
 
 export interface LoadInput {
   /** Options file (JSON). Missing file is an error only when it was asked for explicitly. */
@@ -43,7 +50,8 @@ function readOptionsFile(path: string): RawSettings {
   const raw: RawSettings = { general: {} };
   const violations: Violation[] = [];
   for (const [k, v] of Object.entries(json)) {
-    if (k in settingsSchema && k !== 'general') {
+    if (k === 'targets') raw.targets = v;
+    else if (k in settingsSchema && k !== 'general') {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) {
         violations.push({ key: k, message: `${k} must be an object` });
       } else {
@@ -59,6 +67,14 @@ function readOptionsFile(path: string): RawSettings {
 
 function fromEnv(env: NodeJS.ProcessEnv): RawSettings {
   const raw: RawSettings = {};
+  const targets = env[TARGETS_ENV];
+  if (targets !== undefined) {
+    try {
+      raw.targets = JSON.parse(targets);
+    } catch (err) {
+      throw new ProbeError('BP_ERR_CONFIG', `${TARGETS_ENV} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
   for (const [group, schema] of Object.entries(settingsSchema) as [GroupName, Group][]) {
     for (const key of Object.keys(schema)) {
       const v = env[envName(group, key)];
@@ -119,6 +135,14 @@ export function loadSettings(input: LoadInput = {}): Settings {
     }
     out[group] = Object.freeze(values);
   }
+  // The last source that names a targets list wins as a whole (lists are not merged item by item).
+  const withTargets = sources.filter((x) => x.raw.targets !== undefined).at(-1);
+  const t = resolveTargets(
+    withTargets?.raw.targets,
+    { rmbt: out.rmbt as unknown as RmbtSettings, btest: out.btest as unknown as BtestSettings },
+    withTargets?.name ?? 'defaults',
+  );
+  violations.push(...t.violations);
   if (violations.length) throw configError(violations);
-  return Object.freeze(out) as unknown as Settings;
+  return Object.freeze({ ...out, targets: Object.freeze(t.targets) }) as unknown as Settings;
 }

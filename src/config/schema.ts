@@ -1,5 +1,6 @@
 import { LOG_LEVELS } from '../log.js';
 import type { Group, GroupValue } from './fields.js';
+import type { TargetSettings } from './targets.js';
 
 /**
  * The single settings schema. Groups map to sections of the options file and to the flags of one CLI
@@ -406,12 +407,154 @@ export const btestServerSchema = {
   },
 } as const satisfies Group;
 
+export const serviceSchema = {
+  run_on_start: {
+    type: 'bool',
+    default: false,
+    description:
+      'Run every enabled target once when the service starts (otherwise the first run waits for its schedule).',
+  },
+  run_timeout: {
+    type: 'int',
+    default: 300,
+    min: 30,
+    max: 3600,
+    description: 'Seconds a run may take before it is aborted and stored as failed (BP_ERR_RUN_TIMEOUT).',
+  },
+  retention_days: {
+    type: 'int',
+    default: 365,
+    min: 1,
+    max: 3650,
+    description: 'Days of run history kept in the database; older runs are deleted once a day.',
+  },
+  busy_check: {
+    type: 'enum',
+    values: ['postpone', 'flag', 'off'],
+    default: 'postpone',
+    description:
+      'Before a run, look for cross traffic: postpone the run while the line looks busy (bounded retries, then ' +
+      'run and flag it link_busy), flag only, or do not check.',
+  },
+  busy_traffic: {
+    type: 'float',
+    default: 5,
+    min: 0,
+    max: 100000,
+    description:
+      'Mbit/s of traffic on the interface (either direction) in the second before a run that counts as busy (0 = ignore traffic).',
+  },
+  busy_rtt: {
+    type: 'float',
+    default: 20,
+    min: 0,
+    max: 10000,
+    description:
+      "Milliseconds of extra round-trip time over the target's recent minimum that count as busy (0 = ignore latency).",
+  },
+  busy_retries: {
+    type: 'int',
+    default: 3,
+    min: 0,
+    max: 20,
+    description: 'How often a busy run is postponed before it runs anyway (flagged link_busy).',
+  },
+  busy_retry_delay: {
+    type: 'int',
+    default: 120,
+    min: 1,
+    max: 3600,
+    description: 'Seconds between busy-line retries.',
+  },
+  busy_interface: {
+    type: 'str',
+    optional: true,
+    pattern: /^[A-Za-z0-9_.:@-]{1,15}$/,
+    patternHint: 'a network interface name such as eth0',
+    description: 'Interface whose byte counters are sampled (default: the one holding the default route).',
+  },
+  cpu_limit: {
+    type: 'float',
+    default: 90,
+    min: 10,
+    max: 100,
+    description: "Percent of the machine's CPU during a run above which the run is flagged cpu_limited.",
+  },
+} as const satisfies Group;
+
+export const mqttSchema = {
+  enabled: {
+    type: 'enum',
+    values: ['auto', 'on', 'off'],
+    default: 'auto',
+    description:
+      'auto: publish when a broker is set (url) or the Supervisor offers one; on: a broker is required; off: never publish.',
+  },
+  url: {
+    type: 'str',
+    optional: true,
+    pattern: /^mqtts?:\/\/[^\s/]+(:\d{1,5})?\/?$/,
+    patternHint: 'mqtt://host:1883 or mqtts://host:8883',
+    description: 'Broker URL. Empty: the broker the Home Assistant Supervisor offers (Mosquitto add-on).',
+  },
+  username: { type: 'str', optional: true, maxLength: 256, description: 'Broker user name.' },
+  password: { type: 'str', optional: true, secret: true, maxLength: 1024, description: 'Broker password.' },
+  ca: {
+    type: 'str',
+    optional: true,
+    description: 'PEM file with the CA that signed the broker certificate (mqtts:// with your own CA).',
+  },
+  tls_insecure: {
+    type: 'bool',
+    default: false,
+    description:
+      'Accept any broker certificate (mqtts:// only; for a self-signed broker without its CA file).',
+  },
+  client_id: {
+    type: 'str',
+    optional: true,
+    pattern: /^[A-Za-z0-9_-]{1,64}$/,
+    patternHint: 'letters, digits, _ and -, up to 64',
+    description: 'MQTT client id (default: the device id, bwprobe_<install id>).',
+  },
+  discovery_prefix: {
+    type: 'str',
+    default: 'homeassistant',
+    pattern: /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/,
+    patternHint: 'a topic prefix without wildcards',
+    description: "Home Assistant's discovery prefix (MQTT integration options).",
+  },
+  birth_topic: {
+    type: 'str',
+    default: 'homeassistant/status',
+    pattern: /^[^#+]+$/,
+    patternHint: 'a topic without wildcards',
+    description:
+      'Where Home Assistant announces online/offline; on online the probe re-announces its entities.',
+  },
+  base_topic: {
+    type: 'str',
+    default: 'bandwidth_probe',
+    pattern: /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/,
+    patternHint: 'a topic prefix without wildcards',
+    description: 'Prefix of the probe topics: <base_topic>/<device id>/…',
+  },
+  device_name: {
+    type: 'str',
+    default: 'Bandwidth Probe',
+    maxLength: 64,
+    description: 'Name of the device in Home Assistant (entity names start with it).',
+  },
+} as const satisfies Group;
+
 export const settingsSchema = {
   general: generalSchema,
   rmbt: rmbtSchema,
   rmbt_server: rmbtServerSchema,
   btest: btestSchema,
   btest_server: btestServerSchema,
+  service: serviceSchema,
+  mqtt: mqttSchema,
 } as const;
 
 export type GroupName = keyof typeof settingsSchema;
@@ -420,6 +563,8 @@ export type RmbtSettings = GroupValue<typeof rmbtSchema>;
 export type RmbtServerSettings = GroupValue<typeof rmbtServerSchema>;
 export type BtestSettings = GroupValue<typeof btestSchema>;
 export type BtestServerSettings = GroupValue<typeof btestServerSchema>;
+export type ServiceSettings = GroupValue<typeof serviceSchema>;
+export type MqttSettings = GroupValue<typeof mqttSchema>;
 
 export interface Settings {
   readonly general: GeneralSettings;
@@ -427,4 +572,8 @@ export interface Settings {
   readonly rmbt_server: RmbtServerSettings;
   readonly btest: BtestSettings;
   readonly btest_server: BtestServerSettings;
+  readonly service: ServiceSettings;
+  readonly mqtt: MqttSettings;
+  /** measurement targets of `serve` (the options file's `targets` list; env BANDWIDTH_PROBE_TARGETS as JSON) */
+  readonly targets: readonly TargetSettings[];
 }

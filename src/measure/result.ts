@@ -92,8 +92,35 @@ export interface RunResult {
   download?: DirectionResult;
   upload?: DirectionResult;
   connections?: ConnectionTiming[];
-  cpu: { local_percent?: number; remote_percent?: number };
+  cpu: {
+    local_percent?: number;
+    remote_percent?: number;
+    /** the whole machine during the run, % of all cores (service; cpu_limited is derived from it) */
+    machine_percent?: number;
+    /** this process during the run, % of one core */
+    process_percent?: number;
+  };
   flags: QualityFlag[];
+  /** how the run came about (the service sets it; a CLI run has none) */
+  trigger?: 'schedule' | 'manual' | 'start';
+  /** the busy-line check before the run (service only) */
+  pre?: {
+    busy: boolean;
+    reasons: string[];
+    interface?: string;
+    traffic_mbps?: number;
+    idle_rtt_ms?: number;
+    baseline_rtt_ms?: number;
+    /** how often the run was postponed because the line looked busy */
+    postponed: number;
+  };
+  /** thresholds of the target and which were missed (service only) */
+  thresholds?: {
+    download_mbps?: number;
+    upload_mbps?: number;
+    ping_ms?: number;
+    missed: ('download' | 'upload' | 'ping')[];
+  };
   btest?: {
     auth: 'none' | 'md5' | 'ecsrp5';
     protocol: 'tcp' | 'udp';

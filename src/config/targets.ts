@@ -1,0 +1,236 @@
+import { Cron } from 'croner';
+import { checkField, coerce, type Group, type Violation } from './fields.js';
+import { type BtestSettings, btestSchema, type RmbtSettings, rmbtSchema } from './schema.js';
+
+/**
+ * Measurement targets of the service: a list in the options file (`targets: [...]`, the add-on's list of
+ * dicts), each an RMBT or btest peer with its own schedule and thresholds. Every key of the `rmbt` or
+ * `btest` group may also appear in a target and overrides the group's value for that target only, so the
+ * groups act as shared defaults (e.g. `rmbt.accept_terms` once for all RMBT targets).
+ */
+export const targetSchema = {
+  id: {
+    type: 'str',
+    pattern: /^[a-z0-9][a-z0-9_]{0,31}$/,
+    patternHint: 'lower-case letters, digits and _ (up to 32), e.g. isp or router_udp',
+    description: 'Short stable name of the target; entity ids, topics and the history use it. Required.',
+  },
+  name: {
+    type: 'str',
+    optional: true,
+    maxLength: 64,
+    description: 'Display name in Home Assistant and on the page (default: the id).',
+  },
+  type: {
+    type: 'enum',
+    values: ['rmbt', 'btest'],
+    default: 'rmbt',
+    description:
+      'rmbt: an RMBT control server or measurement server; btest: a MikroTik router or btest server.',
+  },
+  enabled: { type: 'bool', default: true, description: 'Scheduled runs on or off (run-now still works).' },
+  schedule: {
+    type: 'str',
+    optional: true,
+    maxLength: 128,
+    description:
+      'Cron expression (5 fields, or 6 with seconds), e.g. "0 */2 * * *"; when set it replaces interval.',
+  },
+  interval: {
+    type: 'int',
+    default: 60,
+    min: 1,
+    max: 10080,
+    description: 'Minutes between runs when no schedule is set.',
+  },
+  jitter: {
+    type: 'int',
+    default: 120,
+    min: 0,
+    max: 3600,
+    description:
+      'Up to this many seconds of random delay per run, so many probes do not hit one server at the same second.',
+  },
+  ip_version: {
+    type: 'enum',
+    values: ['any', '4', '6', 'both'],
+    default: 'any',
+    description: 'any, 4, 6, or both: two targets <id>_v4 and <id>_v6 for a dual-stack line.',
+  },
+  threshold_download: {
+    type: 'float',
+    optional: true,
+    min: 0,
+    max: 1e6,
+    description: 'Mbit/s; a download below it sets the below-threshold problem sensor.',
+  },
+  threshold_upload: {
+    type: 'float',
+    optional: true,
+    min: 0,
+    max: 1e6,
+    description: 'Mbit/s; an upload below it sets the below-threshold problem sensor.',
+  },
+  threshold_ping: {
+    type: 'float',
+    optional: true,
+    min: 0,
+    max: 1e5,
+    description: 'Milliseconds; a ping median above it sets the below-threshold problem sensor.',
+  },
+} as const satisfies Group;
+
+export interface TargetSettings {
+  readonly id: string;
+  readonly name: string;
+  readonly type: 'rmbt' | 'btest';
+  readonly enabled: boolean;
+  readonly schedule?: string;
+  readonly interval: number;
+  readonly jitter: number;
+  /** 4 or 6 after `both` was split, else what was set */
+  readonly ip_version: 'any' | '4' | '6';
+  readonly threshold_download?: number;
+  readonly threshold_upload?: number;
+  readonly threshold_ping?: number;
+  /** the `rmbt` group overlaid with this target's keys (type rmbt) */
+  readonly rmbt?: RmbtSettings;
+  /** the `btest` group overlaid with this target's keys (type btest) */
+  readonly btest?: BtestSettings;
+}
+
+/** A cron expression croner accepts, else the reason it does not. */
+export function cronProblem(expr: string): string | undefined {
+  try {
+    new Cron(expr, { paused: true }).stop();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Validates the raw `targets` list against the target schema and the protocol group of each target's
+ * type; `base` holds the already-validated groups the targets inherit from. Every problem is reported,
+ * each naming `targets[i].key`.
+ */
+export function resolveTargets(
+  raw: unknown,
+  base: { rmbt: RmbtSettings; btest: BtestSettings },
+  source: string,
+): { targets: TargetSettings[]; violations: Violation[] } {
+  const violations: Violation[] = [];
+  const out: TargetSettings[] = [];
+  if (raw === undefined || raw === null) return { targets: out, violations };
+  if (!Array.isArray(raw)) {
+    violations.push({ key: 'targets', message: `targets (from ${source}) must be a list of objects` });
+    return { targets: out, violations };
+  }
+  const seen = new Set<string>();
+  for (const [i, item] of raw.entries()) {
+    const at = `targets[${i}]`;
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+      violations.push({ key: at, message: `${at} (from ${source}) must be an object` });
+      continue;
+    }
+    const obj = item as Record<string, unknown>;
+    const type = obj.type ?? 'rmbt';
+    const proto: Group = type === 'btest' ? btestSchema : rmbtSchema;
+    const own: Record<string, unknown> = {};
+    const over: Record<string, unknown> = {};
+    for (const [k, f] of Object.entries(targetSchema)) if ('default' in f) own[k] = f.default;
+    for (const [key, v] of Object.entries(obj)) {
+      const label = `${at}.${key}`;
+      // ip_version is both a target key (with `both`) and a protocol key: the target's wins.
+      const f = (targetSchema as Group)[key] ?? proto[key];
+      if (!f) {
+        violations.push({
+          key: label,
+          message: `${label} (from ${source}) is not a setting of a ${String(type)} target; known: ${[
+            ...Object.keys(targetSchema),
+            ...Object.keys(proto).filter((k) => !(k in targetSchema)),
+          ].join(', ')}`,
+        });
+        continue;
+      }
+      if (v === null && (f.optional || !('default' in f))) continue;
+      const value = coerce(f, v);
+      const bad = checkField(label, f, value);
+      if (bad) violations.push({ key: label, message: `${bad.message} (from ${source})` });
+      else if (key in targetSchema) own[key] = value;
+      else over[key] = value;
+    }
+    const id = own.id as string | undefined;
+    if (!id) {
+      violations.push({ key: `${at}.id`, message: `${at}.id is missing; every target needs an id` });
+      continue;
+    }
+    if (seen.has(id)) violations.push({ key: `${at}.id`, message: `${at}.id "${id}" is used twice` });
+    seen.add(id);
+    if (typeof own.schedule === 'string') {
+      const problem = cronProblem(own.schedule);
+      if (problem)
+        violations.push({
+          key: `${at}.schedule`,
+          message: `${at}.schedule "${own.schedule}" is not a cron expression (${problem})`,
+        });
+    }
+    const ipv = own.ip_version as TargetSettings['ip_version'] | 'both';
+    const common = {
+      name: (own.name as string | undefined) ?? id,
+      type: type as 'rmbt' | 'btest',
+      enabled: own.enabled as boolean,
+      ...(own.schedule !== undefined ? { schedule: own.schedule as string } : {}),
+      interval: own.interval as number,
+      jitter: own.jitter as number,
+      ...pick(own, ['threshold_download', 'threshold_upload', 'threshold_ping']),
+    };
+    if (type === 'btest') {
+      const btest = { ...base.btest, ...over } as BtestSettings;
+      if (!btest.host) violations.push({ key: `${at}.host`, message: `${at} (btest) needs a host` });
+      for (const v of split(ipv)) {
+        out.push(
+          Object.freeze({
+            ...common,
+            ...v.label(id, common.name),
+            ip_version: v.ip,
+            btest: Object.freeze({ ...btest, ip_version: v.ip }),
+          }),
+        );
+      }
+    } else {
+      const rmbt = { ...base.rmbt, ...over } as RmbtSettings;
+      if (!rmbt.control_url && !(rmbt.server && rmbt.key))
+        violations.push({
+          key: `${at}.control_url`,
+          message: `${at} (rmbt) needs a control_url, or a server and its key (direct mode)`,
+        });
+      for (const v of split(ipv)) {
+        out.push(
+          Object.freeze({
+            ...common,
+            ...v.label(id, common.name),
+            ip_version: v.ip,
+            rmbt: Object.freeze({ ...rmbt, ip_version: v.ip }),
+          }),
+        );
+      }
+    }
+  }
+  return { targets: out, violations };
+}
+
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, number> {
+  const r: Record<string, number> = {};
+  for (const k of keys) if (typeof o[k] === 'number') r[k] = o[k] as number;
+  return r;
+}
+
+/** `both` becomes an IPv4 and an IPv6 target with their own ids, entities and history. */
+function split(ipv: 'any' | '4' | '6' | 'both') {
+  if (ipv !== 'both') return [{ ip: ipv, label: (id: string, name: string) => ({ id, name }) }];
+  return (['4', '6'] as const).map((ip) => ({
+    ip,
+    label: (id: string, name: string) => ({ id: `${id}_v${ip}`, name: `${name} (IPv${ip})` }),
+  }));
+}

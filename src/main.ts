@@ -1,0 +1,234 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MqttSettings, Settings } from './config/schema.js';
+import { type BrokerConfig, supervisorMqtt } from './config/supervisor.js';
+import { resolveTargets, type TargetSettings } from './config/targets.js';
+import { loadEngine } from './engine/loader.js';
+import type { Engine } from './engine/types.js';
+import { ProbeError, toProbeError } from './errors.js';
+import type { Logger } from './log.js';
+import { discoveryPayload, expireAfter } from './mqtt/discovery.js';
+import { MqttPublisher } from './mqtt/publisher.js';
+import { Topics } from './mqtt/topics.js';
+import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
+import { Runner } from './runner/runner.js';
+import { nextPlanned, Scheduler } from './runner/schedule.js';
+import { Store } from './store/store.js';
+
+/**
+ * The composition root of `serve` (design.md data flow): settings → store, engine, runner, scheduler,
+ * MQTT publisher. Everything is passed in; nothing reads a global.
+ */
+export interface Service {
+  readonly runner: Runner;
+  readonly scheduler: Scheduler;
+  readonly store: Store;
+  readonly targets: readonly TargetSettings[];
+  readonly deviceId: string;
+  publisher(): MqttPublisher | undefined;
+  /** aborts a run in progress (stored as aborted), goes offline on MQTT, closes everything */
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  env?: NodeJS.ProcessEnv;
+  version: string;
+  /** test hooks */
+  busyWindowMs?: number;
+  birthDelayMs?: [number, number];
+  backoffMs?: [number, number];
+}
+
+/** A random id made once per data directory: stable unique_ids across restarts (specs/ha-mqtt.md §8.5). */
+export function installId(dataDir: string): string {
+  const file = join(dataDir, 'install-id');
+  try {
+    const v = readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f]{8,32}$/.test(v)) return v;
+  } catch {
+    // first start
+  }
+  const id = randomBytes(4).toString('hex');
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, `${id}\n`);
+  } catch (err) {
+    throw new ProbeError('BP_ERR_STORE', `writing ${file}: ${(err as Error).message}`);
+  }
+  return id;
+}
+
+/** The period of a target's schedule in seconds (for expire_after); 0 for a disabled target. */
+export function periodS(t: TargetSettings, now = Date.now()): number {
+  if (!t.enabled) return 0;
+  const a = nextPlanned(t, now);
+  const b = nextPlanned(t, a);
+  return (b - a) / 1000;
+}
+
+/** Which broker: the url setting, else the Supervisor's, else none (MQTT off). */
+export async function resolveBroker(
+  m: MqttSettings,
+  env: NodeJS.ProcessEnv,
+): Promise<(BrokerConfig & { ca?: string; tlsInsecure?: boolean }) | undefined> {
+  if (m.enabled === 'off') return undefined;
+  const tls = { ...(m.ca ? { ca: m.ca } : {}), tlsInsecure: m.tls_insecure };
+  if (m.url)
+    return {
+      url: m.url,
+      ...(m.username ? { username: m.username } : {}),
+      ...(m.password ? { password: m.password } : {}),
+      ...tls,
+    };
+  if (!env.SUPERVISOR_TOKEN && !env.HASSIO_TOKEN) {
+    if (m.enabled === 'on')
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        'mqtt.enabled is on but no mqtt.url is set and there is no Supervisor',
+      );
+    return undefined;
+  }
+  // The user's credentials win over the Supervisor's when both exist.
+  const sup = await supervisorMqtt(env);
+  return {
+    ...sup,
+    ...(m.username ? { username: m.username } : {}),
+    ...(m.password ? { password: m.password } : {}),
+    ...tls,
+  };
+}
+
+export async function startService(s: Settings, log: Logger, opts: ServiceOptions): Promise<Service> {
+  const env = opts.env ?? process.env;
+  const store = Store.open(s.general.data_dir, log);
+  const engine: Engine = loadEngine(s.general.engine, log);
+  let loopback: RunningRmbtServers | undefined;
+  let targets = s.targets;
+  if (!targets.length) {
+    // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
+    // a real result and the whole pipeline (store, MQTT, page) works before anything is set up.
+    loopback = await startRmbtServers(
+      { ...s.rmbt_server, bind: '127.0.0.1', test_duration: 3, test_threads: 2 },
+      s.general,
+      engine,
+      log,
+      { ephemeralPorts: true },
+    );
+    const r = resolveTargets(
+      [
+        {
+          id: 'loopback',
+          name: 'Loopback',
+          type: 'rmbt',
+          control_url: `http://127.0.0.1:${loopback.control!.port}/RMBTControlServer`,
+          tls_ca: loopback.certPath,
+          accept_terms: true,
+          jitter: 0,
+        },
+      ],
+      { rmbt: s.rmbt, btest: s.btest },
+      'built-in loopback target',
+    );
+    targets = r.targets;
+    log.warn('no targets configured: measuring the built-in loopback servers (see DOCS.md "Targets")');
+  }
+  const runner = new Runner({
+    targets,
+    general: s.general,
+    service: s.service,
+    engine,
+    store,
+    log,
+    ...(opts.busyWindowMs !== undefined ? { busyWindowMs: opts.busyWindowMs } : {}),
+  });
+  const scheduler = new Scheduler(targets, (id) => runner.enqueue(id, 'schedule'), { log });
+  const prune = () => {
+    try {
+      const n = store.prune(s.service.retention_days);
+      if (n) log.info({ deleted: n, retention_days: s.service.retention_days }, 'old runs deleted');
+    } catch (err) {
+      log.error({ code: toProbeError(err).code, err: String(err) }, 'pruning failed');
+    }
+  };
+  prune();
+  const pruneTimer = setInterval(prune, 86_400_000);
+  pruneTimer.unref();
+
+  const deviceId = `bwprobe_${installId(s.general.data_dir)}`;
+  let publisher: MqttPublisher | undefined;
+  let brokerRetry: NodeJS.Timeout | undefined;
+  let closed = false;
+  const topics = new Topics(s.mqtt.base_topic, deviceId, s.mqtt.discovery_prefix);
+  const discovery = discoveryPayload({
+    topics,
+    deviceName: s.mqtt.device_name,
+    version: opts.version,
+    model: env.SUPERVISOR_TOKEN ? 'Home Assistant add-on' : 'standalone',
+    targets: targets.map((t) => ({
+      id: t.id,
+      name: t.name,
+      udp: t.type === 'btest' && t.btest?.protocol === 'udp',
+      expireAfter: expireAfter(
+        periodS(t),
+        s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,
+      ),
+    })),
+  });
+  const startMqtt = async (): Promise<void> => {
+    let broker: Awaited<ReturnType<typeof resolveBroker>>;
+    try {
+      broker = await resolveBroker(s.mqtt, env);
+    } catch (err) {
+      const e = toProbeError(err, 'BP_ERR_SUPERVISOR');
+      if (e.code === 'BP_ERR_CONFIG') throw e;
+      // No broker from the Supervisor yet (Mosquitto still starting, or not installed): ask again later.
+      log.warn({ code: e.code, err: e.detail }, 'no MQTT broker yet; asking again in 60 s');
+      if (!closed) brokerRetry = setTimeout(() => void startMqtt().catch(() => {}), 60_000);
+      return;
+    }
+    if (!broker || closed) {
+      if (!broker) log.info('MQTT off (no broker configured)');
+      return;
+    }
+    if (broker.provider) log.info({ provider: broker.provider }, 'MQTT broker from the Supervisor');
+    publisher = new MqttPublisher({
+      broker,
+      clientId: s.mqtt.client_id ?? deviceId,
+      topics,
+      birthTopic: s.mqtt.birth_topic,
+      discovery,
+      runner,
+      store,
+      log: log.child({ module: 'mqtt' }),
+      ...(opts.birthDelayMs ? { birthDelayMs: opts.birthDelayMs } : {}),
+      ...(opts.backoffMs ? { backoffMs: opts.backoffMs } : {}),
+    });
+    publisher.start();
+  };
+  await startMqtt();
+
+  scheduler.start();
+  if (s.service.run_on_start) runner.enqueue('all', 'start');
+  for (const e of scheduler.entries())
+    log.info({ target: e.target, next_run: new Date(e.due).toISOString() }, 'scheduled');
+
+  return {
+    runner,
+    scheduler,
+    store,
+    targets,
+    deviceId,
+    publisher: () => publisher,
+    async close() {
+      closed = true;
+      clearTimeout(brokerRetry);
+      clearInterval(pruneTimer);
+      scheduler.stop();
+      await runner.stop();
+      await publisher?.stop();
+      await loopback?.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,235 @@
+import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
+
+/**
+ * Home Assistant device-based discovery (specs/ha-mqtt.md §2–§6), built by pure functions from a data
+ * table. Full key names, not abbreviations (§7: readable, and HA accepts both). One retained message on
+ * `<prefix>/device/<device>/config` holds every entity of every target.
+ */
+export interface DiscoveryTarget {
+  id: string;
+  name: string;
+  /** UDP loss is only measured by btest UDP */
+  udp: boolean;
+  /** seconds after which HA shows the figures as unavailable (0: never; disabled targets) */
+  expireAfter: number;
+}
+
+export interface DiscoveryInput {
+  topics: Topics;
+  deviceName: string;
+  version: string;
+  model: string;
+  supportUrl?: string;
+  targets: readonly DiscoveryTarget[];
+}
+
+type Component = Record<string, unknown>;
+
+/** Numeric sensors of a target: one row each (style.md: lookup tables live in data modules). */
+const SENSORS: readonly {
+  key: string;
+  label: string;
+  field: string;
+  device_class: string;
+  unit: string;
+  precision: number;
+  icon?: string;
+  udpOnly?: boolean;
+}[] = [
+  {
+    key: 'download',
+    label: 'download',
+    field: 'download_mbps',
+    device_class: 'data_rate',
+    unit: 'Mbit/s',
+    precision: 1,
+    icon: 'mdi:download-network',
+  },
+  {
+    key: 'upload',
+    label: 'upload',
+    field: 'upload_mbps',
+    device_class: 'data_rate',
+    unit: 'Mbit/s',
+    precision: 1,
+    icon: 'mdi:upload-network',
+  },
+  { key: 'ping', label: 'ping', field: 'ping_ms', device_class: 'duration', unit: 'ms', precision: 1 },
+  { key: 'jitter', label: 'jitter', field: 'jitter_ms', device_class: 'duration', unit: 'ms', precision: 2 },
+  // Packet loss has no device class (§5): a plain % measurement.
+  {
+    key: 'loss',
+    label: 'UDP loss',
+    field: 'loss_percent',
+    device_class: '',
+    unit: '%',
+    precision: 2,
+    icon: 'mdi:package-variant-remove',
+    udpOnly: true,
+  },
+];
+
+/** `{{ value_json.x }}` renders "None" for null, which HA takes as unknown (§5 "publish null, not 0"). */
+const tpl = (field: string) => `{{ value_json.${field} }}`;
+
+export function uniqueId(deviceId: string, targetId: string, key: string): string {
+  return `${deviceId}_${targetId}_${key}`;
+}
+
+function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<string, Component> {
+  const { topics } = input;
+  const dev = topics.deviceId;
+  const state = topics.state(t.id);
+  const expire = t.expireAfter > 0 ? { expire_after: t.expireAfter } : {};
+  const entityId = (platform: string, key: string) => `${platform}.${dev}_${t.id}_${key}`;
+  const out: Record<string, Component> = {};
+  for (const s of SENSORS) {
+    if (s.udpOnly && !t.udp) continue;
+    out[`${t.id}_${s.key}`] = {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, t.id, s.key),
+      default_entity_id: entityId('sensor', s.key),
+      name: `${t.name} ${s.label}`,
+      state_topic: state,
+      value_template: tpl(s.field),
+      ...(s.device_class ? { device_class: s.device_class } : {}),
+      unit_of_measurement: s.unit,
+      state_class: 'measurement',
+      suggested_display_precision: s.precision,
+      ...(s.icon ? { icon: s.icon } : {}),
+      ...expire,
+    };
+  }
+  out[`${t.id}_last_run`] = {
+    platform: 'sensor',
+    unique_id: uniqueId(dev, t.id, 'last_run'),
+    default_entity_id: entityId('sensor', 'last_run'),
+    name: `${t.name} last run`,
+    state_topic: state,
+    value_template: tpl('finished_at'),
+    device_class: 'timestamp',
+    entity_category: 'diagnostic',
+  };
+  out[`${t.id}_status`] = {
+    platform: 'sensor',
+    unique_id: uniqueId(dev, t.id, 'status'),
+    default_entity_id: entityId('sensor', 'status'),
+    name: `${t.name} last result`,
+    state_topic: state,
+    value_template: tpl('status'),
+    device_class: 'enum',
+    options: ['ok', 'failed', 'aborted'],
+    entity_category: 'diagnostic',
+    json_attributes_topic: state,
+    json_attributes_template:
+      "{{ {'error_code': value_json.error_code, 'error': value_json.error, 'flags': value_json.flags, 'engine': value_json.engine} | tojson }}",
+  };
+  out[`${t.id}_server`] = {
+    platform: 'sensor',
+    unique_id: uniqueId(dev, t.id, 'server'),
+    default_entity_id: entityId('sensor', 'server'),
+    name: `${t.name} server`,
+    state_topic: state,
+    value_template: tpl('server'),
+    icon: 'mdi:server-network',
+    entity_category: 'diagnostic',
+  };
+  out[`${t.id}_below_threshold`] = {
+    platform: 'binary_sensor',
+    unique_id: uniqueId(dev, t.id, 'below_threshold'),
+    default_entity_id: entityId('binary_sensor', 'below_threshold'),
+    name: `${t.name} below threshold`,
+    state_topic: state,
+    value_template: tpl('below_threshold'),
+    device_class: 'problem',
+    ...expire,
+  };
+  out[`${t.id}_running`] = {
+    platform: 'binary_sensor',
+    unique_id: uniqueId(dev, t.id, 'running'),
+    default_entity_id: entityId('binary_sensor', 'running'),
+    name: `${t.name} running`,
+    state_topic: topics.running(t.id),
+    device_class: 'running',
+    entity_category: 'diagnostic',
+  };
+  out[`${t.id}_run`] = {
+    platform: 'button',
+    unique_id: uniqueId(dev, t.id, 'run'),
+    default_entity_id: entityId('button', 'run'),
+    name: `${t.name} run now`,
+    command_topic: topics.run(t.id),
+    payload_press: PAYLOAD_RUN,
+    icon: 'mdi:play-speed',
+  };
+  out[`${t.id}_event`] = {
+    platform: 'event',
+    unique_id: uniqueId(dev, t.id, 'event'),
+    default_entity_id: entityId('event', 'run'),
+    name: `${t.name} run`,
+    state_topic: topics.event(t.id),
+    event_types: [...EVENT_TYPES],
+  };
+  return out;
+}
+
+/** The whole discovery payload of the probe (the root options components inherit: availability, qos). */
+export function discoveryPayload(input: DiscoveryInput): Record<string, unknown> {
+  const { topics } = input;
+  const components: Record<string, Component> = {
+    run_all: {
+      platform: 'button',
+      unique_id: `${topics.deviceId}_run_all`,
+      default_entity_id: `button.${topics.deviceId}_run_all`,
+      name: 'Run all now',
+      command_topic: topics.runAll,
+      payload_press: 'all',
+      icon: 'mdi:play-speed',
+    },
+  };
+  for (const t of input.targets) Object.assign(components, targetComponents(input, t));
+  return {
+    device: {
+      identifiers: [topics.deviceId],
+      name: input.deviceName,
+      manufacturer: 'Bandwidth Probe',
+      model: input.model,
+      sw_version: input.version,
+    },
+    origin: {
+      name: 'bandwidth-probe',
+      sw_version: input.version,
+      ...(input.supportUrl ? { support_url: input.supportUrl } : {}),
+    },
+    availability_topic: topics.availability,
+    payload_available: 'online',
+    payload_not_available: 'offline',
+    qos: 1,
+    components,
+  };
+}
+
+/**
+ * Removing components (§2 "Removing things"): first republish with each vanished component reduced to
+ * its platform, then the new payload without them. Returns the intermediate payload, or undefined when
+ * nothing was removed.
+ */
+export function removalPayload(
+  previous: Record<string, unknown> | undefined,
+  next: Record<string, unknown>,
+): Record<string, unknown> | undefined {
+  const prev = (previous?.components ?? previous?.cmps) as Record<string, Component> | undefined;
+  if (!prev) return undefined;
+  const now = next.components as Record<string, Component>;
+  const gone = Object.keys(prev).filter((k) => !(k in now));
+  if (!gone.length) return undefined;
+  const reduced: Record<string, Component> = { ...now };
+  for (const k of gone) reduced[k] = { platform: String(prev[k]!.platform ?? prev[k]!.p ?? 'sensor') };
+  return { ...next, components: reduced };
+}
+
+/** expire_after for a target: three periods plus the run timeout, so one missed run does not blank it. */
+export function expireAfter(periodS: number, runTimeoutS: number): number {
+  if (!Number.isFinite(periodS) || periodS <= 0) return 0;
+  return Math.round(3 * periodS + runTimeoutS);
+}

@@ -1,0 +1,349 @@
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { BrokerConfig } from '../config/supervisor.js';
+import { ProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RunResult } from '../measure/result.js';
+import type { Runner, RunnerEvent } from '../runner/runner.js';
+import type { Store } from '../store/store.js';
+import { removalPayload } from './discovery.js';
+import { type OnOff, runEvent, type Topics, targetState } from './topics.js';
+
+/**
+ * The MQTT side of the service (specs/ha-mqtt.md §4, §8): availability through the LWT, device discovery
+ * (sent only when the broker's retained copy differs, re-sent when HA announces itself), retained states,
+ * one QoS 1 event per run replayed from the store in order after an outage, and run-now commands. It
+ * never blocks the runner: while the broker is away runs are stored unpublished and wait.
+ */
+export interface PublisherOptions {
+  broker: BrokerConfig & { ca?: string; tlsInsecure?: boolean };
+  clientId: string;
+  topics: Topics;
+  birthTopic: string;
+  discovery: Record<string, unknown>;
+  runner: Runner;
+  store: Store;
+  log?: Logger;
+  /** random wait before re-announcing after HA's birth message (§4: a small random delay) */
+  birthDelayMs?: [number, number];
+  /** reconnect backoff: first wait and cap */
+  backoffMs?: [number, number];
+  /** how long to wait for the broker's retained discovery copy after subscribing */
+  retainedWaitMs?: number;
+  /** a publish that gets no PUBACK in this time counts as failed (the run stays queued) */
+  publishTimeoutMs?: number;
+}
+
+export interface PublisherStatus {
+  connected: boolean;
+  broker: string;
+  last_error?: { code: string; message: string };
+  published_runs: number;
+  discovery_sent: number;
+}
+
+const AUTH_CODES = new Set([4, 5, 134, 135]);
+
+export class MqttPublisher {
+  private client: MqttClient | undefined;
+  private connected = false;
+  private stopping = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private birthTimer: NodeJS.Timeout | undefined;
+  /** the discovery payload the broker holds, as far as we know (retained copy or our last publish) */
+  private brokerConfig: string | undefined;
+  private retainedSeen: (() => void) | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly unsubscribe: () => void;
+  private readonly stats: PublisherStatus;
+
+  constructor(private readonly o: PublisherOptions) {
+    this.stats = { connected: false, broker: o.broker.url, published_runs: 0, discovery_sent: 0 };
+    this.unsubscribe = o.runner.on((e) => this.onRunner(e));
+  }
+
+  status(): PublisherStatus {
+    return { ...this.stats, connected: this.connected };
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  private connect(): void {
+    const { broker, topics } = this.o;
+    const opts: IClientOptions = {
+      clientId: this.o.clientId,
+      clean: true,
+      protocolVersion: 4,
+      // Reconnects are ours (backoff, and a fresh client so nothing is resent behind the store's back).
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      keepalive: 30,
+      will: { topic: topics.availability, payload: Buffer.from('offline'), qos: 1, retain: true },
+      ...(broker.username ? { username: broker.username } : {}),
+      ...(broker.password ? { password: broker.password } : {}),
+      ...(broker.url.startsWith('mqtts:')
+        ? {
+            rejectUnauthorized: !broker.tlsInsecure,
+            ...(broker.ca ? { ca: readFileSync(broker.ca) } : {}),
+          }
+        : {}),
+    };
+    let client: MqttClient;
+    try {
+      client = mqtt.connect(broker.url, opts);
+    } catch (err) {
+      this.fail(new ProbeError('BP_ERR_MQTT', (err as Error).message));
+      this.scheduleReconnect();
+      return;
+    }
+    this.client = client;
+    client.on('connect', () => {
+      if (client !== this.client) return;
+      this.connected = true;
+      this.attempt = 0;
+      delete this.stats.last_error;
+      this.o.log?.info({ broker: broker.url }, 'MQTT connected');
+      this.enqueue(() => this.onConnected(client));
+    });
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
+    client.on('error', (err) => {
+      const code = (err as { code?: number }).code;
+      this.fail(
+        typeof code === 'number' && AUTH_CODES.has(code)
+          ? new ProbeError('BP_ERR_MQTT_AUTH', err.message)
+          : new ProbeError('BP_ERR_MQTT', err.message),
+      );
+    });
+    client.on('close', () => {
+      if (client !== this.client) return;
+      if (this.connected) this.o.log?.warn({ broker: broker.url }, 'MQTT connection lost');
+      this.connected = false;
+      if (!this.stopping) this.scheduleReconnect();
+    });
+  }
+
+  private fail(e: ProbeError): void {
+    this.stats.last_error = { code: e.code, message: e.message };
+    this.o.log?.error({ code: e.code, err: e.detail || e.message, broker: this.o.broker.url }, 'MQTT error');
+  }
+
+  private scheduleReconnect(): void {
+    if (this.reconnectTimer || this.stopping) return;
+    const [first, cap] = this.o.backoffMs ?? [1000, 60_000];
+    const wait = Math.min(cap, first * 2 ** this.attempt) * (0.8 + Math.random() * 0.4);
+    this.attempt++;
+    const old = this.client;
+    this.client = undefined;
+    old?.end(true);
+    this.o.log?.debug({ wait_ms: Math.round(wait), attempt: this.attempt }, 'MQTT reconnect scheduled');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.stopping) this.connect();
+    }, wait);
+  }
+
+  /** Work that publishes runs one item at a time, in order (a flush never overlaps another). */
+  private enqueue(work: () => Promise<void>): Promise<void> {
+    this.chain = this.chain.then(work).catch((err) => {
+      this.o.log?.warn({ err: String(err) }, 'MQTT publish interrupted');
+    });
+    return this.chain;
+  }
+
+  private async publish(
+    client: MqttClient,
+    topic: string,
+    payload: string,
+    opts: { retain?: boolean; qos?: 0 | 1 } = {},
+  ): Promise<void> {
+    if (client !== this.client || !this.connected) throw new ProbeError('BP_ERR_MQTT', 'not connected');
+    const ms = this.o.publishTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        client.publishAsync(topic, payload, { qos: opts.qos ?? 1, retain: opts.retain ?? false }),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new ProbeError('BP_ERR_MQTT', `no PUBACK within ${ms} ms`)), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async onConnected(client: MqttClient): Promise<void> {
+    const { topics } = this.o;
+    await this.publish(client, topics.availability, 'online', { retain: true });
+    const retained = new Promise<void>((r) => {
+      this.retainedSeen = r;
+    });
+    await client.subscribeAsync({
+      [this.o.birthTopic]: { qos: 1 },
+      [topics.runAll]: { qos: 1 },
+      [`${topics.root}/+/run`]: { qos: 1 },
+      [topics.discovery]: { qos: 1 },
+    });
+    // The broker sends its retained discovery copy (if any) right after the SUBACK.
+    await Promise.race([retained, new Promise((r) => setTimeout(r, this.o.retainedWaitMs ?? 500))]);
+    this.retainedSeen = undefined;
+    await this.announce(client, false);
+    await this.publishStates(client);
+    await this.flush(client);
+  }
+
+  /** Discovery: sent when the broker's copy differs (or HA asked for it), with removals first (§2). */
+  private async announce(client: MqttClient, force: boolean): Promise<void> {
+    const payload = JSON.stringify(this.o.discovery);
+    if (!force && this.brokerConfig === payload) {
+      this.o.log?.debug('discovery unchanged on the broker, not re-sent');
+      return;
+    }
+    let previous: Record<string, unknown> | undefined;
+    try {
+      previous = this.brokerConfig ? (JSON.parse(this.brokerConfig) as Record<string, unknown>) : undefined;
+    } catch {
+      previous = undefined;
+    }
+    const removal = removalPayload(previous, this.o.discovery);
+    if (removal) {
+      await this.publish(client, this.o.topics.discovery, JSON.stringify(removal), { retain: true });
+      await this.clearStale(client, previous!);
+    }
+    await this.publish(client, this.o.topics.discovery, payload, { retain: true });
+    this.brokerConfig = payload;
+    this.stats.discovery_sent++;
+    this.o.log?.info({ topic: this.o.topics.discovery, removed: Boolean(removal) }, 'discovery published');
+  }
+
+  /** Retained state topics of removed targets are emptied, so nothing stale stays on the broker. */
+  private async clearStale(client: MqttClient, previous: Record<string, unknown>): Promise<void> {
+    const topicsOf = (cfg: Record<string, unknown>) => {
+      const set = new Set<string>();
+      for (const c of Object.values(
+        (cfg.components ?? cfg.cmps ?? {}) as Record<string, Record<string, unknown>>,
+      )) {
+        const t = c.state_topic ?? c.stat_t;
+        if (typeof t === 'string') set.add(t);
+      }
+      return set;
+    };
+    const keep = topicsOf(this.o.discovery);
+    for (const t of topicsOf(previous)) {
+      if (!keep.has(t)) await this.publish(client, t, '', { retain: true });
+    }
+  }
+
+  private async publishStates(client: MqttClient): Promise<void> {
+    const running = this.o.runner.status().running?.target;
+    for (const t of this.o.runner.targets) {
+      await this.publish(client, this.o.topics.running(t.id), t.id === running ? 'ON' : 'OFF', {
+        retain: true,
+      });
+    }
+    for (const run of this.o.store.latest()) {
+      if (!this.o.runner.targets.some((t) => t.id === run.result.target.id)) continue;
+      await this.publish(
+        client,
+        this.o.topics.state(run.result.target.id),
+        JSON.stringify(targetState(run.result, run.id)),
+        {
+          retain: true,
+        },
+      );
+    }
+  }
+
+  /** Publishes every stored run not yet published, oldest first; each is marked once its event is acked. */
+  private async flush(client: MqttClient): Promise<void> {
+    for (;;) {
+      const batch = this.o.store.unpublished(100);
+      if (!batch.length) return;
+      for (const run of batch) {
+        await this.publishRun(client, run.result, run.id);
+        this.o.store.markPublished(run.id);
+        this.stats.published_runs++;
+      }
+    }
+  }
+
+  private async publishRun(client: MqttClient, r: RunResult, id: number | undefined): Promise<void> {
+    const t = r.target.id;
+    await this.publish(client, this.o.topics.event(t), JSON.stringify(runEvent(r, id)));
+    await this.publish(client, this.o.topics.state(t), JSON.stringify(targetState(r, id)), { retain: true });
+  }
+
+  private onRunner(e: RunnerEvent): void {
+    const client = this.client;
+    if (!client || !this.connected) return;
+    if (e.type === 'started') this.setRunning(client, e.target, 'ON');
+    if (e.type === 'finished') {
+      this.setRunning(client, e.target, 'OFF');
+      if (e.run_id === undefined) {
+        // not stored (disk full): publish it once now, nothing to replay later
+        void this.enqueue(() => this.publishRun(client, e.result, undefined));
+      } else void this.enqueue(() => this.flush(client));
+    }
+  }
+
+  private setRunning(client: MqttClient, target: string, v: OnOff): void {
+    void this.enqueue(() => this.publish(client, this.o.topics.running(target), v, { retain: true }));
+  }
+
+  private onMessage(topic: string, payload: Buffer, retain: boolean): void {
+    const { topics } = this.o;
+    if (topic === topics.discovery) {
+      if (retain) this.brokerConfig = payload.length ? payload.toString() : undefined;
+      this.retainedSeen?.();
+      return;
+    }
+    if (topic === this.o.birthTopic) {
+      if (payload.toString() !== 'online') return;
+      // §4: HA restarted; after a small random delay re-send discovery and states.
+      const [lo, hi] = this.o.birthDelayMs ?? [1000, 5000];
+      clearTimeout(this.birthTimer);
+      this.birthTimer = setTimeout(
+        () => {
+          const client = this.client;
+          if (!client || !this.connected) return;
+          this.o.log?.info('Home Assistant is online: re-announcing');
+          void this.enqueue(async () => {
+            await this.announce(client, true);
+            await this.publishStates(client);
+          });
+        },
+        lo + Math.random() * (hi - lo),
+      );
+      return;
+    }
+    const target = topics.commandTarget(topic);
+    if (target === undefined) return;
+    const text = payload.toString().trim();
+    const which = target === 'all' && text && text !== 'all' && text !== 'RUN' ? text : target;
+    try {
+      const queued = this.o.runner.enqueue(which, 'manual');
+      this.o.log?.info({ target: which, queued }, 'run requested over MQTT');
+    } catch (err) {
+      this.o.log?.warn({ target: which, err: (err as Error).message }, 'run request for an unknown target');
+    }
+  }
+
+  /** Marks the probe offline (retained) and disconnects; the queue of unpublished runs stays in the store. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.unsubscribe();
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.birthTimer);
+    const client = this.client;
+    if (!client) return;
+    if (this.connected) {
+      // Let what is in flight (the aborted run's event) go out first, bounded.
+      await Promise.race([this.chain, new Promise((r) => setTimeout(r, 1500))]);
+      await this.publish(client, this.o.topics.availability, 'offline', { retain: true }).catch(() => {});
+    }
+    await Promise.race([client.endAsync(), new Promise((r) => setTimeout(r, 1000))]);
+    this.connected = false;
+  }
+}

@@ -1,0 +1,115 @@
+import type { RunResult, RunStatus } from '../measure/result.js';
+
+/**
+ * Every topic the probe uses and the payload it carries (zigbee2mqtt-style: one type per topic).
+ *
+ *   <base>/<device>/status              availability: online | offline (retained, the LWT)
+ *   <base>/<device>/run                 command: run now; payload empty, "all" or a target id
+ *   <base>/<device>/<target>/run        command: run this target now (the HA button presses "RUN")
+ *   <base>/<device>/<target>/state      TargetState JSON of the latest run (retained)
+ *   <base>/<device>/<target>/running    ON | OFF (retained)
+ *   <base>/<device>/<target>/event      RunEvent JSON, one per finished run (QoS 1, not retained)
+ *   <prefix>/device/<device>/config     device-based discovery (retained)
+ */
+export class Topics {
+  readonly root: string;
+  constructor(
+    base: string,
+    readonly deviceId: string,
+    readonly discoveryPrefix: string,
+  ) {
+    this.root = `${base}/${deviceId}`;
+  }
+  get availability(): string {
+    return `${this.root}/status`;
+  }
+  get runAll(): string {
+    return `${this.root}/run`;
+  }
+  get discovery(): string {
+    return `${this.discoveryPrefix}/device/${this.deviceId}/config`;
+  }
+  run(target: string): string {
+    return `${this.root}/${target}/run`;
+  }
+  state(target: string): string {
+    return `${this.root}/${target}/state`;
+  }
+  running(target: string): string {
+    return `${this.root}/${target}/running`;
+  }
+  event(target: string): string {
+    return `${this.root}/${target}/event`;
+  }
+  /** The target a command topic addresses: 'all', an id, or undefined when it is not a command topic. */
+  commandTarget(topic: string): string | undefined {
+    if (topic === this.runAll) return 'all';
+    const m = topic.startsWith(`${this.root}/`)
+      ? /^([^/]+)\/run$/.exec(topic.slice(this.root.length + 1))
+      : null;
+    return m?.[1];
+  }
+}
+
+export type OnOff = 'ON' | 'OFF';
+export const PAYLOAD_RUN = 'RUN';
+
+/**
+ * The retained state of a target: its latest run. Figures are null when the run failed (HA shows
+ * "unknown", never a false 0 — specs/ha-mqtt.md §5).
+ */
+export interface TargetState {
+  status: RunStatus;
+  download_mbps: number | null;
+  upload_mbps: number | null;
+  ping_ms: number | null;
+  jitter_ms: number | null;
+  loss_percent: number | null;
+  finished_at: string;
+  started_at: string;
+  server: string;
+  /** ON / OFF, null when the run failed (no verdict) */
+  below_threshold: OnOff | null;
+  flags: string[];
+  error_code: string | null;
+  error: string | null;
+  engine: string;
+  run_id: number | null;
+}
+
+export type RunEventType = 'completed' | 'failed' | 'aborted';
+export const EVENT_TYPES: readonly RunEventType[] = ['completed', 'failed', 'aborted'];
+
+/** One finished run for the HA event entity: `event_type` plus attributes. */
+export interface RunEvent extends TargetState {
+  event_type: RunEventType;
+  target: string;
+}
+
+export function targetState(r: RunResult, runId: number | undefined): TargetState {
+  const ok = r.status === 'ok';
+  const val = (v: number | undefined) => (ok && v !== undefined ? v : null);
+  return {
+    status: r.status,
+    download_mbps: val(r.download?.mbps),
+    upload_mbps: val(r.upload?.mbps),
+    ping_ms: val(r.ping?.median_ms),
+    jitter_ms: val(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
+    loss_percent: val(r.download?.udp?.loss_percent),
+    finished_at: r.finished_at,
+    started_at: r.started_at,
+    server: r.server.name ?? (r.server.host ? `${r.server.host}:${r.server.port}` : ''),
+    below_threshold: ok ? (r.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
+    flags: r.flags,
+    error_code: r.error?.code ?? null,
+    error: r.error?.message ?? null,
+    engine: r.engine,
+    run_id: runId ?? null,
+  };
+}
+
+export function runEvent(r: RunResult, runId: number | undefined): RunEvent {
+  const event_type: RunEventType =
+    r.status === 'ok' ? 'completed' : r.status === 'aborted' ? 'aborted' : 'failed';
+  return { event_type, target: r.target.id, ...targetState(r, runId) };
+}

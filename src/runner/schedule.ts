@@ -1,0 +1,105 @@
+import { Cron } from 'croner';
+import type { TargetSettings } from '../config/targets.js';
+import type { Logger } from '../log.js';
+
+/**
+ * When each target runs next: a cron expression (croner) or a fixed interval, plus a random start offset
+ * (`jitter`) so a fleet of probes does not reach a server in the same second. Intervals are anchored on
+ * the previous planned time, not on when a run ended, so they do not drift; times missed while the
+ * machine slept or a long run held the queue are skipped, not made up in a burst.
+ */
+export function nextPlanned(t: Pick<TargetSettings, 'schedule' | 'interval'>, after: number): number {
+  if (t.schedule) {
+    const next = new Cron(t.schedule, { paused: true }).nextRun(new Date(after));
+    // A valid expression with no future time (e.g. a date long gone) never runs again.
+    return next ? next.getTime() : Number.POSITIVE_INFINITY;
+  }
+  return after + t.interval * 60_000;
+}
+
+/** The next planned time strictly after `now`, stepping from the previous one (intervals keep their phase). */
+export function advance(t: Pick<TargetSettings, 'schedule' | 'interval'>, prev: number, now: number): number {
+  if (t.schedule) return nextPlanned(t, Math.max(prev, now));
+  const step = t.interval * 60_000;
+  if (prev + step > now) return prev + step;
+  return prev + step * (Math.floor((now - prev) / step) + 1);
+}
+
+/** Longest single timer: setTimeout overflows past 2^31 − 1 ms (24.8 days); longer waits re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface PlanEntry {
+  target: string;
+  /** planned time without jitter */
+  planned: number;
+  /** when it actually fires: planned + a random offset up to the target's jitter */
+  due: number;
+}
+
+export class Scheduler {
+  private readonly plan = new Map<string, PlanEntry>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(
+    private readonly targets: readonly TargetSettings[],
+    private readonly fire: (targetId: string) => void,
+    private readonly opts: { now?: () => number; random?: () => number; log?: Logger } = {},
+  ) {}
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  start(): void {
+    const now = this.now();
+    for (const t of this.targets) {
+      if (!t.enabled) continue;
+      this.arm(t, nextPlanned(t, now));
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const h of this.timers.values()) clearTimeout(h);
+    this.timers.clear();
+  }
+
+  /** What is planned, for the page and the discovery's expire_after. */
+  entries(): PlanEntry[] {
+    return [...this.plan.values()];
+  }
+
+  next(targetId: string): PlanEntry | undefined {
+    return this.plan.get(targetId);
+  }
+
+  private arm(t: TargetSettings, planned: number): void {
+    if (this.stopped || !Number.isFinite(planned)) {
+      this.plan.delete(t.id);
+      return;
+    }
+    const offset = Math.floor((this.opts.random?.() ?? Math.random()) * t.jitter * 1000);
+    const entry = { target: t.id, planned, due: planned + offset };
+    this.plan.set(t.id, entry);
+    this.wait(t, entry);
+  }
+
+  private wait(t: TargetSettings, entry: PlanEntry): void {
+    const ms = entry.due - this.now();
+    const h = setTimeout(
+      () => {
+        if (this.stopped) return;
+        if (entry.due > this.now()) {
+          this.wait(t, entry); // a long wait re-armed in steps
+          return;
+        }
+        this.opts.log?.debug({ target: t.id }, 'scheduled run due');
+        this.fire(t.id);
+        this.arm(t, advance(t, entry.planned, this.now()));
+      },
+      Math.max(0, Math.min(ms, MAX_TIMER_MS)),
+    );
+    this.timers.set(t.id, h);
+  }
+}

@@ -1,0 +1,296 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BtestServer } from '../../src/btest/server.js';
+import { loadSettings } from '../../src/config/load.js';
+import { JsEngine } from '../../src/engine/jsEngine.js';
+import { createLogger } from '../../src/log.js';
+import { type Service, startService } from '../../src/main.js';
+import type { RunEvent, TargetState } from '../../src/mqtt/topics.js';
+import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
+import { tempDir } from '../helpers/rmbt.js';
+
+type Comp = Record<string, unknown>;
+interface Discovery {
+  device: { identifiers: string[] };
+  origin: { name: string };
+  availability_topic: string;
+  components: Record<string, Comp & { expire_after?: number; event_types?: string[] }>;
+}
+
+/**
+ * The service against a real Mosquitto (with a password file) and our own btest server as the measured
+ * peer: discovery, states, the run-now button, HA's birth message, a broker outage, bad credentials and
+ * the Supervisor lookup.
+ */
+const log = createLogger('silent');
+const broker = new Mosquitto();
+let btest: BtestServer;
+
+const TARGETS = () => [
+  {
+    id: 'lan',
+    name: 'LAN',
+    type: 'btest',
+    host: `127.0.0.1:${btest.port}`,
+    protocol: 'tcp',
+    direction: 'receive',
+    duration: 1,
+    // any real speed is below this: the problem sensor turns on
+    threshold_download: 1e6,
+  },
+  {
+    id: 'lan_udp',
+    type: 'btest',
+    host: `127.0.0.1:${btest.port}`,
+    protocol: 'udp',
+    direction: 'receive',
+    duration: 1,
+    remote_tx_speed: 20_000_000,
+  },
+];
+
+function settings(dataDir: string, mqtt: Record<string, string>, targets: unknown[] = TARGETS()) {
+  return loadSettings({
+    flags: {
+      general: { data_dir: dataDir, log_level: 'silent', engine: 'js' },
+      service: { busy_check: 'off' },
+      mqtt,
+    },
+    env: { BANDWIDTH_PROBE_TARGETS: JSON.stringify(targets) },
+  });
+}
+
+const auth = () => ({ url: broker.url, username: BROKER_USER, password: BROKER_PASSWORD });
+const fast = {
+  version: 'test',
+  birthDelayMs: [20, 50] as [number, number],
+  backoffMs: [100, 400] as [number, number],
+};
+
+beforeAll(async () => {
+  await broker.start();
+  btest = new BtestServer({
+    host: '127.0.0.1',
+    port: 0,
+    udpPortStart: 31000 + Math.floor(Math.random() * 20000),
+    auth: 'none',
+    user: 'x',
+    maxSessions: 4,
+    maxDurationS: 30,
+    maxBytes: 0,
+    handshakeTimeoutMs: 2000,
+    engine: new JsEngine(),
+  });
+  await btest.start();
+});
+
+afterAll(async () => {
+  await btest?.close();
+  await broker.stop();
+});
+
+describe('MQTT and Home Assistant (real Mosquitto)', () => {
+  const dataDir = tempDir();
+  let svc: Service;
+  let rec: Recorder;
+
+  afterAll(async () => {
+    await svc?.close();
+    await rec?.close();
+  });
+
+  it('publishes availability and one retained device discovery message', async () => {
+    rec = await Recorder.connect(broker.url, ['homeassistant/#', 'bandwidth_probe/#']);
+    svc = await startService(settings(dataDir, auth()), log, fast);
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    const avail = await rec.waitFor(`${root}/status`, (p) => p === 'online');
+    expect(avail.payload).toBe('online');
+    const disc = await rec.waitFor(`homeassistant/device/${svc.deviceId}/config`);
+    const cfg = JSON.parse(disc.payload) as Discovery;
+    expect(cfg.device.identifiers).toEqual([svc.deviceId]);
+    expect(cfg.origin.name).toBe('bandwidth-probe');
+    expect(cfg.availability_topic).toBe(`${root}/status`);
+    expect(cfg.components.lan_download).toMatchObject({
+      platform: 'sensor',
+      device_class: 'data_rate',
+      unit_of_measurement: 'Mbit/s',
+      state_class: 'measurement',
+      state_topic: `${root}/lan/state`,
+    });
+    expect(cfg.components.lan_download!.expire_after).toBeGreaterThan(3 * 3600);
+    expect(cfg.components.lan_loss).toBeUndefined(); // TCP: no loss sensor
+    expect(cfg.components.lan_udp_loss!.unit_of_measurement).toBe('%');
+    expect(cfg.components.lan_below_threshold!.device_class).toBe('problem');
+    expect(cfg.components.lan_run!.command_topic).toBe(`${root}/lan/run`);
+    expect(cfg.components.lan_event!.event_types).toEqual(['completed', 'failed', 'aborted']);
+    // retained: a client connecting now gets it
+    const late = await Recorder.connect(broker.url, [`homeassistant/device/${svc.deviceId}/config`]);
+    const got = await late.waitFor(`homeassistant/device/${svc.deviceId}/config`);
+    expect(got.retain).toBe(true);
+    await late.close();
+    // running sensors start OFF
+    expect((await rec.waitFor(`${root}/lan/running`)).payload).toBe('OFF');
+  });
+
+  it('the run-now button runs the target; running, event and retained state follow', async () => {
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    const from = rec.messages.length;
+    await rec.client.publishAsync(`${root}/lan/run`, 'RUN', { qos: 1 });
+    await rec.waitFor(`${root}/lan/running`, (p) => p === 'ON', 10_000, from);
+    const ev = JSON.parse(
+      (await rec.waitFor(`${root}/lan/event`, () => true, 20_000, from)).payload,
+    ) as RunEvent;
+    expect(ev.event_type).toBe('completed');
+    expect(ev.download_mbps).toBeGreaterThan(0);
+    expect(ev.below_threshold).toBe('ON');
+    const st = await rec.waitFor(`${root}/lan/state`, () => true, 5000, from);
+    expect(st.retain).toBe(false); // live delivery; the broker keeps it retained for new subscribers
+    const state = JSON.parse(st.payload) as TargetState;
+    expect(state.run_id).toBe(ev.run_id);
+    expect(state.status).toBe('ok');
+    await rec.waitFor(`${root}/lan/running`, (p) => p === 'OFF', 5000, from);
+    expect(svc.store.get(ev.run_id!)!.published).toBe(true);
+  });
+
+  it('the plain run topic takes "all" or a target id', async () => {
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    const from = rec.messages.length;
+    await rec.client.publishAsync(`${root}/run`, 'lan_udp', { qos: 1 });
+    const ev = JSON.parse(
+      (await rec.waitFor(`${root}/lan_udp/event`, () => true, 20_000, from)).payload,
+    ) as RunEvent;
+    expect(ev.event_type).toBe('completed');
+    expect(ev.loss_percent).not.toBeNull();
+    expect(rec.messages.slice(from).some((m) => m.topic === `${root}/lan/event`)).toBe(false);
+  });
+
+  it('re-announces discovery and states when Home Assistant comes online', async () => {
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    const from = rec.messages.length;
+    const before = svc.publisher()!.status().discovery_sent;
+    await rec.client.publishAsync('homeassistant/status', 'online', { qos: 1 });
+    await rec.waitFor(`homeassistant/device/${svc.deviceId}/config`, () => true, 5000, from);
+    await rec.waitFor(`${root}/lan/state`, () => true, 5000, from);
+    expect(svc.publisher()!.status().discovery_sent).toBe(before + 1);
+  });
+
+  it('a restart does not re-send unchanged discovery; a removed target is removed and its state cleared', async () => {
+    await svc.close();
+    svc = await startService(settings(dataDir, auth()), log, fast);
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    await rec.waitFor(`${root}/status`, (p) => p === 'online', 10_000, rec.messages.length - 1);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(svc.publisher()!.status().connected).toBe(true);
+    expect(svc.publisher()!.status().discovery_sent).toBe(0);
+
+    await svc.close();
+    const from = rec.messages.length;
+    svc = await startService(settings(dataDir, auth(), [TARGETS()[0]]), log, fast);
+    const topic = `homeassistant/device/${svc.deviceId}/config`;
+    const first = JSON.parse((await rec.waitFor(topic, () => true, 10_000, from)).payload) as Discovery;
+    expect(first.components.lan_udp_download).toEqual({ platform: 'sensor' });
+    await rec.waitFor(`${root}/lan_udp/state`, (p) => p === '', 10_000, from);
+    const second = await rec.waitFor(topic, (p) => !JSON.parse(p).components.lan_udp_download, 10_000, from);
+    expect(Object.keys(JSON.parse(second.payload).components)).not.toContain('lan_udp_download');
+  });
+
+  it('a broker outage loses nothing and duplicates nothing; the runner keeps going', async () => {
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    // A persistent session: QoS 1 events queue for it while it is away, like HA's would.
+    const events = await Recorder.connect(broker.url, [`${root}/+/event`], `bp-test-events-${Date.now()}`);
+    const before = svc.store.counts().ok;
+    await broker.stop();
+    const done: number[] = [];
+    const off = svc.runner.on((e) => {
+      if (e.type === 'finished' && e.run_id !== undefined) done.push(e.run_id);
+    });
+    svc.runner.enqueue('lan', 'manual');
+    const until = Date.now() + 20_000;
+    while (done.length < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    svc.runner.enqueue('lan', 'manual');
+    while (done.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    off();
+    expect(done).toHaveLength(2);
+    expect(svc.store.counts().ok).toBe(before + 2);
+    expect(svc.store.unpublished().map((r) => r.id)).toEqual(done);
+    expect(svc.publisher()!.status().connected).toBe(false);
+    expect(svc.publisher()!.status().last_error?.code).toMatch(/^BP_ERR_MQTT/);
+    expect(svc.scheduler.entries().map((e) => e.target)).toEqual(['lan']);
+
+    await broker.start();
+    for (const id of done)
+      await events.waitFor(`${root}/lan/event`, (p) => (JSON.parse(p) as RunEvent).run_id === id, 20_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    const ids = events.on(`${root}/lan/event`).map((m) => (JSON.parse(m.payload) as RunEvent).run_id);
+    for (const id of done) expect(ids.filter((x) => x === id)).toHaveLength(1);
+    // in order
+    expect(ids.filter((x) => done.includes(x!))).toEqual(done);
+    expect(svc.store.unpublished()).toEqual([]);
+    await events.close();
+  });
+});
+
+describe('MQTT failures and the Supervisor', () => {
+  it('a wrong broker password is a coded error and the probe keeps retrying with backoff', async () => {
+    const svc = await startService(
+      settings(tempDir(), { url: broker.url, username: BROKER_USER, password: 'wrong' }),
+      log,
+      fast,
+    );
+    try {
+      const until = Date.now() + 10_000;
+      while (svc.publisher()!.status().last_error?.code !== 'BP_ERR_MQTT_AUTH' && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(svc.publisher()!.status().last_error?.code).toBe('BP_ERR_MQTT_AUTH');
+      const seen = (broker.log.match(/not authori[sz]ed/gi) ?? []).length;
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((broker.log.match(/not authori[sz]ed/gi) ?? []).length).toBeGreaterThan(seen);
+      expect(svc.publisher()!.status().connected).toBe(false);
+      // the service itself still works: a run is stored
+      svc.runner.enqueue('lan', 'manual');
+      const t = Date.now() + 15_000;
+      while (!svc.store.counts().ok && Date.now() < t) await new Promise((r) => setTimeout(r, 50));
+      expect(svc.store.counts().ok).toBe(1);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('reads the broker from the Supervisor (/services/mqtt with the bearer token)', async () => {
+    const seen: string[] = [];
+    const sup = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          result: 'ok',
+          data: {
+            host: '127.0.0.1',
+            port: String(broker.port),
+            ssl: false,
+            protocol: '3.1.1',
+            username: BROKER_USER,
+            password: BROKER_PASSWORD,
+            addon: 'core_mosquitto',
+          },
+        }),
+      );
+    });
+    await new Promise<void>((r) => sup.listen(0, '127.0.0.1', r));
+    const env = {
+      SUPERVISOR_TOKEN: 'test-token',
+      BANDWIDTH_PROBE_SUPERVISOR_URL: `http://127.0.0.1:${(sup.address() as AddressInfo).port}`,
+    };
+    const svc = await startService(settings(tempDir(), {}), log, { ...fast, env });
+    try {
+      expect(seen).toEqual(['GET /services/mqtt Bearer test-token']);
+      const rec = await Recorder.connect(broker.url, [`bandwidth_probe/${svc.deviceId}/status`]);
+      await rec.waitFor(`bandwidth_probe/${svc.deviceId}/status`, (p) => p === 'online');
+      await rec.close();
+    } finally {
+      await svc.close();
+      sup.close();
+    }
+  });
+});
