@@ -1,0 +1,217 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RunResult } from '../../src/measure/result.js';
+import { discoveryPayload, expireAfter, removalPayload } from '../../src/mqtt/discovery.js';
+import { runEvent, Topics, targetState } from '../../src/mqtt/topics.js';
+
+/**
+ * Discovery builders (specs/ha-mqtt.md). Every key we send must be a key Home Assistant knows: the full
+ * names in the abbreviation table (a copy in test/fixtures; where ../shared sits beside the repo, the
+ * copy must equal it).
+ */
+const FIXTURE = join(import.meta.dirname, '../fixtures/ha-mqtt-abbreviations.json');
+const SHARED = join(import.meta.dirname, '../../../shared/schemas/ha-mqtt-abbreviations.json');
+const table = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {
+  abbreviations: Record<string, string>;
+  device_abbreviations: Record<string, string>;
+  origin_abbreviations: Record<string, string>;
+  added_after_snapshot: Record<string, string>;
+  deprecated: Record<string, string>;
+};
+const entityKeys = new Set([
+  ...Object.values(table.abbreviations),
+  ...Object.values(table.added_after_snapshot),
+  // qos has no abbreviation, so the table does not list it (mqtt.markdown defines it for every platform)
+  'qos',
+]);
+
+const topics = new Topics('bandwidth_probe', 'bwprobe_0a1b2c3d', 'homeassistant');
+const payload = discoveryPayload({
+  topics,
+  deviceName: 'Bandwidth Probe',
+  version: '1.2.3',
+  model: 'standalone',
+  targets: [
+    { id: 'isp', name: 'ISP', udp: false, expireAfter: 11100 },
+    { id: 'router', name: 'Router', udp: true, expireAfter: 0 },
+  ],
+}) as Record<string, unknown> & { components: Record<string, Record<string, unknown>> };
+
+describe('device discovery payload', () => {
+  it('the fixture is the shared table', () => {
+    if (existsSync(SHARED)) expect(readFileSync(FIXTURE, 'utf8')).toBe(readFileSync(SHARED, 'utf8'));
+    expect(Object.keys(table.abbreviations).length).toBeGreaterThan(200);
+  });
+
+  it('uses only keys Home Assistant knows, never the deprecated object_id', () => {
+    const rootKeys = Object.keys(payload).filter((k) => k !== 'device' && k !== 'origin');
+    for (const k of rootKeys) expect(entityKeys, `root key ${k}`).toContain(k);
+    for (const k of Object.keys(payload.device as object))
+      expect(Object.values(table.device_abbreviations), `device key ${k}`).toContain(k);
+    for (const k of Object.keys(payload.origin as object))
+      expect(Object.values(table.origin_abbreviations), `origin key ${k}`).toContain(k);
+    for (const [id, c] of Object.entries(payload.components)) {
+      for (const k of Object.keys(c)) {
+        expect(entityKeys, `${id}.${k}`).toContain(k);
+        expect(Object.values(table.deprecated)).not.toContain(k);
+      }
+    }
+    expect(JSON.stringify(payload)).not.toMatch(/"object_id"|"obj_id"/);
+  });
+
+  it('builds the exact components of a target', () => {
+    expect(payload.device).toEqual({
+      identifiers: ['bwprobe_0a1b2c3d'],
+      name: 'Bandwidth Probe',
+      manufacturer: 'Bandwidth Probe',
+      model: 'standalone',
+      sw_version: '1.2.3',
+    });
+    expect(payload.origin).toEqual({ name: 'bandwidth-probe', sw_version: '1.2.3' });
+    expect(payload.availability_topic).toBe('bandwidth_probe/bwprobe_0a1b2c3d/status');
+    expect(payload.qos).toBe(1);
+    expect(payload.components.isp_download).toEqual({
+      platform: 'sensor',
+      unique_id: 'bwprobe_0a1b2c3d_isp_download',
+      default_entity_id: 'sensor.bwprobe_0a1b2c3d_isp_download',
+      name: 'ISP download',
+      state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/state',
+      value_template: '{{ value_json.download_mbps }}',
+      device_class: 'data_rate',
+      unit_of_measurement: 'Mbit/s',
+      state_class: 'measurement',
+      suggested_display_precision: 1,
+      icon: 'mdi:download-network',
+      expire_after: 11100,
+    });
+    expect(payload.components.isp_ping).toMatchObject({
+      device_class: 'duration',
+      unit_of_measurement: 'ms',
+    });
+    expect(payload.components.isp_jitter).toMatchObject({
+      device_class: 'duration',
+      unit_of_measurement: 'ms',
+    });
+    expect(payload.components.isp_last_run).toMatchObject({
+      device_class: 'timestamp',
+      entity_category: 'diagnostic',
+    });
+    expect(payload.components.isp_running).toMatchObject({
+      platform: 'binary_sensor',
+      device_class: 'running',
+      state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/running',
+      entity_category: 'diagnostic',
+    });
+    expect(payload.components.isp_below_threshold).toMatchObject({
+      platform: 'binary_sensor',
+      device_class: 'problem',
+      expire_after: 11100,
+    });
+    expect(payload.components.isp_run).toEqual({
+      platform: 'button',
+      unique_id: 'bwprobe_0a1b2c3d_isp_run',
+      default_entity_id: 'button.bwprobe_0a1b2c3d_isp_run',
+      name: 'ISP run now',
+      command_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/run',
+      payload_press: 'RUN',
+      icon: 'mdi:play-speed',
+    });
+    expect(payload.components.isp_event).toMatchObject({
+      platform: 'event',
+      state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/event',
+      event_types: ['completed', 'failed', 'aborted'],
+    });
+    expect(payload.components.isp_loss).toBeUndefined();
+    expect(payload.components.router_loss).toMatchObject({
+      unit_of_measurement: '%',
+      state_class: 'measurement',
+    });
+    expect(payload.components.router_loss!.device_class).toBeUndefined();
+    // a disabled target (expire 0) never expires
+    expect(payload.components.router_download!.expire_after).toBeUndefined();
+    // unique ids are unique
+    const ids = Object.values(payload.components).map((c) => c.unique_id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('removes vanished components by reducing them to their platform first', () => {
+    const smaller = discoveryPayload({
+      topics,
+      deviceName: 'Bandwidth Probe',
+      version: '1.2.3',
+      model: 'standalone',
+      targets: [{ id: 'isp', name: 'ISP', udp: false, expireAfter: 11100 }],
+    });
+    const r = removalPayload(payload, smaller) as { components: Record<string, unknown> };
+    expect(r.components.router_download).toEqual({ platform: 'sensor' });
+    expect(r.components.router_running).toEqual({ platform: 'binary_sensor' });
+    expect(r.components.isp_download).toEqual(payload.components.isp_download);
+    expect(removalPayload(smaller, smaller)).toBeUndefined();
+    expect(removalPayload(undefined, smaller)).toBeUndefined();
+  });
+
+  it('expire_after is three periods plus the run budget', () => {
+    expect(expireAfter(3600, 300)).toBe(11100);
+    expect(expireAfter(0, 300)).toBe(0);
+    expect(expireAfter(Number.POSITIVE_INFINITY, 300)).toBe(0);
+  });
+
+  it('command topics map to targets', () => {
+    expect(topics.commandTarget('bandwidth_probe/bwprobe_0a1b2c3d/run')).toBe('all');
+    expect(topics.commandTarget('bandwidth_probe/bwprobe_0a1b2c3d/isp/run')).toBe('isp');
+    expect(topics.commandTarget('bandwidth_probe/bwprobe_0a1b2c3d/isp/state')).toBeUndefined();
+    expect(topics.commandTarget('other/bwprobe_0a1b2c3d/isp/run')).toBeUndefined();
+  });
+});
+
+describe('state and event payloads', () => {
+  const base: RunResult = {
+    target: { id: 'isp', kind: 'rmbt' },
+    server: { host: 'example.net', port: 443, name: 'Vienna' },
+    started_at: '2026-11-21T10:00:00.000Z',
+    finished_at: '2026-11-21T10:00:20.000Z',
+    status: 'ok',
+    engine: 'native',
+    cpu: {},
+    flags: ['below_threshold'],
+    download: {
+      mbps: 93.1,
+      bytes: 1,
+      bytes_total: 1,
+      duration_ms: 1,
+      streams: 3,
+      timing: 'client',
+      series: [],
+      per_stream: [],
+    },
+  };
+
+  it('an ok run: figures, threshold ON, run id', () => {
+    const s = targetState(base, 7);
+    expect(s).toMatchObject({
+      status: 'ok',
+      download_mbps: 93.1,
+      upload_mbps: null,
+      below_threshold: 'ON',
+      run_id: 7,
+      server: 'Vienna',
+    });
+    expect(runEvent(base, 7)).toMatchObject({ event_type: 'completed', target: 'isp', run_id: 7 });
+  });
+
+  it('a failed run publishes null figures (HA: unknown, not 0) and its error code', () => {
+    const failed: RunResult = {
+      ...base,
+      status: 'failed',
+      flags: [],
+      error: { code: 'BP_ERR_CONNECT', message: 'refused' },
+    };
+    const s = targetState(failed, 8);
+    expect(s.download_mbps).toBeNull();
+    expect(s.below_threshold).toBeNull();
+    expect(s.error_code).toBe('BP_ERR_CONNECT');
+    expect(runEvent(failed, 8).event_type).toBe('failed');
+    expect(runEvent({ ...failed, status: 'aborted' }, 9).event_type).toBe('aborted');
+  });
+});

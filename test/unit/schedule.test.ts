@@ -1,0 +1,85 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { TargetSettings } from '../../src/config/targets.js';
+import { advance, nextPlanned, Scheduler } from '../../src/runner/schedule.js';
+
+const T0 = Date.parse('2026-11-21T10:07:30.000Z');
+const target = (over: Partial<TargetSettings>): TargetSettings => ({
+  id: 't',
+  name: 't',
+  type: 'rmbt',
+  enabled: true,
+  interval: 60,
+  jitter: 0,
+  ip_version: 'any',
+  ...over,
+});
+
+describe('schedule arithmetic', () => {
+  it('intervals step from the previous planned time (no drift) and skip missed slots', () => {
+    const t = target({ interval: 15 });
+    expect(nextPlanned(t, T0)).toBe(T0 + 15 * 60_000);
+    expect(advance(t, T0, T0 + 60_000)).toBe(T0 + 15 * 60_000);
+    // a run that held the queue for 40 minutes: the next slot is the next one in phase, not three at once
+    expect(advance(t, T0, T0 + 40 * 60_000)).toBe(T0 + 45 * 60_000);
+  });
+
+  it('cron expressions use croner', () => {
+    const t = target({ schedule: '0 */2 * * *' });
+    expect(new Date(nextPlanned(t, T0)).toISOString()).toBe('2026-11-21T12:00:00.000Z');
+    expect(
+      new Date(
+        advance(t, Date.parse('2026-11-21T12:00:00Z'), Date.parse('2026-11-21T12:00:05Z')),
+      ).toISOString(),
+    ).toBe('2026-11-21T14:00:00.000Z');
+  });
+});
+
+describe('Scheduler', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fires each enabled target at its planned time plus its random offset, then re-arms', () => {
+    vi.useFakeTimers({ now: T0 });
+    const fired: [string, number][] = [];
+    const s = new Scheduler(
+      [
+        target({ id: 'a', interval: 10, jitter: 60 }),
+        target({ id: 'off', enabled: false }),
+        target({ id: 'b', interval: 30 }),
+      ],
+      (id) => fired.push([id, Date.now() - T0]),
+      { random: () => 0.5 },
+    );
+    s.start();
+    expect(s.entries().map((e) => e.target)).toEqual(['a', 'b']);
+    expect(s.next('a')!.due - T0).toBe(10 * 60_000 + 30_000);
+    vi.advanceTimersByTime(31 * 60_000);
+    expect(fired).toEqual([
+      ['a', 10 * 60_000 + 30_000],
+      ['a', 20 * 60_000 + 30_000],
+      ['b', 30 * 60_000],
+      ['a', 30 * 60_000 + 30_000],
+    ]);
+    s.stop();
+    vi.advanceTimersByTime(60 * 60_000);
+    expect(fired).toHaveLength(4);
+  });
+
+  it('waits longer than setTimeout can (re-arms in steps)', () => {
+    vi.useFakeTimers({ now: T0 });
+    const fired: number[] = [];
+    const s = new Scheduler([target({ interval: 10080 * 4 })], () => fired.push(Date.now() - T0), {
+      random: () => 0,
+    });
+    // 28 days > 2^31 ms
+    const t = target({ interval: 10080 * 4 });
+    expect(nextPlanned(t, T0) - T0).toBeGreaterThan(2 ** 31);
+    s.start();
+    vi.advanceTimersByTime(2 ** 31);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(28 * 86_400_000 - 2 ** 31);
+    expect(fired).toEqual([28 * 86_400_000]);
+    s.stop();
+  });
+});
