@@ -56,7 +56,8 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'The service (the add-on runs this): scheduled runs of every target, the history in SQLite, results as\n' +
       'Home Assistant entities over MQTT. Without targets it measures the built-in loopback servers.',
-    groups: ['general', 'service', 'mqtt', 'rmbt', 'btest'],
+    // rmbt and btest settings reach targets through the options file or env (their flags would clash)
+    groups: ['general', 'service', 'mqtt'],
     flags: COMMON,
     async run(s, log, _extra, signal) {
       const service = await startService(s, log, { version: VERSION });

@@ -33,8 +33,12 @@ export function parseArgs(
 ): ParsedArgs {
   const byFlag = new Map<string, FlagTarget>();
   for (const group of groups) {
-    for (const [key, field] of Object.entries(settingsSchema[group] as Group))
+    for (const [key, field] of Object.entries(settingsSchema[group] as Group)) {
+      const clash = byFlag.get(kebab(key));
+      // A command whose groups share a key name would make one flag mean two settings.
+      if (clash) throw new Error(`--${kebab(key)} is both ${clash.group}.${key} and ${group}.${key}`);
       byFlag.set(kebab(key), { group, key, field });
+    }
   }
   const extraByName = new Map(extra.map((e) => [e.name, e]));
   const out: ParsedArgs = { positionals: [], settings: {}, extra: {} };

@@ -493,8 +493,8 @@ export const mqttSchema = {
   url: {
     type: 'str',
     optional: true,
-    pattern: /^mqtts?:\/\/[^\s/]+(:\d{1,5})?\/?$/,
-    patternHint: 'mqtt://host:1883 or mqtts://host:8883',
+    pattern: /^mqtts?:\/\/[^\s/@]+(:\d{1,5})?\/?$/,
+    patternHint: 'mqtt://host:1883 or mqtts://host:8883 (credentials go in username and password)',
     description: 'Broker URL. Empty: the broker the Home Assistant Supervisor offers (Mosquitto add-on).',
   },
   username: { type: 'str', optional: true, maxLength: 256, description: 'Broker user name.' },

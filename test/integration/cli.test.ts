@@ -72,5 +72,21 @@ describe('CLI (built dist/cli.js)', () => {
     expect(help.out).toContain('--control-url');
     expect(help.out).toContain('BANDWIDTH_PROBE_RMBT_TLS_INSECURE');
     expect(run(['--version']).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // every command's flags are unambiguous (parseArgs refuses groups that share a key name)
+    for (const c of [['demo'], ['serve'], ['measure', 'btest'], ['server', 'rmbt'], ['server', 'btest']])
+      expect(run([...c, '--help']).code, c.join(' ')).toBe(0);
+    const serve = run(['serve', '--help']).out;
+    expect(serve).toContain('BANDWIDTH_PROBE_MQTT_URL');
+    expect(serve).toContain('--busy-check');
+  });
+
+  it('serve with a broken targets list exits 2 before doing anything, naming the key', () => {
+    const r = run(['serve'], {
+      BANDWIDTH_PROBE_TARGETS: '[{"id":"x","type":"btest"}]',
+      BANDWIDTH_PROBE_DATA_DIR: tempDir(),
+    });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('BP_ERR_CONFIG');
+    expect(r.err).toContain('targets[0] (btest) needs a host');
   });
 });

@@ -40,7 +40,8 @@ const payload = discoveryPayload({
 
 describe('device discovery payload', () => {
   it('the fixture is the shared table', () => {
-    if (existsSync(SHARED)) expect(readFileSync(FIXTURE, 'utf8')).toBe(readFileSync(SHARED, 'utf8'));
+    // compared as data: the formatter may lay the copy out differently
+    if (existsSync(SHARED)) expect(table).toEqual(JSON.parse(readFileSync(SHARED, 'utf8')));
     expect(Object.keys(table.abbreviations).length).toBeGreaterThan(200);
   });
 

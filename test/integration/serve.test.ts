@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BtestServer } from '../../src/btest/server.js';
+import { JsEngine } from '../../src/engine/jsEngine.js';
+import type { RunEvent } from '../../src/mqtt/topics.js';
+import { Store } from '../../src/store/store.js';
+import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
+import { tempDir } from '../helpers/rmbt.js';
+
+/** `bandwidth-probe serve` as the add-on runs it (built dist/cli.js), stopped with SIGTERM mid-run. */
+const CLI = join(import.meta.dirname, '../../dist/cli.js');
+const broker = new Mosquitto();
+let btest: BtestServer;
+
+beforeAll(async () => {
+  await broker.start();
+  btest = new BtestServer({
+    host: '127.0.0.1',
+    port: 0,
+    udpPortStart: 35000,
+    auth: 'none',
+    user: 'x',
+    maxSessions: 4,
+    maxDurationS: 60,
+    maxBytes: 0,
+    handshakeTimeoutMs: 2000,
+    engine: new JsEngine(),
+  });
+  await btest.start();
+});
+afterAll(async () => {
+  await btest.close();
+  await broker.stop();
+});
+
+describe('serve', () => {
+  it('SIGTERM during a run: stored as aborted, event and offline published, exit 0 within 5 s', async () => {
+    const dir = tempDir();
+    const options = join(dir, 'options.json');
+    writeFileSync(
+      options,
+      JSON.stringify({
+        data_dir: join(dir, 'data'),
+        log_level: 'info',
+        service: { run_on_start: true, busy_check: 'off' },
+        mqtt: { url: broker.url, username: BROKER_USER, password: BROKER_PASSWORD },
+        targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}`, duration: 30 }],
+      }),
+    );
+    const rec = await Recorder.connect(broker.url, ['bandwidth_probe/#']);
+    const child = spawn(process.execPath, [CLI, 'serve', '--options', options], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const on = await waitTopic(rec, /\/router\/running$/, (p) => p === 'ON');
+      const root = on.topic.replace(/\/router\/running$/, '');
+      await new Promise((r) => setTimeout(r, 1000)); // well inside the data phase
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      const code = await exited;
+      const took = Date.now() - t0;
+      expect(code, stderr).toBe(0);
+      expect(took).toBeLessThan(5000);
+      const ev = JSON.parse((await rec.waitFor(`${root}/router/event`)).payload) as RunEvent;
+      expect(ev.event_type).toBe('aborted');
+      expect(ev.error_code).toBe('BP_ERR_ABORTED');
+      expect(rec.last(`${root}/status`)!.payload).toBe('offline');
+      const store = Store.open(join(dir, 'data'));
+      const runs = store.list();
+      store.close();
+      expect(runs.map((r) => [r.result.status, r.published])).toEqual([['aborted', true]]);
+      // the offline state is retained for whoever connects later (HA after a restart)
+      const late = await Recorder.connect(broker.url, [`${root}/status`]);
+      expect((await late.waitFor(`${root}/status`)).payload).toBe('offline');
+      await late.close();
+      expect(stderr).toMatch(/"msg":"stopping"/);
+    } finally {
+      child.kill('SIGKILL');
+      await rec.close();
+    }
+  });
+});
+
+async function waitTopic(rec: Recorder, re: RegExp, pred: (p: string) => boolean, ms = 20_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const m = rec.messages.find((x) => re.test(x.topic) && pred(x.payload));
+    if (m) return m;
+    if (Date.now() > until) throw new Error(`nothing on ${re}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
