@@ -43,6 +43,8 @@ export interface PublisherStatus {
 }
 
 const AUTH_CODES = new Set([4, 5, 134, 135]);
+/** How far back a replay after an outage goes (older runs are history, not events). */
+const REPLAY_MAX_AGE_MS = 7 * 86_400_000;
 
 export class MqttPublisher {
   private client: MqttClient | undefined;
@@ -256,17 +258,29 @@ export class MqttPublisher {
     }
   }
 
-  /** Publishes every stored run not yet published, oldest first; each is marked once its event is acked. */
+  /**
+   * Publishes every stored run not yet published, oldest first; each is marked once its event is acked.
+   * Runs older than a week (MQTT was off, or the broker away that long) are marked without an event: HA
+   * would take them as news, and they stay in the history and on the page.
+   */
   private async flush(client: MqttClient): Promise<void> {
+    const horizon = new Date(Date.now() - REPLAY_MAX_AGE_MS).toISOString();
+    let skipped = 0;
     for (;;) {
       const batch = this.o.store.unpublished(100);
-      if (!batch.length) return;
+      if (!batch.length) break;
       for (const run of batch) {
+        if (run.result.finished_at < horizon) {
+          this.o.store.markPublished(run.id);
+          skipped++;
+          continue;
+        }
         await this.publishRun(client, run.result, run.id);
         this.o.store.markPublished(run.id);
         this.stats.published_runs++;
       }
     }
+    if (skipped) this.o.log?.info({ skipped }, 'runs older than a week not replayed as events');
   }
 
   private async publishRun(client: MqttClient, r: RunResult, id: number | undefined): Promise<void> {

@@ -218,6 +218,10 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     expect(svc.publisher()!.status().last_error?.code).toMatch(/^BP_ERR_MQTT/);
     expect(svc.scheduler.entries().map((e) => e.target)).toEqual(['lan']);
 
+    // a run from long ago that was never published (MQTT was off then) is history, not an event
+    const ancient = new Date(Date.now() - 8 * 86_400_000).toISOString();
+    const old = svc.store.insert({ ...svc.store.get(done[0]!)!.result, started_at: ancient, finished_at: ancient });
+
     await broker.start();
     for (const id of done)
       await events.waitFor(`${root}/lan/event`, (p) => (JSON.parse(p) as RunEvent).run_id === id, 20_000);
@@ -226,6 +230,8 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     for (const id of done) expect(ids.filter((x) => x === id)).toHaveLength(1);
     // in order
     expect(ids.filter((x) => done.includes(x!))).toEqual(done);
+    expect(ids).not.toContain(old);
+    expect(svc.store.get(old)!.published).toBe(true);
     expect(svc.store.unpublished()).toEqual([]);
     await events.close();
   });
