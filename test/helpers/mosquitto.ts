@@ -44,7 +44,12 @@ export class Mosquitto {
   private proc: ChildProcess | undefined;
   readonly dir = tempDir('bp-mosq-');
   port = 0;
+  /** a second, TLS listener when started with a certificate */
+  tlsPort = 0;
   log = '';
+
+  /** `tls`: PEM cert and key (self-signed is fine; clients trust the cert itself as their CA). */
+  constructor(private readonly tls?: { cert: string; key: string }) {}
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
@@ -59,16 +64,30 @@ export class Mosquitto {
       const uid = Number(execFileSync('id', ['-u', 'mosquitto']).toString().trim());
       const gid = Number(execFileSync('id', ['-g', 'mosquitto']).toString().trim());
       chownSync(pw, uid, gid);
+      const tlsLines: string[] = [];
+      if (this.tls) {
+        this.tlsPort = await freePort();
+        writeFileSync(join(this.dir, 'cert.pem'), this.tls.cert);
+        writeFileSync(join(this.dir, 'key.pem'), this.tls.key, { mode: 0o600 });
+        chownSync(join(this.dir, 'key.pem'), uid, gid);
+        tlsLines.push(
+          `listener ${this.tlsPort} 127.0.0.1`,
+          `certfile ${this.dir}/cert.pem`,
+          `keyfile ${this.dir}/key.pem`,
+        );
+      }
       chownSync(this.dir, uid, gid);
       writeFileSync(
         join(this.dir, 'mosquitto.conf'),
         [
-          `listener ${this.port} 127.0.0.1`,
+          // per_listener_settings false: one password file for both listeners
           'allow_anonymous false',
           `password_file ${pw}`,
           'persistence true',
           `persistence_location ${this.dir}/`,
           'user mosquitto',
+          `listener ${this.port} 127.0.0.1`,
+          ...tlsLines,
           '',
         ].join('\n'),
       );

@@ -7,6 +7,7 @@ import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
 import { type Service, startService } from '../../src/main.js';
 import type { RunEvent, TargetState } from '../../src/mqtt/topics.js';
+import { ensureCert, type TlsCreds } from '../../src/rmbt/certs.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -24,7 +25,9 @@ interface Discovery {
  * the Supervisor lookup.
  */
 const log = createLogger('silent');
-const broker = new Mosquitto();
+const certDir = tempDir('bp-mqtt-tls-');
+let tlsCreds: TlsCreds;
+let broker: Mosquitto;
 let btest: BtestServer;
 
 const TARGETS = () => [
@@ -69,6 +72,8 @@ const fast = {
 };
 
 beforeAll(async () => {
+  tlsCreds = await ensureCert(certDir);
+  broker = new Mosquitto({ cert: tlsCreds.cert, key: tlsCreds.key });
   await broker.start();
   btest = new BtestServer({
     host: '127.0.0.1',
@@ -220,7 +225,11 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
 
     // a run from long ago that was never published (MQTT was off then) is history, not an event
     const ancient = new Date(Date.now() - 8 * 86_400_000).toISOString();
-    const old = svc.store.insert({ ...svc.store.get(done[0]!)!.result, started_at: ancient, finished_at: ancient });
+    const old = svc.store.insert({
+      ...svc.store.get(done[0]!)!.result,
+      started_at: ancient,
+      finished_at: ancient,
+    });
 
     await broker.start();
     for (const id of done)
@@ -260,6 +269,34 @@ describe('MQTT failures and the Supervisor', () => {
       expect(svc.store.counts().ok).toBe(1);
     } finally {
       await svc.close();
+    }
+  });
+
+  it('mqtts:// verifies the broker certificate against mqtt.ca; without it the connection is refused', async () => {
+    const tls = {
+      url: `mqtts://127.0.0.1:${broker.tlsPort}`,
+      username: BROKER_USER,
+      password: BROKER_PASSWORD,
+    };
+    const good = await startService(settings(tempDir(), { ...tls, ca: tlsCreds.certPath }), log, fast);
+    try {
+      const rec = await Recorder.connect(broker.url, [`bandwidth_probe/${good.deviceId}/status`]);
+      await rec.waitFor(`bandwidth_probe/${good.deviceId}/status`, (p) => p === 'online');
+      await rec.close();
+      expect(good.publisher()!.status().connected).toBe(true);
+    } finally {
+      await good.close();
+    }
+    const bad = await startService(settings(tempDir(), tls), log, fast);
+    try {
+      const until = Date.now() + 10_000;
+      while (!bad.publisher()!.status().last_error && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(bad.publisher()!.status().last_error?.code).toBe('BP_ERR_MQTT');
+      expect(bad.publisher()!.status().last_error?.message).toMatch(/certificate/i);
+      expect(bad.publisher()!.status().connected).toBe(false);
+    } finally {
+      await bad.close();
     }
   });
 

@@ -88,6 +88,38 @@ describe('serve', () => {
   });
 });
 
+describe('serve, killed', () => {
+  it('SIGKILL: the broker publishes the last will, offline; the next start is clean and online again', async () => {
+    const dir = tempDir();
+    const options = join(dir, 'options.json');
+    writeFileSync(
+      options,
+      JSON.stringify({
+        data_dir: join(dir, 'data'),
+        log_level: 'warn',
+        service: { busy_check: 'off' },
+        mqtt: { url: broker.url, username: BROKER_USER, password: BROKER_PASSWORD },
+        targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}` }],
+      }),
+    );
+    const rec = await Recorder.connect(broker.url, ['bandwidth_probe/+/status']);
+    const start = () => spawn(process.execPath, [CLI, 'serve', '--options', options], { stdio: 'ignore' });
+    let child = start();
+    try {
+      const online = await waitTopic(rec, /\/status$/, (p) => p === 'online');
+      const from = rec.messages.length;
+      child.kill('SIGKILL');
+      const will = await rec.waitFor(online.topic, (p) => p === 'offline', 10_000, from);
+      expect(will.payload).toBe('offline');
+      child = start();
+      await rec.waitFor(online.topic, (p) => p === 'online', 10_000, rec.messages.length);
+    } finally {
+      child.kill('SIGKILL');
+      await rec.close();
+    }
+  });
+});
+
 async function waitTopic(rec: Recorder, re: RegExp, pred: (p: string) => boolean, ms = 20_000) {
   const until = Date.now() + ms;
   for (;;) {
