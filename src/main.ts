@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import type { MqttSettings, Settings } from './config/schema.js';
 import { type BrokerConfig, supervisorMqtt } from './config/supervisor.js';
 import { resolveTargets, type TargetSettings } from './config/targets.js';
@@ -15,6 +17,7 @@ import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
 import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler } from './runner/schedule.js';
 import { Store } from './store/store.js';
+import { buildApp } from './web/app.js';
 
 /**
  * The composition root of `serve` (design.md data flow): settings → store, engine, runner, scheduler,
@@ -26,6 +29,8 @@ export interface Service {
   readonly store: Store;
   readonly targets: readonly TargetSettings[];
   readonly deviceId: string;
+  /** the page's port when web.enabled (0 asks for a free one) */
+  readonly webPort?: number;
   publisher(): MqttPublisher | undefined;
   /** aborts a run in progress (stored as aborted), goes offline on MQTT, closes everything */
   close(): Promise<void>;
@@ -208,6 +213,35 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
   };
   await startMqtt();
 
+  let web: FastifyInstance | undefined;
+  let webPort: number | undefined;
+  if (s.web.enabled) {
+    const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
+    web = await buildApp({
+      runner,
+      scheduler,
+      store,
+      targets,
+      deviceId,
+      version: opts.version,
+      engine: engine.kind,
+      mqtt: () => publisher?.status(),
+      settings: s.web,
+      ingress,
+      log: log.child({ module: 'web' }),
+    });
+    try {
+      await web.listen({ host: s.web.bind, port: s.web.port });
+    } catch (err) {
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        `the page cannot listen on ${s.web.bind}:${s.web.port}: ${(err as Error).message}`,
+      );
+    }
+    webPort = (web.server.address() as AddressInfo).port;
+    log.info({ bind: s.web.bind, port: webPort, ingress }, 'status page listening');
+  }
+
   scheduler.start();
   if (s.service.run_on_start) runner.enqueue('all', 'start');
   for (const e of scheduler.entries())
@@ -219,9 +253,12 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
     store,
     targets,
     deviceId,
+    ...(webPort !== undefined ? { webPort } : {}),
     publisher: () => publisher,
     async close() {
       closed = true;
+      // SSE streams never end by themselves: close them so the server can stop
+      if (web) await Promise.race([web.close(), new Promise((r) => setTimeout(r, 1000))]);
       clearTimeout(brokerRetry);
       clearInterval(pruneTimer);
       scheduler.stop();

@@ -547,6 +547,58 @@ export const mqttSchema = {
   },
 } as const satisfies Group;
 
+export const webSchema = {
+  enabled: { type: 'bool', default: true, description: 'Serve the status page, the JSON API and /metrics.' },
+  bind: {
+    type: 'str',
+    default: '0.0.0.0',
+    description: 'Address the page listens on (standalone; behind ingress the add-on needs 0.0.0.0).',
+  },
+  port: {
+    type: 'int',
+    default: 8099,
+    min: 0,
+    max: 65535,
+    description: "Port of the page (8099 is the add-on's ingress port; 0 picks a free one).",
+  },
+  ingress: {
+    type: 'enum',
+    values: ['auto', 'on', 'off'],
+    default: 'auto',
+    description:
+      'on: behind Home Assistant ingress, accept only the Supervisor (172.30.32.2); auto: on when running as an add-on.',
+  },
+  username: {
+    type: 'str',
+    optional: true,
+    maxLength: 64,
+    description: 'Standalone: user name for HTTP basic auth on the page and API (with password).',
+  },
+  password: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 256,
+    description: 'Standalone: password for HTTP basic auth.',
+  },
+  api_token: {
+    type: 'str',
+    optional: true,
+    secret: true,
+    maxLength: 256,
+    description:
+      'Standalone: a token API clients send as "Authorization: Bearer <token>" (instead of basic auth).',
+  },
+  run_limit: {
+    type: 'int',
+    default: 6,
+    min: 1,
+    max: 600,
+    description:
+      'Run requests the page and API accept per minute; more get 429 (a reload storm is not a run storm).',
+  },
+} as const satisfies Group;
+
 export const settingsSchema = {
   general: generalSchema,
   rmbt: rmbtSchema,
@@ -555,6 +607,7 @@ export const settingsSchema = {
   btest_server: btestServerSchema,
   service: serviceSchema,
   mqtt: mqttSchema,
+  web: webSchema,
 } as const;
 
 export type GroupName = keyof typeof settingsSchema;
@@ -565,6 +618,7 @@ export type BtestSettings = GroupValue<typeof btestSchema>;
 export type BtestServerSettings = GroupValue<typeof btestServerSchema>;
 export type ServiceSettings = GroupValue<typeof serviceSchema>;
 export type MqttSettings = GroupValue<typeof mqttSchema>;
+export type WebSettings = GroupValue<typeof webSchema>;
 
 export interface Settings {
   readonly general: GeneralSettings;
@@ -574,6 +628,7 @@ export interface Settings {
   readonly btest_server: BtestServerSettings;
   readonly service: ServiceSettings;
   readonly mqtt: MqttSettings;
+  readonly web: WebSettings;
   /** measurement targets of `serve` (the options file's `targets` list; env BANDWIDTH_PROBE_TARGETS as JSON) */
   readonly targets: readonly TargetSettings[];
 }

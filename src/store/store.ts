@@ -17,6 +17,27 @@ export interface StoredRun {
   result: RunResult;
 }
 
+/** One run without its series: what tables, charts and exports need, read straight from columns. */
+export interface RunSummary {
+  id: number;
+  target: string;
+  kind: 'rmbt' | 'btest';
+  started_at: string;
+  finished_at: string;
+  status: RunStatus;
+  error_code: string | null;
+  error: string | null;
+  download_mbps: number | null;
+  upload_mbps: number | null;
+  ping_ms: number | null;
+  jitter_ms: number | null;
+  loss_percent: number | null;
+  flags: string[];
+  engine: string;
+  server: string;
+  trigger: string | null;
+}
+
 export interface RunQuery {
   target?: string;
   /** ISO time; runs that started at or after it */
@@ -162,6 +183,59 @@ export class Store {
     return (this.db.prepare(sql).all(...args) as { id: number; published: number; result: string }[]).map(
       (x) => this.row(x),
     );
+  }
+
+  /** Newest first, without series (cheap for long ranges); `oldestFirst` for exports and charts. */
+  summaries(q: RunQuery & { oldestFirst?: boolean } = {}): RunSummary[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.target) {
+      where.push('target = ?');
+      args.push(q.target);
+    }
+    if (q.since) {
+      where.push('started_at >= ?');
+      args.push(q.since);
+    }
+    const order = q.oldestFirst ? 'ASC' : 'DESC';
+    const sql = `SELECT id, target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
+                   ping_ms, jitter_ms, loss_percent,
+                   json_extract(result, '$.flags') AS flags, json_extract(result, '$.error.message') AS error,
+                   json_extract(result, '$.engine') AS engine, json_extract(result, '$.trigger') AS trig,
+                   coalesce(json_extract(result, '$.server.name'), json_extract(result, '$.server.host')) AS server
+                 FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+                 ORDER BY started_at ${order}, id ${order} LIMIT ?`;
+    args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
+    return (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map((x) => ({
+      id: x.id as number,
+      target: x.target as string,
+      kind: x.kind as 'rmbt' | 'btest',
+      started_at: x.started_at as string,
+      finished_at: x.finished_at as string,
+      status: x.status as RunStatus,
+      error_code: (x.error_code as string | null) ?? null,
+      error: (x.error as string | null) ?? null,
+      download_mbps: x.download_mbps as number | null,
+      upload_mbps: x.upload_mbps as number | null,
+      ping_ms: x.ping_ms as number | null,
+      jitter_ms: x.jitter_ms as number | null,
+      loss_percent: x.loss_percent as number | null,
+      flags: JSON.parse((x.flags as string | null) ?? '[]') as string[],
+      engine: (x.engine as string | null) ?? '',
+      server: (x.server as string | null) ?? '',
+      trigger: (x.trig as string | null) ?? null,
+    }));
+  }
+
+  /** Runs per target and status (metrics). */
+  countsByTarget(): { target: string; status: RunStatus; n: number }[] {
+    return this.db
+      .prepare('SELECT target, status, COUNT(*) AS n FROM runs GROUP BY target, status')
+      .all() as {
+      target: string;
+      status: RunStatus;
+      n: number;
+    }[];
   }
 
   /** The latest run per target (what the entities show). */

@@ -58,6 +58,7 @@ function settings(dataDir: string, mqtt: Record<string, string>, targets: unknow
     flags: {
       general: { data_dir: dataDir, log_level: 'silent', engine: 'js' },
       service: { busy_check: 'off' },
+      web: { bind: '127.0.0.1', port: '0' },
       mqtt,
     },
     env: { BANDWIDTH_PROBE_TARGETS: JSON.stringify(targets) },

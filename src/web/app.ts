@@ -1,0 +1,279 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { WebSettings } from '../config/schema.js';
+import type { TargetSettings } from '../config/targets.js';
+import { ProbeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { PublisherStatus } from '../mqtt/publisher.js';
+import type { Runner, RunnerEvent } from '../runner/runner.js';
+import type { Scheduler } from '../runner/schedule.js';
+import type { RunSummary, Store } from '../store/store.js';
+import { checkAccess } from './access.js';
+import { createMetrics } from './metrics.js';
+
+/**
+ * The status page, JSON API, SSE progress and Prometheus metrics (fastify), served from the service's
+ * process. Every URL the page uses is relative, so it works at the root of the standalone port and under
+ * ingress's `/api/hassio_ingress/<token>/` prefix (specs/ha-addon.md §5).
+ */
+export interface WebDeps {
+  runner: Runner;
+  scheduler: Scheduler;
+  store: Store;
+  targets: readonly TargetSettings[];
+  deviceId: string;
+  version: string;
+  engine: string;
+  mqtt: () => PublisherStatus | undefined;
+  settings: WebSettings;
+  /** behind HA ingress: only the Supervisor may connect */
+  ingress: boolean;
+  log?: Logger;
+}
+
+/** Where the page's files are: <package>/public, next to dist/. */
+const PUBLIC = join(import.meta.dirname, '../../public');
+
+function assets(): Map<string, { type: string; body: Buffer }> {
+  const require = createRequire(import.meta.url);
+  const uplotDir = join(require.resolve('uplot'), '..');
+  const files = new Map<string, { type: string; body: Buffer }>();
+  const add = (name: string, path: string, type: string) =>
+    files.set(name, { type, body: readFileSync(path) });
+  add('app.js', join(PUBLIC, 'app.js'), 'text/javascript; charset=utf-8');
+  add('app.css', join(PUBLIC, 'app.css'), 'text/css; charset=utf-8');
+  add('icon.svg', join(PUBLIC, 'icon.svg'), 'image/svg+xml');
+  add('uplot.js', join(uplotDir, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8');
+  add('uplot.css', join(uplotDir, 'uPlot.min.css'), 'text/css; charset=utf-8');
+  return files;
+}
+
+const CSV_COLUMNS: (keyof RunSummary)[] = [
+  'id',
+  'target',
+  'kind',
+  'started_at',
+  'finished_at',
+  'status',
+  'download_mbps',
+  'upload_mbps',
+  'ping_ms',
+  'jitter_ms',
+  'loss_percent',
+  'flags',
+  'error_code',
+  'error',
+  'server',
+  'engine',
+  'trigger',
+];
+
+/** RFC 4180 CSV: quoted where needed; a leading = + - @ is defused so spreadsheets do not run it. */
+export function toCsv(rows: RunSummary[]): string {
+  const cell = (v: unknown): string => {
+    let s = v === null || v === undefined ? '' : Array.isArray(v) ? v.join(' ') : String(v);
+    if (/^[=+\-@]/.test(s) && Number.isNaN(Number(s))) s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return (
+    [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((c) => cell(r[c])).join(','))].join('\r\n') +
+    '\r\n'
+  );
+}
+
+const runsQuery = {
+  type: 'object',
+  properties: {
+    target: { type: 'string', pattern: '^[a-z0-9_]{1,40}$' },
+    since: { type: 'string', format: 'date-time' },
+    limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+  },
+  additionalProperties: false,
+} as const;
+
+export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    // SSE streams stay open: a shutdown must not wait for browsers to go away
+    forceCloseConnections: true,
+    // ingress adds its own X-Forwarded-For; we decide on the socket's address, never on headers
+    trustProxy: false,
+    bodyLimit: 4096,
+    // unknown query keys and body fields are errors, not silently dropped
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+  const files = assets();
+  const index = readFileSync(join(PUBLIC, 'index.html'), 'utf8');
+  const byId = new Map(d.targets.map((t) => [t.id, t]));
+  const metrics = createMetrics(d.store, d.runner, d.targets);
+
+  app.addHook(
+    'onRequest',
+    checkAccess({
+      ingress: d.ingress,
+      ...(d.settings.username ? { username: d.settings.username } : {}),
+      ...(d.settings.password ? { password: d.settings.password } : {}),
+      ...(d.settings.api_token ? { apiToken: d.settings.api_token } : {}),
+    }),
+  );
+  app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, _req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status === 500) d.log?.error({ err: err.message }, 'web request failed');
+    void reply.code(status).send({ error: status === 400 ? 'bad_request' : 'error', message: err.message });
+  });
+  await app.register(rateLimit, { global: false });
+
+  app.get('/', async (req, reply) => {
+    // Relative URLs already work under the ingress prefix; the base element pins them for any path.
+    const prefix = req.headers['x-ingress-path'];
+    const base =
+      typeof prefix === 'string' && /^\/[A-Za-z0-9_/.-]*$/.test(prefix)
+        ? `${prefix.replace(/\/$/, '')}/`
+        : './';
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .send(index.replace('<base href="./">', `<base href="${base}">`));
+  });
+  for (const [name, f] of files) {
+    app.get(`/${name}`, async (_req, reply) =>
+      reply.type(f.type).header('cache-control', 'public, max-age=3600').send(f.body),
+    );
+  }
+
+  app.get('/api/status', async () => {
+    const now = d.runner.status();
+    return {
+      version: d.version,
+      device_id: d.deviceId,
+      engine: d.engine,
+      mqtt: d.mqtt() ?? null,
+      running: now.running ?? null,
+      queued: now.queued,
+      targets: d.targets.map((t) => {
+        const last = d.store.summaries({ target: t.id, limit: 1 })[0] ?? null;
+        const next = d.scheduler.next(t.id);
+        return {
+          id: t.id,
+          name: t.name,
+          type: t.type,
+          enabled: t.enabled,
+          schedule: t.schedule ?? `every ${t.interval} min`,
+          next_run: next && Number.isFinite(next.due) ? new Date(next.due).toISOString() : null,
+          thresholds: {
+            download_mbps: t.threshold_download ?? null,
+            upload_mbps: t.threshold_upload ?? null,
+            ping_ms: t.threshold_ping ?? null,
+          },
+          last,
+        };
+      }),
+    };
+  });
+
+  app.get('/api/runs', { schema: { querystring: runsQuery } }, async (req) => {
+    const q = req.query as { target?: string; since?: string; limit: number };
+    return { runs: d.store.summaries(q) };
+  });
+
+  app.get(
+    '/api/runs/:id',
+    {
+      schema: {
+        params: { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] },
+      },
+    },
+    async (req, reply) => {
+      const run = d.store.get((req.params as { id: number }).id);
+      if (!run) return reply.code(404).send({ error: 'not_found', message: 'no run with this id' });
+      return { id: run.id, published: run.published, ...run.result };
+    },
+  );
+
+  app.post(
+    '/api/run',
+    {
+      config: { rateLimit: { max: d.settings.run_limit, timeWindow: 60_000 } },
+      schema: {
+        body: {
+          anyOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              properties: { target: { type: 'string', pattern: '^[a-z0-9_]{1,40}$' } },
+              additionalProperties: false,
+            },
+          ],
+        },
+      },
+    },
+    async (req, reply) => {
+      const target = (req.body as { target?: string } | null)?.target ?? 'all';
+      if (target !== 'all' && !byId.has(target))
+        return reply.code(400).send({ error: 'bad_request', message: `unknown target "${target}"` });
+      try {
+        const queued = d.runner.enqueue(target, 'manual');
+        return reply.code(202).send({ queued, running: d.runner.status().running ?? null });
+      } catch (err) {
+        const e = err instanceof ProbeError ? err : new ProbeError('BP_ERR_USAGE', String(err));
+        return reply.code(400).send({ error: 'bad_request', message: e.message });
+      }
+    },
+  );
+
+  app.get('/api/events', (req, reply) => {
+    // Server-Sent Events: no Content-Length, so ingress streams it chunk by chunk (§5).
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+      connection: 'keep-alive',
+    });
+    const send = (e: RunnerEvent | { type: 'hello'; running: unknown }) => {
+      const data =
+        e.type === 'finished'
+          ? { type: e.type, target: e.target, run_id: e.run_id ?? null, status: e.result.status }
+          : e;
+      res.write(`event: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    send({ type: 'hello', running: d.runner.status().running ?? null });
+    const off = d.runner.on(send);
+    const ping = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    req.raw.on('close', () => {
+      clearInterval(ping);
+      off();
+    });
+  });
+
+  const exportQuery = {
+    type: 'object',
+    properties: {
+      target: { type: 'string', pattern: '^[a-z0-9_]{1,40}$' },
+      since: { type: 'string', format: 'date-time' },
+    },
+    additionalProperties: false,
+  } as const;
+  app.get('/api/export.csv', { schema: { querystring: exportQuery } }, async (req, reply) => {
+    const q = req.query as { target?: string; since?: string };
+    const rows = d.store.summaries({ ...q, limit: 10_000, oldestFirst: true });
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.csv"')
+      .send(toCsv(rows));
+  });
+  app.get('/api/export.json', { schema: { querystring: exportQuery } }, async (req, reply) => {
+    const q = req.query as { target?: string; since?: string };
+    const rows = d.store.summaries({ ...q, limit: 10_000, oldestFirst: true });
+    return reply
+      .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.json"')
+      .send({ runs: rows });
+  });
+
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
+  return app;
+}

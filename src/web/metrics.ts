@@ -1,0 +1,85 @@
+import { Gauge, Histogram, Registry } from 'prom-client';
+import type { TargetSettings } from '../config/targets.js';
+import type { Runner } from '../runner/runner.js';
+import type { Store } from '../store/store.js';
+
+/**
+ * Prometheus metrics (prom-client, its own registry): the latest figures per target and run counts read
+ * from the store when scraped, and run durations observed as runs finish.
+ */
+export function createMetrics(store: Store, runner: Runner, targets: readonly TargetSettings[]): Registry {
+  const registry = new Registry();
+  const latest = (
+    name: string,
+    help: string,
+    pick: (s: ReturnType<Store['summaries']>[number]) => number | null,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['target'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const t of targets) {
+          const last = store.summaries({ target: t.id, limit: 1 })[0];
+          const v = last && last.status === 'ok' ? pick(last) : null;
+          if (v !== null && v !== undefined) this.set({ target: t.id }, v);
+        }
+      },
+    });
+  latest('bandwidth_probe_download_mbps', 'Download of the latest ok run, Mbit/s', (s) => s.download_mbps);
+  latest('bandwidth_probe_upload_mbps', 'Upload of the latest ok run, Mbit/s', (s) => s.upload_mbps);
+  latest('bandwidth_probe_ping_ms', 'Ping median of the latest ok run, ms', (s) => s.ping_ms);
+  latest('bandwidth_probe_jitter_ms', 'Jitter of the latest ok run, ms', (s) => s.jitter_ms);
+  latest('bandwidth_probe_udp_loss_percent', 'UDP loss of the latest ok run, %', (s) => s.loss_percent);
+  latest('bandwidth_probe_below_threshold', '1 when the latest ok run missed a threshold', (s) =>
+    s.flags.includes('below_threshold') ? 1 : 0,
+  );
+  new Gauge({
+    name: 'bandwidth_probe_last_run_timestamp_seconds',
+    help: 'When the latest run of a target finished (any status)',
+    labelNames: ['target', 'status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of targets) {
+        const last = store.summaries({ target: t.id, limit: 1 })[0];
+        if (last) this.set({ target: t.id, status: last.status }, Date.parse(last.finished_at) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'bandwidth_probe_runs',
+    help: 'Runs in the history by target and status',
+    labelNames: ['target', 'status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of store.countsByTarget()) this.set({ target: c.target, status: c.status }, c.n);
+    },
+  });
+  new Gauge({
+    name: 'bandwidth_probe_running',
+    help: '1 while a run of the target is in progress',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      const running = runner.status().running?.target;
+      for (const t of targets) this.set({ target: t.id }, t.id === running ? 1 : 0);
+    },
+  });
+  const duration = new Histogram({
+    name: 'bandwidth_probe_run_duration_seconds',
+    help: 'Wall time of runs since the service started',
+    labelNames: ['target', 'status'],
+    buckets: [5, 10, 20, 30, 45, 60, 90, 120, 300],
+    registers: [registry],
+  });
+  runner.on((e) => {
+    if (e.type !== 'finished') return;
+    const s = (Date.parse(e.result.finished_at) - Date.parse(e.result.started_at)) / 1000;
+    if (Number.isFinite(s)) duration.observe({ target: e.target, status: e.result.status }, s);
+  });
+  return registry;
+}
