@@ -101,8 +101,8 @@
             ? el(
                 'div',
                 { class: 'meta' },
-                last.jitter_ms !== null ? `jitter ${fmt(last.jitter_ms, 2)} ms` : null,
-                last.loss_percent !== null ? `loss ${fmt(last.loss_percent, 2)} %` : null,
+                last.jitter_ms !== null ? el('span', {}, `jitter ${fmt(last.jitter_ms, 2)} ms`) : null,
+                last.loss_percent !== null ? el('span', {}, `loss ${fmt(last.loss_percent, 2)} %`) : null,
               )
             : null,
           el('div', { class: 'flags' }, flagPills(last?.flags)),
@@ -180,7 +180,10 @@
             stroke: css('--muted'),
             grid: { stroke: css('--line') },
             ticks: { stroke: css('--line') },
-            size: 50,
+            size: 56,
+            // 12,500 → 12.5k: long figures must not be clipped by the axis
+            values: (_u, vals) =>
+              vals.map((v) => (Math.abs(v) >= 1000 ? `${+(v / 1000).toFixed(1)}k` : `${+v.toFixed(2)}`)),
             label: opts.yLabel,
             labelSize: 16,
           },

@@ -110,6 +110,7 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
   const engine: Engine = loadEngine(s.general.engine, log);
   let loopback: RunningRmbtServers | undefined;
   let targets = s.targets;
+  let demoRun = false;
   if (!targets.length) {
     // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
     // a real result and the whole pipeline (store, MQTT, page) works before anything is set up.
@@ -137,6 +138,8 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
     );
     targets = r.targets;
     log.warn('no targets configured: measuring the built-in loopback servers (see DOCS.md "Targets")');
+    // so a first start shows a result on the page at once
+    demoRun = true;
   }
   const runner = new Runner({
     targets,
@@ -243,7 +246,7 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
   }
 
   scheduler.start();
-  if (s.service.run_on_start) runner.enqueue('all', 'start');
+  if (s.service.run_on_start || demoRun) runner.enqueue('all', 'start');
   for (const e of scheduler.entries())
     log.info({ target: e.target, next_run: new Date(e.due).toISOString() }, 'scheduled');
 

@@ -302,7 +302,8 @@ async function tcpPhase(
       type: 'second',
       seq,
       rx_mbps: p.direction === 'receive' ? mbps : 0,
-      tx_mbps: p.direction === 'send' ? mbps : 0,
+      // TCP both: the live counters are what this probe sends; what it receives is counted at the end
+      tx_mbps: p.direction !== 'receive' ? mbps : 0,
       lost: 0,
     });
     last = total;

@@ -206,6 +206,10 @@ export class Store {
                  FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY started_at ${order}, id ${order} LIMIT ?`;
     args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
+    // A failed or aborted run's partial figures are not a measurement: summaries (tables, charts, exports)
+    // show none; the full result (api/runs/:id) keeps them for diagnosis.
+    const fig = (x: Record<string, unknown>, k: string) =>
+      x.status === 'ok' ? (x[k] as number | null) : null;
     return (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map((x) => ({
       id: x.id as number,
       target: x.target as string,
@@ -215,11 +219,11 @@ export class Store {
       status: x.status as RunStatus,
       error_code: (x.error_code as string | null) ?? null,
       error: (x.error as string | null) ?? null,
-      download_mbps: x.download_mbps as number | null,
-      upload_mbps: x.upload_mbps as number | null,
-      ping_ms: x.ping_ms as number | null,
-      jitter_ms: x.jitter_ms as number | null,
-      loss_percent: x.loss_percent as number | null,
+      download_mbps: fig(x, 'download_mbps'),
+      upload_mbps: fig(x, 'upload_mbps'),
+      ping_ms: fig(x, 'ping_ms'),
+      jitter_ms: fig(x, 'jitter_ms'),
+      loss_percent: fig(x, 'loss_percent'),
       flags: JSON.parse((x.flags as string | null) ?? '[]') as string[],
       engine: (x.engine as string | null) ?? '',
       server: (x.server as string | null) ?? '',
