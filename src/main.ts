@@ -115,7 +115,8 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
     // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
     // a real result and the whole pipeline (store, MQTT, page) works before anything is set up.
     loopback = await startRmbtServers(
-      { ...s.rmbt_server, bind: '127.0.0.1', test_duration: 3, test_threads: 2 },
+      // plain HTTP Upgrade: the native loop moves the bytes (TLS streams stay on the js engine)
+      { ...s.rmbt_server, bind: '127.0.0.1', test_duration: 3, test_threads: 2, encryption: false },
       s.general,
       engine,
       log,
