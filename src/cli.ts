@@ -15,6 +15,7 @@ import { startService } from './main.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
+import { Store } from './store/store.js';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -151,6 +152,24 @@ const COMMANDS: Record<string, Command> = {
         }),
       ),
   },
+  checkpoint: {
+    usage: 'bandwidth-probe checkpoint [--data-dir DIR]',
+    summary:
+      "Writes the history's WAL into the database file (the add-on's backup_pre, so a hot backup is consistent).",
+    groups: ['general'],
+    flags: COMMON,
+    defaults: QUIET,
+    async run(s) {
+      const store = Store.open(s.general.data_dir);
+      try {
+        const r = store.checkpoint();
+        process.stdout.write(`checkpoint: ${r.pages} pages${r.busy ? ' (busy: a writer was active)' : ''}\n`);
+        return 0;
+      } finally {
+        store.close();
+      }
+    },
+  },
   'server btest': {
     usage: 'bandwidth-probe server btest [--password P] [flags]',
     summary:
@@ -230,7 +249,7 @@ function report(result: RunResult, json: boolean): number {
 function pickCommand(argv: string[]): { name: string; rest: string[] } {
   const [a, b] = argv;
   if (a && b && `${a} ${b}` in COMMANDS) return { name: `${a} ${b}`, rest: argv.slice(2) };
-  if (a === 'demo' || a === 'serve') return { name: a, rest: argv.slice(1) };
+  if (a === 'demo' || a === 'serve' || a === 'checkpoint') return { name: a, rest: argv.slice(1) };
   if (a === undefined || a.startsWith('--')) return { name: 'demo', rest: argv };
   throw new ProbeError(
     'BP_ERR_USAGE',

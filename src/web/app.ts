@@ -144,6 +144,9 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     );
   }
 
+  // Liveness for the container HEALTHCHECK: the process answers and the runner is not wedged.
+  app.get('/healthz', async () => ({ ok: true, running: d.runner.status().running?.target ?? null }));
+
   app.get('/api/status', async () => {
     const now = d.runner.status();
     return {

@@ -210,6 +210,13 @@ describe('access', () => {
         const r = await h.app.inject({ url: '/api/status', remoteAddress: ip });
         expect(r.statusCode, ip).toBe(403);
       }
+      // the container's health check from loopback is allowed, nothing else is
+      expect((await h.app.inject({ url: '/healthz', remoteAddress: '127.0.0.1' })).json()).toEqual({
+        ok: true,
+        running: null,
+      });
+      expect((await h.app.inject({ url: '/healthz', remoteAddress: '10.0.0.9' })).statusCode).toBe(403);
+      expect((await h.app.inject({ url: '/api/status', remoteAddress: '127.0.0.1' })).statusCode).toBe(403);
       // a forged forwarding header does not help
       const forged = await h.app.inject({
         url: '/',

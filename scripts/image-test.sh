@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the add-on image without a Docker daemon and proves it works: a Debian trixie root made with
+# debootstrap is imported as BUILD_FROM (registries for base images are unreachable here), `podman build`
+# (vfs storage, runc) builds the Dockerfile, and the container must serve the page and complete a
+# measurement against the probe's own loopback servers. Usage: scripts/image-test.sh [amd64|arm64]
+# (arm64 runs under qemu-user; slow). Root only. Prints build time, run time and image size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ARCH="${1:-amd64}"
+CACHE=.cache/image
+mkdir -p "$CACHE"
+PODMAN=(podman --storage-driver vfs --runtime runc --cgroup-manager cgroupfs)
+BASE="localhost/bp-trixie-base:$ARCH"
+IMAGE="localhost/bandwidth-probe:$ARCH"
+t0=$(date +%s)
+
+if [ "$ARCH" != amd64 ]; then
+  # qemu-user for foreign RUN steps (binfmt_misc is not mounted by default in this environment)
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
+  update-binfmts --enable >/dev/null 2>&1 || true
+fi
+
+if ! "${PODMAN[@]}" image exists "$BASE"; then
+  rootfs="$CACHE/rootfs-$ARCH"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase --arch="$ARCH" trixie "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap-$ARCH.log"
+  tar -C "$rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
+  rm -rf "$rootfs"
+fi
+t1=$(date +%s)
+"${PODMAN[@]}" build --platform "linux/$ARCH" --build-arg "BUILD_FROM=$BASE" --build-arg "BUILD_ARCH=$ARCH" \
+  -t "$IMAGE" . >"$CACHE/build-$ARCH.log" 2>&1 || { tail -40 "$CACHE/build-$ARCH.log"; exit 1; }
+t2=$(date +%s)
+
+port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+data=$(mktemp -d)
+cid=$("${PODMAN[@]}" run -d --network host -v "$data:/data" --entrypoint node \
+  -e BANDWIDTH_PROBE_WEB_BIND=127.0.0.1 -e BANDWIDTH_PROBE_WEB_PORT="$port" -e BANDWIDTH_PROBE_MQTT_ENABLED=off \
+  "$IMAGE" /app/dist/cli.js serve)
+cleanup() { "${PODMAN[@]}" rm -f "$cid" >/dev/null 2>&1 || true; rm -rf "$data"; }
+trap cleanup EXIT
+limit=$([ "$ARCH" = amd64 ] && echo 120 || echo 900)
+status=""
+for _ in $(seq 1 "$limit"); do
+  status=$(curl -fsS "http://127.0.0.1:$port/api/status" 2>/dev/null || true)
+  if echo "$status" | grep -q '"status":"ok"'; then break; fi
+  if echo "$status" | grep -q '"status":"failed"'; then break; fi
+  sleep 1
+done
+t3=$(date +%s)
+echo "$status" | grep -q '"status":"ok"' || {
+  echo "FAIL: no ok run in the container"; echo "$status"; "${PODMAN[@]}" logs "$cid" | tail -20; exit 1; }
+curl -fsS "http://127.0.0.1:$port/" | grep -q '<title>Bandwidth Probe</title>' || { echo "FAIL: no page"; exit 1; }
+"${PODMAN[@]}" stop -t 10 "$cid" >/dev/null
+code=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$cid")
+[ "$code" = 0 ] || { echo "FAIL: exit code $code after SIGTERM"; exit 1; }
+size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
+dl=$(echo "$status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s).targets[0].last;console.log(`${t.download_mbps} / ${t.upload_mbps} Mbit/s, engine ${t.engine}`)})')
+echo "IMAGE ok ($ARCH): base $((t1 - t0)) s, build $((t2 - t1)) s, first run ok after $((t3 - t2)) s;" \
+  "loopback run $dl; image $((size / 1000000)) MB"

@@ -1,0 +1,128 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { addonConfig, addonTranslations } from '../../src/config/addon.js';
+import { settingsSchema } from '../../src/config/schema.js';
+import { targetSchema } from '../../src/config/targets.js';
+
+/**
+ * The add-on files against the linter's JSON schemas (copies in test/fixtures/schemas, equal to
+ * ../shared/schemas where that sits beside the repo) and against the settings schema they come from.
+ */
+const root = join(import.meta.dirname, '../..');
+const read = (p: string) => readFileSync(join(root, p), 'utf8');
+const fixture = (name: string) =>
+  JSON.parse(read(`test/fixtures/schemas/${name}`)) as Record<string, unknown>;
+const pkg = JSON.parse(read('package.json')) as { version: string; homepage: string };
+const config = parse(read('config.yaml')) as Record<string, unknown> & { schema: Record<string, unknown> };
+const build = parse(read('build.yaml')) as Record<string, unknown>;
+type Entry = { name: string; description: string; fields?: Record<string, Entry> };
+const translations = parse(read('translations/en.yaml')) as { configuration: Record<string, Entry> };
+
+/** The linter's schema with its Python-only `(?P<name>…)` groups made ECMAScript (schemas/README.md). */
+function patched(schema: Record<string, unknown>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(schema).replace(/\(\?P<[a-z_]+>/g, '(')) as Record<string, unknown>;
+}
+
+function validate(schemaFile: string, doc: unknown): string[] {
+  const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: true });
+  const ok = ajv.validate(patched(fixture(schemaFile)), doc);
+  return ok ? [] : (ajv.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
+}
+
+/** Supervisor's RE_SCHEMA_ELEMENT (specs/ha-addon.md §1), as ECMAScript. */
+const ELEMENT =
+  /^(?:bool|email|url|port|device(?:\(subsystem=[a-z]+\))?|str(?:\((?:-?\d+)?,(?:-?\d+)?\))?|password(?:\((?:-?\d+)?,(?:-?\d+)?\))?|int(?:\((?:-?\d+)?,(?:-?\d+)?\))?|float(?:\((?:-?[\d.]+)?,(?:-?[\d.]+)?\))?|match\(.*\)|list\([^|]+(?:\|[^|]+)*\))\??$/;
+
+describe('add-on files', () => {
+  it('the schema copies equal the shared ones', () => {
+    for (const f of ['addon-config.schema.json', 'addon-build.schema.json']) {
+      const shared = join(root, '../shared/schemas', f);
+      if (existsSync(shared)) expect(fixture(f)).toEqual(JSON.parse(readFileSync(shared, 'utf8')));
+    }
+  });
+
+  it('config.yaml and build.yaml pass the linter schemas', () => {
+    expect(validate('addon-config.schema.json', config)).toEqual([]);
+    expect(validate('addon-build.schema.json', build)).toEqual([]);
+    // the validation bites: a wrong arch and a missing slug are caught
+    expect(validate('addon-config.schema.json', { ...config, arch: ['sparc'], slug: undefined })).not.toEqual(
+      [],
+    );
+    expect(validate('addon-build.schema.json', { build_from: { sparc: 'x' } })).not.toEqual([]);
+    // and the linter's own checks that are not schema: no watchdog, no webui with ingress
+    expect(config.watchdog).toBeUndefined();
+    expect(config.webui).toBeUndefined();
+    expect(config.version).toBe(pkg.version);
+    expect(Object.keys(build.build_from as object).sort()).toEqual([...(config.arch as string[])].sort());
+  });
+
+  it('config.yaml is what the generator writes (no drift from the settings schema)', () => {
+    const { options, schema, ...head } = addonConfig(pkg.version, pkg.homepage);
+    expect(config.options).toEqual(options);
+    expect(config.schema).toEqual(schema);
+    expect({ ...config, options: undefined, schema: undefined }).toEqual({
+      ...head,
+      options: undefined,
+      schema: undefined,
+    });
+    expect(parse(read('translations/en.yaml'))).toEqual(addonTranslations());
+  });
+
+  it('every schema element is one the Supervisor accepts', () => {
+    const walk = (v: unknown, at: string): void => {
+      if (typeof v === 'string') expect(v, at).toMatch(ELEMENT);
+      else if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, `${at}[${i}]`);
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, `${at}.${k}`);
+    };
+    walk(config.schema, 'schema');
+    // at most two levels: dicts of elements, and one list of dicts
+    const targets = config.schema.targets as unknown[];
+    expect(targets).toHaveLength(1);
+    for (const v of Object.values(targets[0] as object)) expect(typeof v).toBe('string');
+  });
+
+  it("config.yaml's schema and translations cover exactly the settings schema's keys", () => {
+    const groups = Object.entries(settingsSchema);
+    const general = Object.keys(settingsSchema.general);
+    const top = [...general, ...groups.filter(([g]) => g !== 'general').map(([g]) => g), 'targets'].sort();
+    expect(Object.keys(config.schema).sort()).toEqual(top);
+    expect(Object.keys(translations.configuration).sort()).toEqual(top);
+    for (const [g, fields] of groups) {
+      if (g === 'general') continue;
+      expect(Object.keys(config.schema[g] as object).sort(), g).toEqual(Object.keys(fields).sort());
+      expect(Object.keys(translations.configuration[g]!.fields!).sort(), g).toEqual(
+        Object.keys(fields).sort(),
+      );
+    }
+    const item = Object.keys((config.schema.targets as object[])[0]!).sort();
+    const expected = [
+      ...new Set([
+        ...Object.keys(targetSchema),
+        ...Object.keys(settingsSchema.rmbt),
+        ...Object.keys(settingsSchema.btest),
+      ]),
+    ].sort();
+    expect(item).toEqual(expected);
+    expect(Object.keys(translations.configuration.targets!.fields!).sort()).toEqual(expected);
+    // passwords are password fields; only the target id is required
+    expect((config.schema.mqtt as Record<string, string>).password).toMatch(/^password/);
+    expect((config.schema.targets as Record<string, string>[])[0]!.id).not.toMatch(/\?$/);
+    for (const [k, v] of Object.entries((config.schema.targets as Record<string, string>[])[0]!))
+      if (k !== 'id') expect(v, k).toMatch(/\?$/);
+  });
+
+  it('the add-on assets exist: icon 128×128 and logo PNGs, DOCS, CHANGELOG, AppArmor profile', () => {
+    const png = (p: string) => {
+      const b = readFileSync(join(root, p));
+      expect(b.subarray(1, 4).toString(), p).toBe('PNG');
+      return { w: b.readUInt32BE(16), h: b.readUInt32BE(20) };
+    };
+    expect(png('icon.png')).toEqual({ w: 128, h: 128 });
+    expect(png('logo.png').w).toBeGreaterThan(0);
+    for (const f of ['DOCS.md', 'CHANGELOG.md', 'apparmor.txt', 'Dockerfile'])
+      expect(existsSync(join(root, f)), f).toBe(true);
+  });
+});
