@@ -14,7 +14,10 @@ WORKDIR /src
 ENV npm_config_nodedir=/usr npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json binding.gyp tsconfig.json tsconfig.build.json ./
 COPY native native
-RUN npm ci
+# A build machine behind a TLS-intercepting proxy can lend its CA bundle as a build secret
+# (`--secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt`); it is not kept in the image.
+RUN --mount=type=secret,id=npm_ca,required=false \
+    if [ -s /run/secrets/npm_ca ]; then export npm_config_cafile=/run/secrets/npm_ca; fi; npm ci
 COPY src src
 COPY public public
 RUN npm run build \
