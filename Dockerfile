@@ -22,6 +22,11 @@ COPY src src
 COPY public public
 RUN npm run build \
  && npm prune --omit=dev \
+ # better-sqlite3 needs only its addon at run time, not the SQLite sources and object files
+ && mv node_modules/better-sqlite3/build/Release/better_sqlite3.node /tmp/ \
+ && rm -rf node_modules/better-sqlite3/build node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
+ && mkdir -p node_modules/better-sqlite3/build/Release \
+ && mv /tmp/better_sqlite3.node node_modules/better-sqlite3/build/Release/ \
  && mkdir -p /out/build/Release \
  && cp build/Release/bandwidth_probe.node /out/build/Release/ \
  && cp -r dist public node_modules package.json /out/
@@ -32,7 +37,8 @@ ARG BUILD_ARCH=amd64
 ARG BUILD_VERSION=0.1.0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs ca-certificates \
- && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/*
 COPY --from=build /out /app
 COPY addon/rootfs /
 # The add-on keeps its state in /data (the Supervisor's persistent volume; mount one standalone).

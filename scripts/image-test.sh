@@ -24,6 +24,8 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   rootfs="$CACHE/rootfs-$ARCH"
   rm -rf "$rootfs"
   debootstrap --variant=minbase --arch="$ARCH" trixie "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap-$ARCH.log"
+  # debootstrap leaves the downloaded packages and lists behind; a base image has neither
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
   rm -rf "$rootfs"
 fi
@@ -37,7 +39,8 @@ t2=$(date +%s)
 
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 data=$(mktemp -d)
-cid=$("${PODMAN[@]}" run -d --network host -v "$data:/data" --entrypoint node \
+# (explicit limits: runc here may not raise them to the host's values)
+cid=$("${PODMAN[@]}" run -d --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -v "$data:/data" --entrypoint node \
   -e BANDWIDTH_PROBE_WEB_BIND=127.0.0.1 -e BANDWIDTH_PROBE_WEB_PORT="$port" -e BANDWIDTH_PROBE_MQTT_ENABLED=off \
   "$IMAGE" /app/dist/cli.js serve)
 cleanup() { "${PODMAN[@]}" rm -f "$cid" >/dev/null 2>&1 || true; rm -rf "$data"; }

@@ -116,7 +116,16 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
     // a real result and the whole pipeline (store, MQTT, page) works before anything is set up.
     loopback = await startRmbtServers(
       // plain HTTP Upgrade: the native loop moves the bytes (TLS streams stay on the js engine)
-      { ...s.rmbt_server, bind: '127.0.0.1', test_duration: 3, test_threads: 2, encryption: false },
+      // (port and control_port: any non-zero value means "on"; ephemeralPorts picks free ones)
+      {
+        ...s.rmbt_server,
+        bind: '127.0.0.1',
+        port: 1,
+        control_port: 1,
+        test_duration: 3,
+        test_threads: 2,
+        encryption: false,
+      },
       s.general,
       engine,
       log,
