@@ -13,7 +13,7 @@ export type RawSettings = Partial<Record<GroupName, Record<string, unknown>>> & 
   targets?: unknown;
 };
 
-export const TARGETS_ENV = `${'BANDWIDTH_PROBE_'}TARGETS`;
+export const TARGETS_ENV = `${ENV_PREFIX}TARGETS`;
 
 export interface LoadInput {
   /** Options file (JSON). Missing file is an error only when it was asked for explicitly. */
