@@ -26,7 +26,7 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   debootstrap --variant=minbase --arch="$ARCH" trixie "$rootfs" http://deb.debian.org/debian >"$CACHE/debootstrap-$ARCH.log"
   # debootstrap leaves the downloaded packages and lists behind; a base image has neither
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
+  tar -C "$rootfs" -c . | "${PODMAN[@]}" import --os linux --arch "$ARCH" - "$BASE" >/dev/null
   rm -rf "$rootfs"
 fi
 t1=$(date +%s)
