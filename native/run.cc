@@ -58,6 +58,11 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   std::string ws = spec.Get("ws").As<Napi::String>().Utf8Value();
   job_.ws = ws == "client" ? WsRole::Client : ws == "server" ? WsRole::Server : WsRole::None;
   job_.chunk_size = static_cast<uint32_t>(u64(spec, "chunkSize", 4096));
+  // The framing counts chunk boundaries by offset: a zero chunk size would never advance.
+  if (job_.framing == Framing::Rmbt && job_.chunk_size == 0) {
+    Napi::TypeError::New(env, "chunkSize must be at least 1 for RMBT framing").ThrowAsJavaScriptException();
+    return;
+  }
   job_.sample_ns = u64(spec, "sampleNs", 10000000);
   job_.idle_ns = u64(spec, "idleNs", 10000000000ull);
   job_.max_ns = u64(spec, "maxNs", 60000000000ull);

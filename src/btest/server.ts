@@ -26,7 +26,8 @@ import { bytesToBigInt, parseClientHello, serverConfirm, serverKey, verifier } f
 /**
  * Our btest server (specs/btest.md): accepts RouterOS and btest clients, TCP and UDP, multi-connection,
  * auth none / MD5 / EC-SRP5. Built for a LAN: auth on by default, a session limit, per-session duration
- * and byte caps, and a handshake deadline so a client that never finishes costs no more than its socket.
+ * and byte caps, and a handshake deadline and cap so a client that never finishes costs no more than its
+ * socket for handshake_timeout and never holds a session slot.
  */
 export interface BtestServerOptions {
   host: string;
@@ -54,16 +55,22 @@ interface Pending {
   ready: () => void;
 }
 
+/** Connections in their handshake at once, per allowed session (at least 64 in all). */
+const HANDSHAKES_PER_SESSION = 16;
+const MIN_HANDSHAKES = 64;
+
 export class BtestServer {
   private server = net.createServer();
   private sockets = new Set<net.Socket>();
+  /** connections that have not finished their handshake (command, auth or join), with their deadline */
+  private handshaking = new Map<net.Socket, NodeJS.Timeout>();
   private pending = new Map<number, Pending>();
   private active = 0;
   private nextUdp: number;
   /** one salt per server run for the EC-SRP5 verifier (RouterOS keeps one per user) */
   private readonly salt = randomBytes(16);
   private readonly ver;
-  readonly stats = { sessions: 0, refused: 0, authFailed: 0 };
+  readonly stats = { sessions: 0, refused: 0, authFailed: 0, evicted: 0, handshakeTimeouts: 0 };
 
   constructor(private readonly o: BtestServerOptions) {
     if (o.auth !== 'none' && !o.password)
@@ -92,9 +99,41 @@ export class BtestServer {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
+  /** sessions past their authentication */
+  get activeSessions(): number {
+    return this.active;
+  }
+
+  /** connections still in their handshake */
+  get handshakingConnections(): number {
+    return this.handshaking.size;
+  }
+
+  /**
+   * A handshake has one deadline in all (not one per read), and handshakes have their own cap: when it is
+   * full the oldest is dropped, so idle or half-open connections can neither pile up nor lock out a real
+   * client, which finishes in milliseconds. Only an authenticated session takes one of max_sessions.
+   */
   private accept(sock: net.Socket): void {
     this.sockets.add(sock);
-    sock.once('close', () => this.sockets.delete(sock));
+    if (this.handshaking.size >= Math.max(MIN_HANDSHAKES, this.o.maxSessions * HANDSHAKES_PER_SESSION)) {
+      const [oldest, timer] = this.handshaking.entries().next().value as [net.Socket, NodeJS.Timeout];
+      clearTimeout(timer);
+      this.handshaking.delete(oldest);
+      this.stats.evicted++;
+      oldest.destroy();
+    }
+    const timer = setTimeout(() => {
+      if (!this.handshaking.has(sock)) return;
+      this.stats.handshakeTimeouts++;
+      sock.destroy();
+    }, this.o.handshakeTimeoutMs);
+    timer.unref();
+    this.handshaking.set(sock, timer);
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      this.settle(sock);
+    });
     const ch = new Channel(sock);
     const log = this.o.log?.child({ peer: `${sock.remoteAddress}:${sock.remotePort}` });
     this.serve(ch)
@@ -106,6 +145,14 @@ export class BtestServer {
       });
   }
 
+  /** The connection finished its handshake: its deadline and handshake slot are released. */
+  private settle(sock: net.Socket): void {
+    const timer = this.handshaking.get(sock);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.handshaking.delete(sock);
+  }
+
   private async serve(ch: Channel): Promise<void> {
     const t = this.o.handshakeTimeoutMs;
     ch.writeRaw(HELLO);
@@ -113,17 +160,23 @@ export class BtestServer {
     const token = decodeJoin(first);
     if (token !== undefined) return this.join(ch, token);
     const cmd = decodeCommand(first);
-    if (this.active >= this.o.maxSessions) {
+    const refuse = () => {
       this.stats.refused++;
       ch.writeRaw(AUTH_FAILED);
-      throw new ProbeError('BP_ERR_SERVER_LIMIT', 'too many sessions');
+      return new ProbeError('BP_ERR_SERVER_LIMIT', 'too many sessions');
+    };
+    // Full already: refused at once, before any auth work.
+    if (this.active >= this.o.maxSessions) throw refuse();
+    if (!(await this.authenticate(ch))) {
+      this.stats.authFailed++;
+      throw new ProbeError('BP_ERR_BTEST_AUTH', 'wrong credentials');
     }
+    // The slot is taken only now, so a client stuck in its handshake never holds one (the success
+    // reply, the command's OK, has not gone out yet: a refusal here still reads as a refusal).
+    if (this.active >= this.o.maxSessions) throw refuse();
+    this.settle(ch.socket);
     this.active++;
     try {
-      if (!(await this.authenticate(ch))) {
-        this.stats.authFailed++;
-        throw new ProbeError('BP_ERR_BTEST_AUTH', 'wrong credentials');
-      }
       this.stats.sessions++;
       if (cmd.proto === 'udp') await this.udp(ch, cmd);
       else await this.tcp(ch, cmd);
@@ -171,6 +224,7 @@ export class BtestServer {
       throw new ProbeError('BP_ERR_BTEST_REFUSED', 'join with an unknown token');
     }
     ch.writeRaw(encodeOk(token));
+    this.settle(ch.socket);
     p.conns.push(ch);
     if (p.conns.length === p.want) p.ready();
     await new Promise<void>((r) => ch.socket.once('close', () => r()));

@@ -219,7 +219,8 @@ export const rmbtServerSchema = {
     default: 64,
     min: 1,
     max: 10000,
-    description: 'Connections served at once; more are closed at once.',
+    description:
+      'Measuring connections (past a valid token) served at once; more get ERR. Connections still in their handshake are capped apart (4 × this, at least 256, oldest dropped first).',
   },
   max_duration: {
     type: 'int',
@@ -234,6 +235,14 @@ export const rmbtServerSchema = {
     min: 1,
     max: 600,
     description: 'Seconds a connection may stay silent before it is closed.',
+  },
+  handshake_timeout: {
+    type: 'float',
+    default: 10,
+    min: 1,
+    max: 120,
+    description:
+      'Seconds a new connection has to present a valid token (TLS and HTTP upgrade included) before it is closed.',
   },
   test_duration: {
     type: 'int',
@@ -382,7 +391,8 @@ export const btestServerSchema = {
     default: 4,
     min: 1,
     max: 100,
-    description: 'Tests served at once; more are refused after the handshake word.',
+    description:
+      'Authenticated tests served at once; more are refused (auth-failed reply). Handshakes in progress are capped apart (16 × this, at least 64, oldest dropped first).',
   },
   max_duration: {
     type: 'int',
@@ -403,7 +413,7 @@ export const btestServerSchema = {
     default: 10,
     min: 1,
     max: 120,
-    description: 'Seconds a client has to finish the handshake.',
+    description: 'Seconds a client has, in all, to send its command and finish authentication or its join.',
   },
 } as const satisfies Group;
 

@@ -44,6 +44,7 @@ export async function startRmbtServers(
     maxConnections: s.max_connections,
     maxDuration: s.max_duration,
     idleTimeoutMs: s.idle_timeout * 1000,
+    handshakeTimeoutMs: s.handshake_timeout * 1000,
     engine,
     ...(log ? { log } : {}),
   });

@@ -17,11 +17,14 @@ export interface ListenerSpec {
   mode: 'plain' | 'http';
 }
 
-export interface RmbtServerOptions extends SessionLimits {
+export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken'> {
   host: string;
   listeners: readonly ListenerSpec[];
   tlsCreds?: { cert: string; key: string };
+  /** measuring connections (past a valid token) at once; more are answered ERR */
   maxConnections: number;
+  /** a connection must present a valid token within this time (TLS and HTTP upgrade included) */
+  handshakeTimeoutMs: number;
   engine: Engine;
   log?: Logger;
 }
@@ -31,12 +34,30 @@ export interface BoundListener extends ListenerSpec {
   port: number;
 }
 
+/** Connections still in their handshake, per allowed measuring connection (at least 256 in all). */
+const PENDING_PER_CONNECTION = 4;
+const MIN_PENDING = 256;
+
+interface Entry {
+  socket: net.Socket;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * Admission in two stages, so connections that never measure cannot lock out ones that do: a new
+ * connection is *pending* until it presents a valid token, with its own deadline (handshake_timeout) and
+ * its own cap (when full, the oldest pending one is dropped — a real client finishes its handshake in
+ * milliseconds, an idle or half-open one does not); only a connection past its token takes one of the
+ * max_connections measuring slots. Connections are keyed by their TCP peer address, which is the same
+ * for a TLS socket and the TCP socket under it.
+ */
 export class RmbtServer {
   private servers: net.Server[] = [];
-  private sockets = new Set<net.Socket>();
+  private pending = new Map<string, Entry>();
+  private active = new Map<string, Entry>();
   private bound: BoundListener[] = [];
   /** counters for tests and the status page */
-  readonly stats = { accepted: 0, refused: 0, sessions: 0, failed: 0 };
+  readonly stats = { accepted: 0, refused: 0, sessions: 0, failed: 0, evicted: 0, handshakeTimeouts: 0 };
 
   constructor(private readonly o: RmbtServerOptions) {}
 
@@ -48,8 +69,18 @@ export class RmbtServer {
     return this.bound.find((l) => l.mode === mode && l.tls === useTls)?.port;
   }
 
+  /** connections in a measurement session (past their token) */
   get activeConnections(): number {
-    return this.sockets.size;
+    return this.active.size;
+  }
+
+  /** connections still in their handshake */
+  get pendingConnections(): number {
+    return this.pending.size;
+  }
+
+  private get maxPending(): number {
+    return Math.max(MIN_PENDING, this.o.maxConnections * PENDING_PER_CONNECTION);
   }
 
   async start(): Promise<void> {
@@ -61,7 +92,7 @@ export class RmbtServer {
             cert: this.o.tlsCreds!.cert,
             key: this.o.tlsCreds!.key,
             minVersion: 'TLSv1.2',
-            handshakeTimeout: this.o.idleTimeoutMs,
+            handshakeTimeout: this.o.handshakeTimeoutMs,
           })
         : net.createServer();
       const event = spec.tls ? 'secureConnection' : 'connection';
@@ -70,7 +101,7 @@ export class RmbtServer {
         this.o.log?.debug({ err: err.message }, 'TLS handshake failed'),
       );
       server.on('error', (err) => this.o.log?.error({ err: err.message }, 'listener error'));
-      // Count raw TCP connections, including TLS ones still in their handshake, against the limit.
+      // TLS connections are admitted as TCP sockets, so their handshake counts as pending too.
       if (spec.tls) server.on('connection', (s: net.Socket) => this.admit(s));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -88,22 +119,55 @@ export class RmbtServer {
     this.o.log?.info({ host: this.o.host, listeners: this.bound }, 'RMBT measurement server listening');
   }
 
-  /** Enforces max_connections on raw sockets; returns false (and closes) when over the limit. */
-  private admit(s: net.Socket): boolean {
-    if (this.sockets.has(s)) return true;
-    if (this.sockets.size >= this.o.maxConnections) {
-      this.stats.refused++;
+  private static key(s: net.Socket): string {
+    return `${s.remoteAddress}|${s.remotePort}`;
+  }
+
+  /** A new TCP connection joins the pending ones (the oldest is dropped when they are full). */
+  private admit(s: net.Socket): void {
+    const key = RmbtServer.key(s);
+    if (this.pending.has(key) || this.active.has(key)) return;
+    if (this.pending.size >= this.maxPending) {
+      const [oldKey, oldest] = this.pending.entries().next().value as [string, Entry];
+      this.pending.delete(oldKey);
+      clearTimeout(oldest.timer);
+      this.stats.evicted++;
+      oldest.socket.destroy();
+    }
+    const entry: Entry = { socket: s };
+    entry.timer = setTimeout(() => {
+      if (this.pending.get(key) !== entry) return;
+      this.stats.handshakeTimeouts++;
       s.destroy();
+    }, this.o.handshakeTimeoutMs);
+    entry.timer.unref();
+    this.pending.set(key, entry);
+    s.once('close', () => {
+      clearTimeout(entry.timer);
+      if (this.pending.get(key) === entry) this.pending.delete(key);
+      if (this.active.get(key) === entry) this.active.delete(key);
+    });
+  }
+
+  /** A valid token moves a connection to a measuring slot; false when all are taken. */
+  private promote(s: net.Socket): boolean {
+    const key = RmbtServer.key(s);
+    const entry = this.pending.get(key);
+    if (!entry) return false;
+    this.pending.delete(key);
+    clearTimeout(entry.timer);
+    if (this.active.size >= this.o.maxConnections) {
+      this.stats.refused++;
       return false;
     }
-    this.sockets.add(s);
-    s.once('close', () => this.sockets.delete(s));
+    this.active.set(key, entry);
     return true;
   }
 
   private accept(socket: net.Socket, spec: ListenerSpec): void {
     // For TLS the TCP socket under this one was admitted (and is tracked) already.
-    if (!spec.tls && !this.admit(socket)) return;
+    if (!spec.tls) this.admit(socket);
+    if (socket.destroyed) return;
     this.stats.accepted++;
     socket.setTimeout(this.o.idleTimeoutMs * 2, () => socket.destroy());
     const ch = new Channel(socket);
@@ -111,7 +175,7 @@ export class RmbtServer {
     (async () => {
       if (spec.mode === 'http' && !(await this.upgrade(ch))) return;
       this.stats.sessions++;
-      await serveSession(ch, this.o.engine, this.o, log);
+      await serveSession(ch, this.o.engine, { ...this.o, onToken: () => this.promote(socket) }, log);
     })()
       .catch((err) => {
         this.stats.failed++;
@@ -129,7 +193,7 @@ export class RmbtServer {
    * split segments, like RUSTD); non-GET gets 405, a GET without a usable Upgrade gets 426.
    */
   private async upgrade(ch: Channel): Promise<boolean> {
-    const head = await ch.readHttpHead(this.o.idleTimeoutMs);
+    const head = await ch.readHttpHead(this.o.handshakeTimeoutMs);
     const reply = (status: string, extra = '') =>
       ch.writeRaw(
         Buffer.from(`HTTP/1.1 ${status}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`, 'latin1'),
@@ -170,7 +234,7 @@ export class RmbtServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    for (const e of [...this.pending.values(), ...this.active.values()]) e.socket.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers = [];
   }

@@ -19,6 +19,10 @@ export interface SessionLimits {
   /** longest GETTIME in seconds */
   maxDuration: number;
   idleTimeoutMs: number;
+  /** how long the greeting and token may take (default idleTimeoutMs) */
+  handshakeTimeoutMs?: number;
+  /** called once the token is valid; false refuses the connection (the server is full) */
+  onToken?: () => boolean;
 }
 
 /** RMBTD sends PUT feedback when more than 1 ms passed since the last one (§3.2 PUT). */
@@ -40,7 +44,7 @@ export async function serveSession(
   ch.writeLine(ACCEPT_TOKEN);
   // Preamble: blank lines are skipped (some clients send one after the upgrade), QUIT answers BYE.
   for (;;) {
-    const line = await ch.readLine(lim.idleTimeoutMs);
+    const line = await ch.readLine(lim.handshakeTimeoutMs ?? lim.idleTimeoutMs);
     if (line.trim() === '') continue;
     const c = parseCommand(line);
     if (c.cmd === 'QUIT') return bye(ch);
@@ -52,6 +56,10 @@ export async function serveSession(
     if (!check.ok) {
       ch.writeLine('ERR');
       throw new ProbeError('BP_ERR_RMBT_TOKEN', `token refused (${check.reason})`);
+    }
+    if (lim.onToken && !lim.onToken()) {
+      ch.writeLine('ERR');
+      throw new ProbeError('BP_ERR_SERVER_LIMIT', 'all measurement slots are taken (max_connections)');
     }
     // A token whose start is still ahead (inside the window) is answered when it begins (§3.1).
     if (check.waitMs > 0) await new Promise((r) => setTimeout(r, check.waitMs));

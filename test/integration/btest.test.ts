@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeCommand } from '../../src/btest/codec.js';
 import { measureBtest } from '../../src/btest/measure.js';
 import { BtestServer, type BtestServerOptions } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
@@ -183,6 +184,89 @@ describe('btest server protection', () => {
         setTimeout(() => r(false), 5000);
       });
       expect(closed).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('btest server under handshake abuse', () => {
+  const cmd = encodeCommand({
+    proto: 'tcp',
+    serverReceives: false,
+    serverSends: true,
+    randomFlag: 0,
+    connCount: 0,
+    txSize: 0x8000,
+    clientBuf: 0,
+    remoteTxSpeed: 0,
+    localTxSpeed: 0,
+  });
+
+  it('clients stuck in authentication never hold a session slot; a real client gets through', async () => {
+    const e = ENGINES[0]!.make();
+    const s = await server(e, { auth: 'md5', maxSessions: 1, handshakeTimeoutMs: 1500 });
+    try {
+      // Three clients send a valid command, read the MD5 challenge and never answer it.
+      const stuck = [0, 1, 2].map(() => {
+        const sock = net.connect(s.port, '127.0.0.1');
+        sock.on('error', () => {});
+        sock.once('data', () => sock.write(cmd));
+        return sock;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(s.handshakingConnections).toBe(3);
+      const r = await measureBtest(
+        client({ host: `127.0.0.1:${s.port}`, user: 'admin', password: 'secret', duration: '1' }),
+        { engine: e, general },
+      );
+      expect(r.error).toBeUndefined();
+      expect(r.status).toBe('ok');
+      for (const x of stuck) x.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('one deadline for the whole handshake: a client trickling bytes is closed after handshake_timeout', async () => {
+    const s = await server(ENGINES[0]!.make(), { handshakeTimeoutMs: 800 });
+    try {
+      const sock = net.connect(s.port, '127.0.0.1');
+      sock.on('error', () => {});
+      const t0 = Date.now();
+      // One byte of the 16-byte command every 300 ms: each read alone would stay under the deadline.
+      let i = 0;
+      const trickle = setInterval(() => {
+        if (i < cmd.length) sock.write(cmd.subarray(i, ++i));
+      }, 300);
+      await new Promise((r) => sock.once('close', r));
+      clearInterval(trickle);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(s.stats.handshakeTimeouts).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('handshakes beyond the cap drop the oldest ones, not the newest', async () => {
+    const s = await server(ENGINES[0]!.make(), { auth: 'md5', maxSessions: 1, handshakeTimeoutMs: 10_000 });
+    try {
+      const socks = Array.from({ length: 70 }, () => {
+        const sock = net.connect(s.port, '127.0.0.1');
+        sock.on('error', () => {});
+        return sock;
+      });
+      const closed = socks.map((x) => new Promise<boolean>((r) => x.once('close', () => r(true))));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(s.handshakingConnections).toBe(64);
+      expect(s.stats.evicted).toBe(6);
+      const r = await measureBtest(
+        client({ host: `127.0.0.1:${s.port}`, user: 'admin', password: 'secret', duration: '1' }),
+        { engine: ENGINES[0]!.make(), general },
+      );
+      expect(r.status).toBe('ok');
+      for (const x of socks) x.destroy();
+      await Promise.all(closed);
     } finally {
       await s.close();
     }

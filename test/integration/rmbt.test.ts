@@ -307,22 +307,61 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     expect(r.error!.code).toBe('BP_ERR_CONNECT');
   });
 
-  it('the server limits concurrent connections', async () => {
+  it('the server limits measuring connections: past max_connections a valid token gets ERR', async () => {
     const own = await startServers(engine, { max_connections: '2' });
     try {
       const port = own.servers.measurement.portOf('plain', false)!;
+      const secret = own.servers.keys[0]!;
       const socks = [0, 1, 2].map(() => net.connect(port, '127.0.0.1'));
-      const greetings = await Promise.all(
-        socks.map((s) =>
-          new Channel(s).readLine(2000).then(
-            (l) => l,
-            (e: { code: string }) => e.code,
-          ),
-        ),
-      );
-      expect(greetings.filter((g) => g === 'RMBTv1.3.5')).toHaveLength(2);
-      expect(greetings.filter((g) => g === 'BP_ERR_PEER_CLOSED')).toHaveLength(1);
+      const answers: string[] = [];
+      for (const s of socks) {
+        const ch = new Channel(s);
+        expect(await ch.readLine(2000)).toBe('RMBTv1.3.5');
+        await ch.readLine(2000);
+        ch.writeLine(`TOKEN ${makeToken(secret)}`);
+        answers.push(await ch.readLine(2000));
+      }
+      expect(answers).toEqual(['OK', 'OK', 'ERR']);
+      expect(own.servers.measurement.activeConnections).toBe(2);
+      expect(own.servers.measurement.stats.refused).toBe(1);
       for (const s of socks) s.destroy();
+    } finally {
+      await own.servers.close();
+    }
+  });
+
+  it('connections that never present a token are closed after handshake_timeout and cannot lock out a real client', async () => {
+    const own = await startServers(engine, { max_connections: '2', handshake_timeout: '1' });
+    try {
+      const port = own.servers.measurement.portOf('plain', false)!;
+      const httpPort = own.servers.measurement.portOf('http', false)!;
+      const secret = own.servers.keys[0]!;
+      // Silent ones, a half HTTP request and garbage: more than max_connections, all still pending.
+      const idle = [0, 1, 2, 3].map(() => net.connect(port, '127.0.0.1'));
+      const half = net.connect(httpPort, '127.0.0.1');
+      half.write('GET /rmbt HTTP/1.1\r\nHost: x\r\n');
+      const junk = net.connect(port, '127.0.0.1');
+      junk.write('\x00\x01garbage without a newline');
+      const all = [...idle, half, junk];
+      const closed = all.map((s) => new Promise<number>((res) => s.once('close', () => res(Date.now()))));
+      for (const s of all) {
+        s.on('error', () => {});
+        s.resume(); // read what the server says, so its close is seen
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = Date.now();
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${port}`, key: secret, transport: 'plain', threads: '2' }),
+        {
+          engine,
+          general: own.settings.general,
+        },
+      );
+      expect(r.status).toBe('ok');
+      const at = await Promise.all(closed);
+      expect(Math.max(...at) - t0).toBeLessThan(4000);
+      expect(own.servers.measurement.stats.handshakeTimeouts).toBeGreaterThanOrEqual(all.length);
+      expect(own.servers.measurement.pendingConnections).toBe(0);
     } finally {
       await own.servers.close();
     }

@@ -1,0 +1,47 @@
+/**
+ * The reference for the accuracy bench's ping check: the smallest TCP round trip two Node processes can
+ * do (one byte out, one byte back) through the same delaying relay, so what the host adds (process
+ * wake-ups, loopback) shows up in the reference too. `node tcpping.js echo <host> <port>` prints
+ * `READY <port>`; `node tcpping.js ping <host> <port> <count>` prints `{"median_ms":…,"min_ms":…}`.
+ */
+import net from 'node:net';
+
+const [mode, host = '127.0.0.1', portArg = '0', countArg = '20'] = process.argv.slice(2);
+
+if (mode === 'echo') {
+  const server = net.createServer((s) => {
+    s.setNoDelay(true);
+    s.on('data', (d) => s.write(d));
+    s.on('error', () => s.destroy());
+  });
+  server.listen(Number(portArg), host, () => {
+    const a = server.address();
+    process.stdout.write(`READY ${typeof a === 'object' && a ? a.port : 0}\n`);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+} else if (mode === 'ping') {
+  const s = net.connect({ host, port: Number(portArg) });
+  s.setNoDelay(true);
+  s.on('error', (err) => {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  });
+  s.once('connect', async () => {
+    const rtts: number[] = [];
+    for (let i = 0; i < Number(countArg); i++) {
+      const t = process.hrtime.bigint();
+      s.write('p');
+      await new Promise((r) => s.once('data', r));
+      rtts.push(Number(process.hrtime.bigint() - t) / 1e6);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    rtts.sort((a, b) => a - b);
+    const mid = rtts.length >> 1;
+    const median = rtts.length % 2 ? rtts[mid]! : (rtts[mid - 1]! + rtts[mid]!) / 2;
+    process.stdout.write(`${JSON.stringify({ median_ms: median, min_ms: rtts[0] })}\n`);
+    s.destroy();
+  });
+} else {
+  process.stderr.write('usage: tcpping.js echo|ping host port [count]\n');
+  process.exit(2);
+}

@@ -1,0 +1,325 @@
+/**
+ * Our servers under abuse (issue 8): in a network namespace this test makes (root), with its loopback
+ * shaped by tbf so throughput is set by the link and not by how busy the two cores are, our RMBT and
+ * btest servers run as real processes (the built CLI). A real client measures once alone, then again
+ * while 200 connections that send nothing, garbage or half a handshake are kept open against the
+ * servers (each closed one replaced at once). The second result must be within 5 % of the first, the
+ * servers' memory must stay bounded, and every abusive connection must be closed by the servers'
+ * handshake deadline.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/rmbt.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'dist/cli.js');
+const ABUSER = join(ROOT, 'test/helpers/abuser.mjs');
+const NS = `bpab${process.pid % 100000}`;
+const KEY = 'abuse-test-shared-key';
+const PORTS = { rmbtPlain: 5301, rmbtHttp: 5302, btest: 2000 };
+const HANDSHAKE_S = 3;
+const RATE_MBIT = 300;
+
+const children: ChildProcess[] = [];
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+const inNs = (...args: string[]) => ip('netns', 'exec', NS, ...args);
+
+function daemon(args: string[], ready: RegExp): Promise<ChildProcess> {
+  return new Promise((res, rej) => {
+    const child = spawn('ip', ['netns', 'exec', NS, 'node', CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let seen = '';
+    const timer = setTimeout(() => rej(new Error(`not ready: ${seen}`)), 15_000);
+    const on = (d: Buffer) => {
+      seen += d.toString();
+      if (ready.test(seen)) {
+        clearTimeout(timer);
+        res(child);
+      }
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+    child.once('exit', (code) => rej(new Error(`exited ${code}: ${seen}`)));
+  });
+}
+
+function runInNs(cmd: string[], timeoutMs: number): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn('ip', ['netns', 'exec', NS, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0 || out.trim().startsWith('{')) res(out);
+      else rej(new Error(`${cmd.join(' ')} → ${code}: ${err.slice(-500)}`));
+    });
+  });
+}
+
+interface Res {
+  status: string;
+  error?: { code: string; message: string };
+  download?: { mbps: number };
+  upload?: { mbps: number };
+}
+
+const rmbt = async (): Promise<Res> =>
+  JSON.parse(
+    await runInNs(
+      [
+        'node',
+        CLI,
+        'measure',
+        'rmbt',
+        '--server',
+        `127.0.0.1:${PORTS.rmbtPlain}`,
+        '--key',
+        KEY,
+        '--transport',
+        'plain',
+        '--threads',
+        '2',
+        '--duration',
+        '3',
+        '--pretest-duration',
+        '0.5',
+        '--ping-duration',
+        '0.2',
+        '--pings',
+        '5',
+        '--json',
+        '--log-level',
+        'warn',
+        '--data-dir',
+        tempDir(),
+      ],
+      40_000,
+    ),
+  ) as Res;
+
+const btest = async (): Promise<Res> =>
+  JSON.parse(
+    await runInNs(
+      [
+        'node',
+        CLI,
+        'measure',
+        'btest',
+        '--host',
+        `127.0.0.1:${PORTS.btest}`,
+        '--user',
+        'btest',
+        '--password',
+        'abuse-pw',
+        '--protocol',
+        'tcp',
+        '--direction',
+        'both',
+        '--duration',
+        '4',
+        '--json',
+        '--log-level',
+        'warn',
+        '--data-dir',
+        tempDir(),
+      ],
+      40_000,
+    ),
+  ) as Res;
+
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? Number.NaN);
+}
+
+function fds(pid: number): number {
+  return Number(
+    execFileSync('sh', ['-c', `ls /proc/${pid}/fd | wc -l`])
+      .toString()
+      .trim(),
+  );
+}
+
+const within = (a: number, b: number, pct: number) => Math.abs(a - b) / b <= pct / 100;
+
+describe('servers under abuse: 200 idle, garbage and half-open connections while a real client measures', () => {
+  let rmbtServer: ChildProcess;
+  let btestServer: ChildProcess;
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0)
+      throw new Error('the abuse test needs root (network namespace, tc); CI runs as root');
+    try {
+      ip('netns', 'del', NS);
+    } catch {}
+    ip('netns', 'add', NS);
+    inNs('ip', 'link', 'set', 'lo', 'mtu', '1500');
+    inNs('ip', 'link', 'set', 'lo', 'up');
+    // Shaped loopback: the link, not the CPU, sets the speed, so two runs compare to a few percent.
+    inNs(
+      'tc',
+      'qdisc',
+      'add',
+      'dev',
+      'lo',
+      'root',
+      'tbf',
+      'rate',
+      `${RATE_MBIT}mbit`,
+      'burst',
+      '64kb',
+      'latency',
+      '20ms',
+    );
+    rmbtServer = await daemon(
+      [
+        'server',
+        'rmbt',
+        '--bind',
+        '127.0.0.1',
+        '--plain-port',
+        String(PORTS.rmbtPlain),
+        '--port',
+        String(PORTS.rmbtHttp),
+        '--tls-port',
+        '0',
+        '--control-port',
+        '0',
+        '--secret-key',
+        KEY,
+        '--data-dir',
+        tempDir(),
+        '--engine',
+        'native',
+        '--handshake-timeout',
+        String(HANDSHAKE_S),
+        '--log-level',
+        'warn',
+      ],
+      /plain RMBT on/,
+    );
+    btestServer = await daemon(
+      [
+        'server',
+        'btest',
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(PORTS.btest),
+        '--auth',
+        'md5',
+        '--user',
+        'btest',
+        '--password',
+        'abuse-pw',
+        '--max-sessions',
+        '2',
+        '--handshake-timeout',
+        String(HANDSHAKE_S),
+        '--engine',
+        'native',
+        '--data-dir',
+        tempDir(),
+        '--log-level',
+        'warn',
+      ],
+      /btest server on/,
+    );
+  }, 60_000);
+
+  afterAll(() => {
+    for (const c of children) c.kill('SIGKILL');
+    try {
+      ip('netns', 'del', NS);
+    } catch {}
+  });
+
+  it('the real clients measure within 5 % of their undisturbed figures; memory bounded; every abuser closed by the deadline', async () => {
+    const baseRmbt = await rmbt();
+    const baseBtest = await btest();
+    expect(baseRmbt.status, JSON.stringify(baseRmbt.error)).toBe('ok');
+    expect(baseBtest.status, JSON.stringify(baseBtest.error)).toBe('ok');
+    const pids = { rmbt: rmbtServer.pid!, btest: btestServer.pid! };
+    const rss0 = { rmbt: rssKb(pids.rmbt), btest: rssKb(pids.btest) };
+    const fd0 = { rmbt: fds(pids.rmbt), btest: fds(pids.btest) };
+    const peak = { ...rss0 };
+    const sampler = setInterval(() => {
+      peak.rmbt = Math.max(peak.rmbt, rssKb(pids.rmbt));
+      peak.btest = Math.max(peak.btest, rssKb(pids.btest));
+    }, 200);
+
+    const abuseMs = 22_000;
+    const abuser = runInNs(
+      [
+        'node',
+        ABUSER,
+        JSON.stringify({
+          host: '127.0.0.1',
+          ...PORTS,
+          count: 200,
+          durationMs: abuseMs,
+          graceMs: (HANDSHAKE_S + 3) * 1000,
+        }),
+      ],
+      abuseMs + 30_000,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = Date.now();
+    const underRmbt = await rmbt();
+    const underBtest = await btest();
+    const measuredMs = Date.now() - t0;
+    const report = JSON.parse(await abuser) as {
+      opened: number;
+      closedByPeer: number;
+      stillOpen: number;
+      maxCloseMs: number;
+      kinds: Record<string, { n: number; closed: number; maxCloseMs: number }>;
+    };
+    clearInterval(sampler);
+    await new Promise((r) => setTimeout(r, 1000));
+    const fd1 = { rmbt: fds(pids.rmbt), btest: fds(pids.btest) };
+
+    const summary = {
+      rmbt: {
+        base: [baseRmbt.download?.mbps, baseRmbt.upload?.mbps],
+        abused: [underRmbt.download?.mbps, underRmbt.upload?.mbps],
+      },
+      btest: {
+        base: [baseBtest.download?.mbps, baseBtest.upload?.mbps],
+        abused: [underBtest.download?.mbps, underBtest.upload?.mbps],
+      },
+      rssKb: { before: rss0, peak },
+      fds: { before: fd0, after: fd1 },
+      abuser: report,
+      measuredMs,
+    };
+    console.log(JSON.stringify(summary, null, 1));
+    // The measurements ran while the abuse lasted.
+    expect(measuredMs).toBeLessThan(abuseMs);
+    expect(underRmbt.status, JSON.stringify(underRmbt.error)).toBe('ok');
+    expect(underBtest.status, JSON.stringify(underBtest.error)).toBe('ok');
+    for (const [base, under] of [
+      [baseRmbt, underRmbt],
+      [baseBtest, underBtest],
+    ] as const) {
+      expect(within(under.download!.mbps, base.download!.mbps, 5), JSON.stringify(summary)).toBe(true);
+      expect(within(under.upload!.mbps, base.upload!.mbps, 5), JSON.stringify(summary)).toBe(true);
+    }
+    // Every abusive connection was closed by the servers, none later than the handshake deadline (+1 s).
+    expect(report.opened).toBeGreaterThanOrEqual(200);
+    expect(report.stillOpen).toBe(0);
+    expect(report.maxCloseMs).toBeLessThan((HANDSHAKE_S + 1) * 1000);
+    // Memory: bounded growth while serving hundreds of half-open connections; no descriptors left behind.
+    expect(peak.rmbt - rss0.rmbt).toBeLessThan(64 * 1024);
+    expect(peak.btest - rss0.btest).toBeLessThan(64 * 1024);
+    expect(fd1.rmbt).toBeLessThanOrEqual(fd0.rmbt);
+    expect(fd1.btest).toBeLessThanOrEqual(fd0.btest);
+  }, 180_000);
+});
