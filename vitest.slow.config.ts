@@ -9,5 +9,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     fileParallelism: false,
+    // the soak calls gc() before it reads RSS, so growth means retained memory, not garbage
+    execArgv: ['--expose-gc'],
   },
 });

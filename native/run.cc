@@ -103,7 +103,13 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
 Run::~Run() {
   forget(this);
   Shutdown();
+  CloseWake();
+}
+
+// Only on the JS thread, after the stream threads were joined (abort() checks wake_fd there too).
+void Run::CloseWake() {
   if (ctl_.wake_fd >= 0) close(ctl_.wake_fd);
+  ctl_.wake_fd = -1;
 }
 
 void Run::Shutdown() {
@@ -150,6 +156,9 @@ Napi::Value Run::Start(const Napi::CallbackInfo& info) {
 void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
   Join();
   forget(this);
+  // No thread uses the eventfd any more: close it now, not when the GC gets to this object (a busy
+  // server would otherwise hold one per finished run until then — the abuse test counts them).
+  CloseWake();
   // During env teardown (process or worker exit) the call may come with no env or callback, or with JS
   // no longer allowed to run; then there is nobody to tell and nothing may throw out of here.
   if (env == nullptr || cb.IsEmpty()) return;

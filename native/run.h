@@ -26,6 +26,7 @@ class Run : public Napi::ObjectWrap<Run>, public Stoppable {
   void OnAllDone(Napi::Env env, Napi::Function cb);
   void Deliver(Napi::Env env, Napi::Function cb);
   void Join();
+  void CloseWake();
 
   Job job_;
   std::vector<StreamSpec> specs_;

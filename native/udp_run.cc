@@ -50,8 +50,16 @@ UdpRun::UdpRun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpRun>(info) 
 UdpRun::~UdpRun() {
   forget(this);
   Shutdown();
+  CloseFds();
+}
+
+// The socket and the eventfd are closed as soon as both threads are done (not when the GC collects this
+// object: until then the port would stay bound and the descriptors counted). JS thread only.
+void UdpRun::CloseFds() {
   if (fd_ >= 0) close(fd_);
+  fd_ = -1;
   if (ctl_.wake_fd >= 0) close(ctl_.wake_fd);
+  ctl_.wake_fd = -1;
 }
 
 void UdpRun::Shutdown() {
@@ -95,6 +103,7 @@ void UdpRun::OnAllDone(Napi::Env env, Napi::Function cb) {
     if (t.joinable()) t.join();
   }
   forget(this);
+  CloseFds();
   if (env == nullptr || cb.IsEmpty()) return;
   try {
     auto points = [&](const std::vector<uint64_t>& v) {

@@ -18,6 +18,7 @@ class UdpRun : public Napi::ObjectWrap<UdpRun>, public Stoppable {
   void Shutdown() override;
 
  private:
+  void CloseFds();
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Abort(const Napi::CallbackInfo& info);
   Napi::Value Port(const Napi::CallbackInfo& info);

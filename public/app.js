@@ -131,6 +131,11 @@
         : `MQTT: ${m.last_error ? m.last_error.code : 'offline'}`
       : 'MQTT off';
     pill.title = m?.last_error ? m.last_error.message : m ? m.broker : 'no broker configured';
+    const se = status.store_error;
+    const banner = $('#store-error');
+    banner.hidden = !se;
+    if (se)
+      banner.textContent = `History not saved since ${when(se.at)}: ${se.code} — ${se.message}. ${se.lost_runs} run(s) shown live but not kept; runs are stored again once there is space.`;
     $('#run-all').disabled = Boolean(status.running) && status.queued.length + 1 >= status.targets.length;
     $('#footer').textContent =
       `bandwidth-probe ${status.version} · ${status.device_id} · engine ${status.engine}`;

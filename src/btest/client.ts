@@ -92,9 +92,16 @@ async function connect(p: BtestParams, signal?: AbortSignal): Promise<Channel> {
     signal?.addEventListener('abort', () => fail(new ProbeError('BP_ERR_ABORTED')), { once: true });
   });
   const ch = new Channel(sock);
-  const hello = await ch.readBytes(4, p.ioTimeoutMs);
-  if (!hello.equals(HELLO))
-    throw new ProbeError('BP_ERR_PROTOCOL', `expected the btest HELLO, got ${hello.toString('hex')}`);
+  // Not yet in the caller's list of connections: a server that never greets (or greets wrongly) must not
+  // leave this socket open behind a failed run (the fault soak counts descriptors).
+  try {
+    const hello = await ch.readBytes(4, p.ioTimeoutMs);
+    if (!hello.equals(HELLO))
+      throw new ProbeError('BP_ERR_PROTOCOL', `expected the btest HELLO, got ${hello.toString('hex')}`);
+  } catch (err) {
+    ch.close();
+    throw err;
+  }
   return ch;
 }
 

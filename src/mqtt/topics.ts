@@ -75,6 +75,8 @@ export interface TargetState {
   error: string | null;
   engine: string;
   run_id: number | null;
+  /** false when the history could not keep the run (disk full): it exists only in this message */
+  stored: boolean;
 }
 
 export type RunEventType = 'completed' | 'failed' | 'aborted';
@@ -105,6 +107,7 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
     error: r.error?.message ?? null,
     engine: r.engine,
     run_id: runId ?? null,
+    stored: runId !== undefined,
   };
 }
 

@@ -24,7 +24,16 @@ export type RunnerEvent =
   | { type: 'started'; target: string; trigger: Trigger; started_at: string }
   | { type: 'phase'; target: string; phase: string }
   | { type: 'progress'; target: string; direction: 'download' | 'upload'; mbps: number }
-  | { type: 'finished'; target: string; run_id?: number; result: RunResult };
+  | { type: 'finished'; target: string; run_id?: number; stored: boolean; result: RunResult };
+
+/** The last failed write to the history (disk full, read-only); cleared by the next stored run. */
+export interface StoreError {
+  code: string;
+  message: string;
+  at: string;
+  /** runs finished but not kept since the first failure */
+  lost_runs: number;
+}
 
 export interface MeasureCtx {
   engine: Engine;
@@ -137,8 +146,16 @@ export class Runner {
   }
 
   /** What runs now and what waits, for the page and the running sensors. */
-  status(): { running?: { target: string; phase: string; started_at: string }; queued: string[] } {
+  /** set while runs cannot be written to the history */
+  storeError: StoreError | undefined;
+
+  status(): {
+    running?: { target: string; phase: string; started_at: string };
+    queued: string[];
+    store_error?: StoreError;
+  } {
     return {
+      ...(this.storeError ? { store_error: this.storeError } : {}),
       ...(this.current
         ? {
             running: {
@@ -321,9 +338,20 @@ export class Runner {
     let runId: number | undefined;
     try {
       runId = this.d.store?.insert(result);
+      if (this.storeError) {
+        log?.info({ lost_runs: this.storeError.lost_runs }, 'history writable again');
+        this.storeError = undefined;
+      }
     } catch (err) {
-      // The disk is full or read-only: the run is reported but not kept; earlier runs stay intact.
+      // The disk is full or read-only: the run is reported (event, page, MQTT) but not kept; earlier runs
+      // stay intact (SQLite rolls the insert back) and the next run tries again.
       const e = toProbeError(err, 'BP_ERR_STORE');
+      this.storeError = {
+        code: e.code,
+        message: e.message,
+        at: new Date().toISOString(),
+        lost_runs: (this.storeError?.lost_runs ?? 0) + 1,
+      };
       log?.error({ code: e.code, err: e.message }, 'run not stored');
     }
     log?.info(
@@ -339,7 +367,13 @@ export class Runner {
       'run finished',
     );
     this.current = undefined;
-    this.emit({ type: 'finished', target: t.id, ...(runId !== undefined ? { run_id: runId } : {}), result });
+    this.emit({
+      type: 'finished',
+      target: t.id,
+      ...(runId !== undefined ? { run_id: runId } : {}),
+      stored: runId !== undefined,
+      result,
+    });
   }
 
   private safe<T>(f: () => T): T | undefined {

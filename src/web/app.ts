@@ -156,6 +156,7 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       mqtt: d.mqtt() ?? null,
       running: now.running ?? null,
       queued: now.queued,
+      store_error: now.store_error ?? null,
       targets: d.targets.map((t) => {
         const last = d.store.summaries({ target: t.id, limit: 1 })[0] ?? null;
         const next = d.scheduler.next(t.id);
@@ -240,7 +241,13 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     const send = (e: RunnerEvent | { type: 'hello'; running: unknown }) => {
       const data =
         e.type === 'finished'
-          ? { type: e.type, target: e.target, run_id: e.run_id ?? null, status: e.result.status }
+          ? {
+              type: e.type,
+              target: e.target,
+              run_id: e.run_id ?? null,
+              stored: e.stored,
+              status: e.result.status,
+            }
           : e;
       res.write(`event: ${e.type}\ndata: ${JSON.stringify(data)}\n\n`);
     };

@@ -68,7 +68,8 @@ if (open > 0) {
 }
 const byKind = {};
 for (const r of results) {
-  const k = (byKind[r.kind] ??= { n: 0, closed: 0, maxCloseMs: 0 });
+  byKind[r.kind] ??= { n: 0, closed: 0, maxCloseMs: 0 };
+  const k = byKind[r.kind];
   k.n++;
   if (r.closeMs >= 0) {
     k.closed++;
