@@ -73,9 +73,10 @@ const fdKinds = () => {
   }
   return out;
 };
-const rssMb = () => {
+const memMb = () => {
   (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().rss / 1048576;
+  const m = process.memoryUsage();
+  return { rss: m.rss / 1048576, heap: m.heapUsed / 1048576 };
 };
 
 let broker: Mosquitto;
@@ -213,7 +214,8 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
     const root = `bandwidth_probe/${svc.deviceId}`;
     const events = await Recorder.connect(broker.url, [`${root}/+/event`], `soak-events-${process.pid}`);
     const finished: number[] = [];
-    const samples: { n: number; rss: number; fds: number; kinds: Record<string, number> }[] = [];
+    const samples: { n: number; rss: number; heap: number; fds: number; kinds: Record<string, number> }[] =
+      [];
     let settle: NodeJS.Timeout | undefined;
     const off = svc.runner.on((e) => {
       if (e.type !== 'finished') return;
@@ -221,7 +223,7 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
       // Sampled between runs, once the finished run's sockets are gone.
       clearTimeout(settle);
       const n = finished.length;
-      settle = setTimeout(() => samples.push({ n, rss: rssMb(), fds: fdCount(), kinds: fdKinds() }), 150);
+      settle = setTimeout(() => samples.push({ n, ...memMb(), fds: fdCount(), kinds: fdKinds() }), 150);
     });
 
     const restarts = [Math.floor(RUNS / 3), Math.floor((2 * RUNS) / 3)];
@@ -241,7 +243,8 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
 
     const warm = samples.filter((s) => s.n >= WARM && s.n < WARM + 10);
     const end = samples.slice(-10);
-    const min = (xs: { rss: number; fds: number }[], k: 'rss' | 'fds') => Math.min(...xs.map((x) => x[k]));
+    const min = (xs: { rss: number; heap: number; fds: number }[], k: 'rss' | 'heap' | 'fds') =>
+      Math.min(...xs.map((x) => x[k]));
 
     // Stop the service: a run in progress ends as aborted, is stored and published like any other.
     await svc.close();
@@ -281,6 +284,7 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
       missing: missing.length,
       duplicated: dup.length,
       rss_mb: { warm: min(warm, 'rss').toFixed(1), end: min(end, 'rss').toFixed(1) },
+      heap_used_mb: { warm: min(warm, 'heap').toFixed(1), end: min(end, 'heap').toFixed(1) },
       fds: { before_start: fdsBefore, warm: min(warm, 'fds'), end: min(end, 'fds'), after_close: fdsAfter },
       fd_kinds: {
         warm: warm.find((x) => x.fds === min(warm, 'fds'))?.kinds,
