@@ -3,6 +3,7 @@ import { chownSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
+import { freePort } from './proc.js';
 import { tempDir } from './rmbt.js';
 
 /**
@@ -12,14 +13,6 @@ import { tempDir } from './rmbt.js';
  */
 export const BROKER_USER = 'probe';
 export const BROKER_PASSWORD = 'probe-secret';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function waitPort(port: number, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;

@@ -7,10 +7,11 @@
  * servers' memory must stay bounded, and every abusive connection must be closed by the servers'
  * handshake deadline.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runOutput, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -26,42 +27,11 @@ const children: ChildProcess[] = [];
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
 const inNs = (...args: string[]) => ip('netns', 'exec', NS, ...args);
 
-function daemon(args: string[], ready: RegExp): Promise<ChildProcess> {
-  return new Promise((res, rej) => {
-    const child = spawn('ip', ['netns', 'exec', NS, 'node', CLI, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let seen = '';
-    const timer = setTimeout(() => rej(new Error(`not ready: ${seen}`)), 15_000);
-    const on = (d: Buffer) => {
-      seen += d.toString();
-      if (ready.test(seen)) {
-        clearTimeout(timer);
-        res(child);
-      }
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code) => rej(new Error(`exited ${code}: ${seen}`)));
-  });
-}
+const daemon = async (args: string[], ready: RegExp): Promise<ChildProcess> =>
+  (await spawnReady('ip', ['netns', 'exec', NS, 'node', CLI, ...args], ready, children)).proc;
 
-function runInNs(cmd: string[], timeoutMs: number): Promise<string> {
-  return new Promise((res, rej) => {
-    const child = spawn('ip', ['netns', 'exec', NS, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (err += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0 || out.trim().startsWith('{')) res(out);
-      else rej(new Error(`${cmd.join(' ')} → ${code}: ${err.slice(-500)}`));
-    });
-  });
-}
+const runInNs = (cmd: string[], timeoutMs: number) =>
+  runOutput('ip', ['netns', 'exec', NS, ...cmd], timeoutMs);
 
 interface Res {
   status: string;

@@ -8,9 +8,8 @@
  * is published exactly once as an event (none lost, none duplicated, across the restarts); RSS after
  * gc() grows < 10 MB from the warmed-up service to the end; no file descriptors leak.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
-import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config/load.js';
@@ -19,6 +18,7 @@ import { type Service, startService } from '../../src/main.js';
 import type { RunEvent } from '../../src/mqtt/topics.js';
 import { Store } from '../../src/store/store.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
+import { freePort, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -28,33 +28,7 @@ const WARM = Math.min(20, Math.floor(RUNS / 4));
 const KEY = 'soak-shared-key-0123456789';
 const children: ChildProcess[] = [];
 
-function child(cmd: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
-  return new Promise((res, rej) => {
-    const proc = spawn('node', cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(proc);
-    let seen = '';
-    const timer = setTimeout(() => rej(new Error(`not ready: ${seen}`)), 20_000);
-    const on = (d: Buffer) => {
-      seen += d.toString();
-      const m = ready.exec(seen);
-      if (m) {
-        clearTimeout(timer);
-        res({ proc, match: m });
-      }
-    };
-    proc.stdout!.on('data', on);
-    proc.stderr!.on('data', on);
-    proc.once('exit', (code) => rej(new Error(`exited ${code}: ${seen}`)));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const child = (args: string[], ready: RegExp) => spawnReady('node', args, ready, children);
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 /** what the descriptors are: socket, pipe, anon_inode:[eventfd], a file… (counts per kind) */
