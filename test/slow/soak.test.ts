@@ -303,10 +303,11 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
     expect(strangers).toEqual([]);
     expect(min(end, 'rss') - min(warm, 'rss')).toBeLessThan(10);
     expect(min(end, 'heap') - min(warm, 'heap')).toBeLessThan(5);
-    // Descriptors: everything the service opened is closed again, and while it ran the count did not
-    // grow with the number of runs (a run in progress holds at most a few sockets: the samples are taken
-    // between runs, but the next one starts at once).
+    // Descriptors: everything the service opened is closed again (strict), and while it ran the count
+    // did not grow with the number of runs. The samples are taken between runs, but the next run starts
+    // at once and a run holds a few sockets, so the running check allows a handful; a leak of one per
+    // run or per few runs fails it.
     expect(fdsAfter).toBeLessThanOrEqual(fdsBefore);
-    expect(min(end, 'fds') - min(warm, 'fds')).toBeLessThanOrEqual(4);
+    expect(min(end, 'fds') - min(warm, 'fds')).toBeLessThanOrEqual(6);
   }, 3_600_000);
 });
