@@ -2,33 +2,17 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '../../src/btest/codec.js';
 import { measureBtest } from '../../src/btest/measure.js';
-import { BtestServer, type BtestServerOptions } from '../../src/btest/server.js';
+import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import type { Engine } from '../../src/engine/types.js';
+import { startBtestServer } from '../helpers/btest.js';
 import { ENGINES } from '../helpers/rmbt.js';
 
 const general = loadSettings().general;
 const client = (over: Record<string, string>) =>
   loadSettings({ flags: { btest: { duration: '1', io_timeout: '3', ...over } } }).btest;
 
-async function server(engine: Engine, over: Partial<BtestServerOptions> = {}): Promise<BtestServer> {
-  const s = new BtestServer({
-    host: '127.0.0.1',
-    port: 0,
-    udpPortStart: 30000 + Math.floor(Math.random() * 20000),
-    auth: 'ecsrp5',
-    user: 'admin',
-    password: 'secret',
-    maxSessions: 4,
-    maxDurationS: 30,
-    maxBytes: 0,
-    handshakeTimeoutMs: 2000,
-    engine,
-    ...over,
-  });
-  await s.start();
-  return s;
-}
+const server = startBtestServer;
 
 describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
   const engine = (() => {

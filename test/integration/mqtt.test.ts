@@ -1,13 +1,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BtestServer } from '../../src/btest/server.js';
+import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
 import { type Service, startService } from '../../src/main.js';
 import type { RunEvent, TargetState } from '../../src/mqtt/topics.js';
 import { ensureCert, type TlsCreds } from '../../src/rmbt/certs.js';
+import { startBtestServer } from '../helpers/btest.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -76,19 +77,7 @@ beforeAll(async () => {
   tlsCreds = await ensureCert(certDir);
   broker = new Mosquitto({ cert: tlsCreds.cert, key: tlsCreds.key });
   await broker.start();
-  btest = new BtestServer({
-    host: '127.0.0.1',
-    port: 0,
-    udpPortStart: 31000 + Math.floor(Math.random() * 20000),
-    auth: 'none',
-    user: 'x',
-    maxSessions: 4,
-    maxDurationS: 30,
-    maxBytes: 0,
-    handshakeTimeoutMs: 2000,
-    engine: new JsEngine(),
-  });
-  await btest.start();
+  btest = await startBtestServer(new JsEngine(), { auth: 'none', user: 'x' });
 });
 
 afterAll(async () => {

@@ -8,12 +8,13 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BtestServer } from '../../src/btest/server.js';
+import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
 import { type Service, startService } from '../../src/main.js';
 import type { RunnerEvent } from '../../src/runner/runner.js';
+import { startBtestServer } from '../helpers/btest.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -57,19 +58,7 @@ beforeAll(async () => {
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
   broker = new Mosquitto();
   await broker.start();
-  btest = new BtestServer({
-    host: '127.0.0.1',
-    port: 0,
-    udpPortStart: 32000 + Math.floor(Math.random() * 20000),
-    auth: 'none',
-    user: 'x',
-    maxSessions: 4,
-    maxDurationS: 30,
-    maxBytes: 0,
-    handshakeTimeoutMs: 2000,
-    engine: new JsEngine(),
-  });
-  await btest.start();
+  btest = await startBtestServer(new JsEngine(), { auth: 'none', user: 'x' });
   const settings = loadSettings({
     flags: {
       general: { data_dir: join(mnt, 'data'), log_level: 'silent', engine: 'native' },
