@@ -46,7 +46,7 @@ export function summaryText(r: RunResult): string {
   );
   if (r.rmbt)
     lines.push(
-      `Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : 'not submitted'}`,
+      `Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : r.rmbt.submit_skipped ? `not submitted: ${r.rmbt.submit_skipped}` : 'not submitted'}`,
     );
   lines.push(`Status    ${r.status}${r.error ? ` — ${r.error.code}: ${r.error.message}` : ''}`);
   return lines.join('\n');

@@ -37,6 +37,22 @@ export const rmbtSchema = {
     patternHint: 'an http:// or https:// URL such as https://host/RMBTControlServer',
     description: 'RMBT control server base URL. Either this or server+key.',
   },
+  control_api: {
+    type: 'enum',
+    values: ['open-rmbt', 'specure'],
+    default: 'open-rmbt',
+    description:
+      "The control server's API: open-rmbt (RTR-Netztest and its forks) or specure (Specure's ONT platform, e.g. Nettfart: calls under /mobile/).",
+  },
+  control_headers: {
+    type: 'str',
+    optional: true,
+    maxLength: 1024,
+    pattern: /^\s*[A-Za-z0-9-]+\s*:[^;\r\n]*(;\s*[A-Za-z0-9-]+\s*:[^;\r\n]*)*;?\s*$/,
+    patternHint: 'Name: value pairs separated by ; such as "X-Nettest-Client: nt"',
+    description:
+      'Extra HTTP headers for every control server call, as "Name: value" pairs separated by ";" (Specure deployments need their tenant in X-Nettest-Client).',
+  },
   server: {
     type: 'str',
     optional: true,
@@ -133,7 +149,33 @@ export const rmbtSchema = {
   tls_insecure: {
     type: 'bool',
     default: false,
-    description: 'Accept any TLS certificate from control and measurement servers (self-signed LAN servers).',
+    description:
+      "Accept any TLS certificate from the control server (a self-signed LAN control server). The measurement server's is governed by measurement_tls_verify.",
+  },
+  measurement_tls_verify: {
+    type: 'bool',
+    default: false,
+    description:
+      "Verify the measurement server's TLS certificate. Off by RMBT convention: the signed token authenticates the test, and every reference client trusts any certificate there.",
+  },
+  trust_result_url: {
+    type: 'bool',
+    default: false,
+    description:
+      "Post results to the control server's result_url even when it is on another scheme or host than the control server.",
+  },
+  network_type: {
+    type: 'enum',
+    values: ['auto', 'lan', 'ethernet', 'wlan'],
+    default: 'auto',
+    description:
+      'What the result tells the operator about the access network: auto reads the interface the test used (Ethernet, WLAN, else LAN).',
+  },
+  loop_mode: {
+    type: 'bool',
+    default: true,
+    description:
+      'Mark scheduled runs as loop-mode (automated) tests to the control server, as its operators ask; manual runs are never marked.',
   },
   tls_ca: {
     type: 'str',

@@ -133,13 +133,26 @@ export interface RunResult {
     client_uuid?: string;
     submitted: boolean;
     submit_error?: string;
+    /** why the result was deliberately not sent (e.g. a failed run, which RTR's control server discards) */
+    submit_skipped?: string;
+    /** where it was sent */
+    result_url?: string;
+    /** the control server that handed out the test (a family-pinned one when ip_version is 4 or 6) */
+    control_url?: string;
+    /** the client address the control server saw (the operator files the test under it) */
+    client_ip?: string;
+    /** loop-mode test of a scheduled series (F8) */
+    loop_uuid?: string;
+    loop_counter?: number;
+    /** the network_type code sent (98 LAN, 99 WLAN, 106 Ethernet) */
+    network_type?: number;
   };
 }
 
 export interface PingSample {
   clientNs: number;
   serverNs: number;
-  /** offset of this ping from the start of the ping phase */
+  /** offset of this ping from the start of the test (CTRL PingRequest: "relative time from the start of the test") */
   timeNs: number;
 }
 

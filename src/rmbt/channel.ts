@@ -195,6 +195,32 @@ export class Channel implements DataStream {
     );
   }
 
+  /**
+   * The first n payload bytes without taking them (they stay for the line reader or the engine). Used
+   * to tell an `ERR` answer from chunk data before a bulk phase starts (F17).
+   */
+  peekBytes(n: number, timeoutMs: number): Promise<Buffer> {
+    return this.waitFor(
+      () => {
+        if (this.pendingLen < n) return undefined;
+        if (this.pending.length > 1) this.pending = [Buffer.concat(this.pending)];
+        return Buffer.from(this.pending[0]!.subarray(0, n));
+      },
+      timeoutMs,
+      'data',
+    );
+  }
+
+  /** Whether anything arrives within timeoutMs (false on silence; errors still throw). */
+  async hasData(timeoutMs: number): Promise<boolean> {
+    try {
+      return await this.waitFor(() => (this.pendingLen > 0 ? true : undefined), timeoutMs, 'data');
+    } catch (err) {
+      if ((err as ProbeError).code === 'BP_ERR_TIMEOUT') return false;
+      throw err;
+    }
+  }
+
   writeLine(line: string): void {
     const payload = Buffer.from(`${line}\n`, 'latin1');
     this.socket.write(this.wsRole ? encodeFrame(OP_TEXT, payload, this.wsRole === 'client') : payload);

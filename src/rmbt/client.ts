@@ -5,7 +5,13 @@ import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
 import type { Channel } from './channel.js';
 import { parseTime } from './lines.js';
-import { type ConnectOptions, type ConnectTiming, connectRmbt, type RmbtConnection } from './transport.js';
+import {
+  type ConnectOptions,
+  type ConnectTiming,
+  connectRmbt,
+  type RmbtConnection,
+  type Transport,
+} from './transport.js';
 
 /**
  * The RMBT client phases (specs/rmbt.md §1, §4): init, download pre-test, ping, download, upload
@@ -46,6 +52,8 @@ export interface DirectionRaw {
   chunkSize: number;
   /** server TIME per thread (download: send time + RTT; upload: final TIME) */
   serverNs: number[];
+  /** when the phase's first command went out, ns after the test started (result `time_dl_ns`/`time_ul_ns`) */
+  startNs: number;
 }
 
 export interface RmbtRaw {
@@ -59,10 +67,22 @@ export interface RmbtRaw {
   engines: Set<EngineKind>;
   /** time the test started (ms since the epoch) */
   startedMs: number;
+  /** the transport the connections really used (differs from the asked one after an RMBT upgrade, F3) */
+  transport?: Transport;
+  /** local and server address of the first connection (result `test_ip_local`/`test_ip_server`, F13) */
+  localIp?: string;
+  serverIp?: string;
+  /** every payload byte of the test, pre-tests included (`test_total_bytes_*`) */
+  totalBytes: { download: number; upload: number };
 }
 
 /** Max pings (§4.2). */
 const MAX_PINGS = 200;
+/**
+ * Upload chunks stay at or below 512 KiB, as RTR's own CLI caps them: servers that look for the
+ * terminator byte per read() would otherwise see a false end in random payload (F15).
+ */
+export const MAX_UPLOAD_CHUNK = 512 * 1024;
 /** Record a point at most every 10 ms (WS and PYC use 40 ms; finer points make t* interpolation tighter). */
 const SAMPLE_NS = 10_000_000;
 
@@ -83,6 +103,7 @@ export function newRaw(): RmbtRaw {
     singleThreadFallback: false,
     engines: new Set(),
     startedMs: Date.now(),
+    totalBytes: { download: 0, upload: 0 },
   };
 }
 
@@ -98,27 +119,43 @@ export async function runRmbtTest(
   const { signal } = opt;
   const emit = (e: RmbtEvent) => opt.onEvent?.(e);
   const n = Math.max(1, p.forceThreads ?? p.maxThreads);
-  const conns: RmbtConnection[] = [];
+  const testStart = hr();
+  const since = () => Number(hr() - testStart);
+  let conns: RmbtConnection[] = [];
   const onAbort = () => {
     for (const c of conns) c.channel.close();
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    // Phase 1: init — n connections, each with the token (§3.1; the token is re-sent on every connection).
-    emit({ type: 'phase', phase: 'init' });
-    const settled = await Promise.allSettled(
-      Array.from({ length: n }, () => connectRmbt({ ...p.connect, ...(signal ? { signal } : {}) }, p.token)),
-    );
+  let connect = { ...p.connect, ...(signal ? { signal } : {}) };
+  /** k more connections, each with the token (§3.1: the token is re-sent on every connection). */
+  const open = async (k: number) => {
+    const settled = await Promise.allSettled(Array.from({ length: k }, () => connectRmbt(connect, p.token)));
     for (const s of settled) if (s.status === 'fulfilled') conns.push(s.value);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw toProbeError(failed.reason);
-    raw.version = conns[0]!.version;
-    raw.connections = conns.map((c, i) => ({ stream: i, ...c.timing }));
-    const limits = conns[0]!.chunk;
+    for (const c of conns.slice(conns.length - k))
+      raw.connections.push({ stream: raw.connections.length, ...c.timing });
+  };
+  try {
+    // Phase 1: init. When the server type leaves open whether the server speaks first (F3), the first
+    // connection finds out alone and the others follow what it found.
+    emit({ type: 'phase', phase: 'init' });
+    if (connect.detectUpgrade) {
+      await open(1);
+      connect = { ...connect, transport: conns[0]!.transport, detectUpgrade: false };
+      await open(n - 1);
+    } else await open(n);
+    const first = conns[0]!;
+    raw.version = first.version;
+    raw.transport = first.transport;
+    raw.localIp = first.channel.socket.localAddress;
+    raw.serverIp = first.channel.socket.remoteAddress;
+    const limits = first.chunk;
 
     // Phase 2: download pre-test on every connection.
     emit({ type: 'phase', phase: 'pretest_download' });
     const dlPre = await Promise.all(conns.map((c) => pretest(c, 'download', p, opt)));
+    raw.totalBytes.download += dlPre.reduce((a, r) => a + r.bytes, 0);
     const dlBps = dlPre.reduce((a, r) => a + r.bps, 0);
     let kDown = p.forceThreads ?? Math.min(n, threadsFor(dlBps, 'download'));
     if (!p.forceThreads && dlPre[0]!.chunks <= 4) {
@@ -128,26 +165,35 @@ export async function runRmbtTest(
     }
     const csDown = chunkFor(dlBps, limits);
     opt.log?.debug({ dlBps, kDown, csDown }, 'download pre-test');
+    // Connections the download does not use are closed rather than left idle through ping and download:
+    // both reference servers drop a connection idle for 30 s (F16; spec Phase 2 terminates the extras).
+    const spare = conns.splice(kDown);
+    await Promise.all(spare.map((c) => quit(c.channel)));
 
     // Phase 3: ping on the first connection.
     emit({ type: 'phase', phase: 'ping' });
-    raw.pings = await ping(conns[0]!.channel, p, emit);
+    raw.pings = await ping(first.channel, p, emit, testStart);
 
     // Phase 4: download.
     emit({ type: 'phase', phase: 'download' });
-    raw.download = await download(conns.slice(0, kDown), csDown, p, opt, emit, raw.engines);
+    raw.download = await download(conns, csDown, p, opt, emit, raw.engines, since());
+    raw.totalBytes.download += raw.download.totals.reduce((a, b) => a + b, 0);
 
-    // Phase 5: upload pre-test.
+    // Phase 5: upload pre-test, on as many connections as the init opened (fresh ones replace the spares).
     emit({ type: 'phase', phase: 'pretest_upload' });
+    const nUp = raw.singleThreadFallback ? 1 : n;
+    if (conns.length < nUp) await open(nUp - conns.length);
     const ulPre = await Promise.all(conns.map((c) => pretest(c, 'upload', p, opt)));
+    raw.totalBytes.upload += ulPre.reduce((a, r) => a + r.bytes, 0);
     const ulBps = ulPre.reduce((a, r) => a + r.bps, 0);
     const kUp = p.forceThreads ?? (raw.singleThreadFallback ? 1 : Math.min(n, threadsFor(ulBps, 'upload')));
-    const csUp = chunkFor(ulBps, limits);
+    const csUp = Math.min(MAX_UPLOAD_CHUNK, chunkFor(ulBps, limits));
     opt.log?.debug({ ulBps, kUp, csUp }, 'upload pre-test');
 
     // Phase 6: upload.
     emit({ type: 'phase', phase: 'upload' });
-    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit, raw.engines);
+    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit, raw.engines, since());
+    raw.totalBytes.upload += raw.upload.totals.reduce((a, b) => a + b, 0);
 
     await Promise.all(conns.map((c) => quit(c.channel)));
     emit({ type: 'phase', phase: 'end' });
@@ -158,6 +204,7 @@ export async function runRmbtTest(
   } finally {
     signal?.removeEventListener('abort', onAbort);
     for (const c of conns) c.channel.close();
+    conns = [];
   }
 }
 
@@ -207,6 +254,19 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
       `the server closed the connection before the first ${job.framing.chunkSize}-byte chunk; it refuses this chunk size or dropped the connection`,
     );
   }
+  if (
+    job.mode === 'receive' &&
+    job.framing.kind === 'rmbt' &&
+    bad.bytes > 0 &&
+    bad.bytes < job.framing.chunkSize &&
+    (bad.error.code === 'BP_ERR_STALLED' || bad.error.code === 'BP_ERR_TIMEOUT')
+  ) {
+    // A few bytes and then silence: an answer line (RUSTD's `ERR` and its next ACCEPT) instead of data.
+    return new ProbeError(
+      'BP_ERR_RMBT_SERVER',
+      `the server sent ${bad.bytes} bytes instead of a ${job.framing.chunkSize}-byte chunk and went quiet: an ERR answer (a duration, count or chunk size outside its limits)`,
+    );
+  }
   return ProbeError.fromJSON(bad.error);
 }
 
@@ -218,14 +278,22 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
 async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTestParams, opt: RunOptions) {
   const { channel } = c;
   const end = hr() + BigInt(Math.round(p.pretestS * 1e9));
+  // Upload chunks never grow past MAX_UPLOAD_CHUNK (F15), pre-test included.
+  const maxCs = c.chunk.dynamic
+    ? dir === 'upload'
+      ? Math.min(c.chunk.max, MAX_UPLOAD_CHUNK)
+      : c.chunk.max
+    : 0;
   let n = 1;
   let cs = c.chunk.def;
   let chunks = 0;
   let bps = 0;
+  let total = 0;
   do {
     const bytes = n * cs;
     if (dir === 'download') {
       channel.writeLine(`GETCHUNKS ${n}${csArg(c, cs)}`);
+      await dataOrErr(channel, 'GETCHUNKS', cs, p, opt.engine);
       const out = await runJob(opt.engine, [channel], receiveJob(cs, p, 30), opt.signal);
       if (out[0]!.bytes !== bytes)
         throw new ProbeError('BP_ERR_RMBT_CHUNKSIZE', `asked for ${bytes} bytes, got ${out[0]!.bytes}`);
@@ -239,11 +307,47 @@ async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTes
     const t = parseTime(await channel.readLine(p.ioTimeoutMs));
     expectAccept(await channel.readLine(p.ioTimeoutMs));
     chunks += n;
+    total += bytes;
     if (t.ns > 0) bps = (bytes * 8 * 1e9) / t.ns;
     if (n < 8) n *= 2;
-    else cs = Math.min(cs * 2, c.chunk.dynamic ? c.chunk.max : cs);
+    else cs = c.chunk.dynamic ? Math.max(cs, Math.min(cs * 2, maxCs)) : cs;
   } while (hr() < end);
-  return { bps, chunks, cs };
+  return { bps, chunks, cs, bytes: total };
+}
+
+/**
+ * Waits for the first bytes after GETCHUNKS/GETTIME and tells an `ERR` line from chunk data: the Rust
+ * server answers ERR and keeps the connection to a count, duration or chunk size outside its limits
+ * (F17; RUSTD commands.rs), which the framing would otherwise read as the start of a chunk. RMBTD
+ * closes silently instead (§3.2), which is said as a refused chunk size.
+ */
+async function dataOrErr(
+  ch: Channel,
+  cmd: string,
+  cs: number,
+  p: RmbtTestParams,
+  engine: Engine,
+): Promise<void> {
+  // A WebSocket frame read here would stay half-decoded in JS and keep the native loop from taking the
+  // socket; there the engine's outcome is classified afterwards instead (firstError).
+  if (ch.wsRole && engine.kind === 'native') return;
+  const head = await ch.peekBytes(4, p.ioTimeoutMs).catch((err: ProbeError) => {
+    if (err.code === 'BP_ERR_PEER_CLOSED')
+      throw new ProbeError(
+        'BP_ERR_RMBT_CHUNKSIZE',
+        `the server closed the connection after ${cmd} before sending data; it refuses the chunk size ${cs} or dropped the connection`,
+      );
+    if (err.code === 'BP_ERR_TIMEOUT')
+      throw new ProbeError('BP_ERR_STALLED', `no data within ${p.ioTimeoutMs} ms after ${cmd}`);
+    throw err;
+  });
+  if (head.toString('latin1') === 'ERR\n') {
+    await ch.readLine(p.ioTimeoutMs);
+    throw new ProbeError(
+      'BP_ERR_RMBT_SERVER',
+      `the server answered ERR to ${cmd} (a duration, count or chunk size of ${cs} outside its limits)`,
+    );
+  }
 }
 
 async function expectLine(ch: Channel, want: string, timeoutMs: number): Promise<void> {
@@ -310,7 +414,12 @@ async function runJob(
  * at least `pingMinS` seconds, at most 200. Client time runs from sending PING to receiving PONG; the
  * server's TIME is the figure RMBT reports.
  */
-async function ping(ch: Channel, p: RmbtTestParams, emit: (e: RmbtEvent) => void): Promise<PingSample[]> {
+async function ping(
+  ch: Channel,
+  p: RmbtTestParams,
+  emit: (e: RmbtEvent) => void,
+  testStart: bigint,
+): Promise<PingSample[]> {
   const out: PingSample[] = [];
   const start = hr();
   const minEnd = start + BigInt(Math.round(p.pingMinS * 1e9));
@@ -322,7 +431,8 @@ async function ping(ch: Channel, p: RmbtTestParams, emit: (e: RmbtEvent) => void
     ch.writeLine('OK');
     const t = parseTime(await ch.readLine(p.ioTimeoutMs));
     expectAccept(await ch.readLine(p.ioTimeoutMs));
-    out.push({ clientNs: Number(t2 - t1), serverNs: t.ns, timeNs: Number(t1 - start) });
+    // time_ns: "relative time from the start of the test" (CTRL PingRequest; F13), not of the ping phase
+    out.push({ clientNs: Number(t2 - t1), serverNs: t.ns, timeNs: Number(t1 - testStart) });
     emit({ type: 'ping', ms: t.ns / 1e6 });
   }
   return out;
@@ -358,6 +468,7 @@ async function download(
   opt: RunOptions,
   emit: (e: RmbtEvent) => void,
   kinds: Set<EngineKind>,
+  startNs: number,
 ): Promise<DirectionRaw> {
   const t0: bigint[] = [];
   for (const c of conns) {
@@ -365,6 +476,7 @@ async function download(
     t0.push(hr());
   }
   const channels = conns.map((c) => c.channel);
+  await Promise.all(channels.map((ch) => dataOrErr(ch, 'GETTIME', cs, p, opt.engine)));
   const out = await runJob(
     opt.engine,
     channels,
@@ -382,7 +494,13 @@ async function download(
       return t.ns;
     }),
   );
-  return { threads: out.map((o) => o.points), totals: out.map((o) => o.bytes), chunkSize: cs, serverNs };
+  return {
+    threads: out.map((o) => o.points),
+    totals: out.map((o) => o.bytes),
+    chunkSize: cs,
+    serverNs,
+    startNs,
+  };
 }
 
 /**
@@ -398,6 +516,7 @@ async function upload(
   opt: RunOptions,
   emit: (e: RmbtEvent) => void,
   kinds: Set<EngineKind>,
+  startNs: number,
 ): Promise<DirectionRaw> {
   const channels = conns.map((c) => c.channel);
   const t0 = await Promise.all(
@@ -438,6 +557,7 @@ async function upload(
     totals: out.map((o) => o.bytes),
     chunkSize: cs,
     serverNs: feedback.map((f) => f.finalNs),
+    startNs,
   };
 }
 

@@ -5,18 +5,22 @@ import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
+import { accessNetwork, interfaceOf, NETWORK_TYPE_CODE } from '../util/netif.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
 import {
   type ControlOptions,
+  ControlStateStore,
+  type LoopInfo,
+  pinnedBase,
   registerClient,
   requestTest,
+  resultTarget,
   submitResult,
   type TransportWish,
-  UuidStore,
 } from './control.js';
 import { resultBody, rmbtFigures } from './report.js';
 import { makeToken } from './token.js';
-import { type Transport, transportFor, usesTls } from './transport.js';
+import { resolveSource, type Transport, transportFor, usesTls } from './transport.js';
 
 export interface MeasureContext {
   engine: Engine;
@@ -25,6 +29,11 @@ export interface MeasureContext {
   signal?: AbortSignal;
   onEvent?: (e: RmbtEvent) => void;
   targetId?: string;
+  /**
+   * The run is automated (a schedule or the service's start), at about this many minutes apart: the
+   * control server is told it is a loop-mode test (F8). Absent for runs a person started.
+   */
+  automated?: { everyMin: number };
 }
 
 /** Splits `host:port` / `[v6]:port` / `host`. */
@@ -41,6 +50,16 @@ function wishFor(t: RmbtSettings['transport']): TransportWish {
   return 'auto';
 }
 
+/** `Name: value; Name2: value` (the settings pattern checked the shape already). */
+export function parseHeaders(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (text ?? '').split(';')) {
+    const i = part.indexOf(':');
+    if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+  }
+  return out;
+}
+
 interface Plan {
   params: RmbtTestParams;
   server: RunResult['server'];
@@ -48,45 +67,123 @@ interface Plan {
   rmbt?: RunResult['rmbt'];
 }
 
-/** Control-server mode: register, ask for a test, wait test_wait, then go (§6). */
+/**
+ * Control-server mode (§6): register, ask for a test, wait test_wait, then go. Every control call goes
+ * over the measurement's IP family and source address, and with ip_version 4 or 6 to the family-pinned
+ * control server the settings answer names, so the token (v2: bound to the address the control server
+ * saw) and the operator's record (public IP, provider) belong to the measured path (F1/F9).
+ */
 async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOptions): Promise<Plan> {
-  const store = new UuidStore(s.client_uuid_file ?? join(ctx.general.data_dir, 'rmbt-client-uuid.json'));
-  const known = store.get(s.control_url!);
-  const uuid = await registerClient(ctl, known, s.accept_terms);
-  if (uuid !== known) store.set(s.control_url!, uuid);
-  const t = await requestTest(ctl, uuid, wishFor(s.transport), {
+  const controlUrl = s.control_url!;
+  const state = new ControlStateStore(
+    s.client_uuid_file ?? join(ctx.general.data_dir, 'rmbt-client-uuid.json'),
+  );
+  const known = state.get(controlUrl);
+  const reg = await registerClient(ctl, known, s.accept_terms);
+  if (reg.uuid !== known.uuid || reg.termsVersion !== known.termsVersion) {
+    state.update(controlUrl, (r) => ({
+      ...r,
+      uuid: reg.uuid,
+      ...(reg.termsVersion !== undefined && s.accept_terms ? { termsVersion: reg.termsVersion } : {}),
+    }));
+  }
+  const pinned =
+    s.ip_version === '4'
+      ? pinnedBase(controlUrl, reg.controlV4)
+      : s.ip_version === '6'
+        ? pinnedBase(controlUrl, reg.controlV6)
+        : undefined;
+  const ctlTest: ControlOptions = pinned ? { ...ctl, baseUrl: pinned } : ctl;
+  if (pinned) ctx.log?.debug({ control: pinned }, `IPv${s.ip_version}-only control server`);
+  const loopKey = ctx.targetId ?? 'rmbt';
+  const loop: LoopInfo | undefined =
+    ctx.automated && s.loop_mode
+      ? {
+          counter: (known.loops?.[loopKey]?.counter ?? 0) + 1,
+          maxDelayMin: Math.max(1, Math.round(ctx.automated.everyMin)),
+          ...(known.loops?.[loopKey]?.loopUuid ? { loopUuid: known.loops[loopKey].loopUuid } : {}),
+        }
+      : undefined;
+  const t = await requestTest(ctlTest, reg.uuid, wishFor(s.transport), {
     ...(s.threads ? { threads: s.threads } : {}),
     ipVersion: s.ip_version,
+    ...(loop ? { loop } : {}),
   });
+  if (loop) {
+    state.update(controlUrl, (r) => ({
+      ...r,
+      loops: {
+        ...r.loops,
+        [loopKey]: {
+          counter: loop.counter,
+          ...((t.loopUuid ?? loop.loopUuid) ? { loopUuid: t.loopUuid ?? loop.loopUuid } : {}),
+        },
+      },
+    }));
+  }
+  // Forced threads never exceed what the server granted (F11): operators see both figures.
+  let threads = s.threads || undefined;
+  if (threads && threads > t.threads) {
+    ctx.log?.warn(
+      { threads, granted: t.threads },
+      `threads ${threads} is more than the control server grants; measuring with ${t.threads}`,
+    );
+    threads = t.threads;
+  }
   const transport = transportFor(t.type, t.encryption);
   const port = s.port ?? t.port;
+  if (t.typeAssumed)
+    ctx.log?.debug({ type: t.type }, 'the control server named no server type; using the one asked for');
   if (t.waitS > 0) {
     ctx.log?.info({ wait_s: t.waitS }, 'control server asked to wait before the test');
     await new Promise((r) => setTimeout(r, t.waitS * 1000));
   }
+  const target = resultTarget(ctlTest, controlUrl, t.resultUrl, s.trust_result_url);
+  if (t.resultUrl && target !== t.resultUrl)
+    ctx.log?.warn(
+      { result_url: t.resultUrl, used: target },
+      'result_url is not on the control server; posting to the control server instead (trust_result_url)',
+    );
+  const params = baseParams(s, { host: t.host, port, transport }, t.token, t.duration, t.threads, t.pings);
+  if (threads) params.forceThreads = threads;
+  else delete params.forceThreads;
+  // `RMBT` is server-first to RMBTD and the legacy server but upgrade-only to the Rust server (F3).
+  if (t.type === 'RMBT') params.connect.detectUpgrade = true;
   return {
-    params: baseParams(s, { host: t.host, port, transport }, t.token, t.duration, t.threads, t.pings),
+    params,
     server: { host: t.host, port, transport, encryption: t.encryption, ...(t.name ? { name: t.name } : {}) },
     rmbt: {
       submitted: false,
-      client_uuid: uuid,
+      client_uuid: reg.uuid,
+      control_url: ctlTest.baseUrl,
       ...(t.testUuid ? { test_uuid: t.testUuid } : {}),
       ...(t.openTestUuid ? { open_test_uuid: t.openTestUuid } : {}),
+      ...(t.clientIp ? { client_ip: t.clientIp } : {}),
+      ...(loop ? { loop_counter: loop.counter } : {}),
+      ...((t.loopUuid ?? loop?.loopUuid) ? { loop_uuid: t.loopUuid ?? loop?.loopUuid } : {}),
     },
     ...(s.submit_results
       ? {
-          submit: (raw, result) =>
-            submitResult(
-              ctl,
-              t.resultUrl,
+          submit: async (raw, result) => {
+            const networkType =
+              NETWORK_TYPE_CODE[
+                s.network_type === 'auto' ? accessNetwork(interfaceOf(raw.localIp)) : s.network_type
+              ];
+            result.rmbt!.network_type = networkType;
+            result.rmbt!.result_url = target;
+            await submitResult(
+              ctlTest,
+              target,
               resultBody(raw, result, {
                 token: t.token,
-                clientUuid: uuid,
+                clientUuid: reg.uuid,
                 port,
                 encryption: t.encryption,
+                networkType,
                 ...(t.testUuid ? { testUuid: t.testUuid } : {}),
               }),
-            ),
+            );
+          },
         }
       : {}),
   };
@@ -125,7 +222,8 @@ function baseParams(
       ...where,
       ipVersion: s.ip_version,
       ...(s.source_address ? { source: s.source_address } : {}),
-      tls: { insecure: s.tls_insecure, ...(s.tls_ca ? { ca: readCa(s.tls_ca) } : {}) },
+      // The measurement server's certificate is checked only on request (F5, specs/rmbt.md §2.2).
+      tls: { insecure: !s.measurement_tls_verify, ...(s.tls_ca ? { ca: readCa(s.tls_ca) } : {}) },
       timeoutMs: s.io_timeout * 1000,
     },
     token,
@@ -166,11 +264,16 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
     if (!s.control_url && !(s.server && s.key)) {
       throw new ProbeError('BP_ERR_CONFIG', 'set control_url, or server and key for direct mode');
     }
+    const localAddress = resolveSource(s.source_address, s.ip_version);
     const ctl: ControlOptions | undefined = s.control_url
       ? {
           baseUrl: s.control_url,
+          api: s.control_api,
+          headers: parseHeaders(s.control_headers),
           tls: { insecure: s.tls_insecure, ...(s.tls_ca ? { ca: readCa(s.tls_ca) } : {}) },
           timeoutMs: s.io_timeout * 1000,
+          ...(s.ip_version !== 'any' ? { family: Number(s.ip_version) as 4 | 6 } : {}),
+          ...(localAddress ? { localAddress } : {}),
           ...(ctx.signal ? { signal: ctx.signal } : {}),
         }
       : undefined;
@@ -192,6 +295,8 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   }
   Object.assign(result, rmbtFigures(raw));
   if (raw.version) result.server.version = raw.version;
+  if (raw.transport) result.server.transport = raw.transport;
+  if (raw.serverIp) result.server.address = raw.serverIp;
   // The engine that really moved the bytes: native only if every bulk phase ran natively.
   result.engine = raw.engines.size === 0 ? ctx.engine.kind : raw.engines.has('js') ? 'js' : 'native';
   if (ctx.engine.kind === 'native' && result.engine === 'js') {
@@ -207,13 +312,19 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   result.cpu.local_percent =
     wallMs > 0 ? Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10 : 0;
   result.finished_at = new Date().toISOString();
-  if (plan?.submit && result.status !== 'aborted' && result.rmbt) {
-    try {
-      await plan.submit(raw, result);
-      result.rmbt.submitted = true;
-    } catch (err) {
-      result.rmbt.submit_error = toProbeError(err).message;
-      ctx.log?.warn({ err: result.rmbt.submit_error }, 'result submission failed');
+  if (plan?.submit && result.rmbt) {
+    if (result.status !== 'ok') {
+      // RTR's control server answers a failed test (test_status 1) with an empty error list and stores
+      // nothing (F14: ResultServiceImpl), so a failed or aborted run is not filed as if it had been.
+      result.rmbt.submit_skipped = `the run ${result.status === 'aborted' ? 'was aborted' : 'failed'}; control servers discard such results`;
+    } else {
+      try {
+        await plan.submit(raw, result);
+        result.rmbt.submitted = true;
+      } catch (err) {
+        result.rmbt.submit_error = toProbeError(err).message;
+        ctx.log?.warn({ err: result.rmbt.submit_error }, 'result submission failed');
+      }
     }
   }
   return result;

@@ -52,10 +52,16 @@ export async function serveSession(
       ch.writeLine('ERR');
       throw new ProbeError('BP_ERR_PROTOCOL', `expected TOKEN, got ${JSON.stringify(line.slice(0, 60))}`);
     }
-    const check = checkToken(c.token, lim.keys);
+    // A v2 token is bound to the address the control server saw; check it against this connection's.
+    const check = checkToken(c.token, lim.keys, Date.now(), ch.socket.remoteAddress);
     if (!check.ok) {
       ch.writeLine('ERR');
-      throw new ProbeError('BP_ERR_RMBT_TOKEN', `token refused (${check.reason})`);
+      throw new ProbeError(
+        'BP_ERR_RMBT_TOKEN',
+        check.reason === 'ip'
+          ? `token refused: issued for another client address than ${ch.socket.remoteAddress}`
+          : `token refused (${check.reason})`,
+      );
     }
     if (lim.onToken && !lim.onToken()) {
       ch.writeLine('ERR');

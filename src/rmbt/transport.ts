@@ -53,7 +53,16 @@ export interface ConnectOptions {
   tls: TlsOptions;
   timeoutMs: number;
   signal?: AbortSignal;
+  /**
+   * plain/tls only: the control server said `RMBT`, which means a server-first server to RMBTD and the
+   * legacy server but an HTTP-Upgrade-only one to the Rust server (F3). Listen first; if no greeting
+   * comes within GREETING_WAIT_MS, send the HTTP Upgrade and go on as http/https.
+   */
+  detectUpgrade?: boolean;
 }
+
+/** How long a connection waits for a server-first greeting before it asks for the upgrade (F3). */
+export const GREETING_WAIT_MS = 1000;
 
 export interface ConnectTiming {
   connect_ms: number;
@@ -135,6 +144,8 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
     const secure = tls.connect({
       socket: sock,
       servername: net.isIP(o.host) ? undefined : o.host,
+      // The measurement server's certificate is verified only when asked (F5): the token authenticates
+      // the test, and every reference client trusts any certificate there (specs/rmbt.md §2.2).
       rejectUnauthorized: !o.tls.insecure,
       ...(o.tls.ca ? { ca: [...tls.rootCertificates, o.tls.ca.toString()] } : {}),
       // RMBTD sets TLS >= 1.2 (§2.2)
@@ -221,6 +232,8 @@ async function upgradeWs(ch: Channel, o: ConnectOptions): Promise<void> {
 
 export interface RmbtConnection {
   channel: Channel;
+  /** the transport the connection really uses (http/https when `detectUpgrade` had to upgrade) */
+  transport: Transport;
   timing: ConnectTiming & { ready_ms: number };
   version: string;
   chunk: ChunkLimits;
@@ -236,6 +249,13 @@ export async function connectRmbt(o: ConnectOptions, token: string): Promise<Rmb
   const abort = () => channel.close();
   o.signal?.addEventListener('abort', abort, { once: true });
   try {
+    let transport = o.transport;
+    if (o.detectUpgrade && !upgradeKind(transport) && !(await channel.hasData(GREETING_WAIT_MS))) {
+      const t1 = process.hrtime.bigint();
+      await upgradeHttp(channel, o);
+      timing.upgrade_ms = ms(t1, process.hrtime.bigint());
+      transport = usesTls(transport) ? 'https' : 'http';
+    }
     const version = parseGreeting(await channel.readLine(o.timeoutMs));
     const accept = await channel.readLine(o.timeoutMs);
     if (!accept.startsWith('ACCEPT') || !accept.includes('TOKEN')) {
@@ -262,7 +282,7 @@ export async function connectRmbt(o: ConnectOptions, token: string): Promise<Rmb
     if (!next.startsWith('ACCEPT'))
       throw new ProbeError('BP_ERR_PROTOCOL', `expected ACCEPT, got ${JSON.stringify(next.slice(0, 80))}`);
     const ready_ms = ms(t0, process.hrtime.bigint());
-    return { channel, timing: { ...timing, ready_ms }, version, chunk };
+    return { channel, transport, timing: { ...timing, ready_ms }, version, chunk };
   } catch (err) {
     channel.close();
     throw toProbeError(err);

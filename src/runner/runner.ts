@@ -10,6 +10,7 @@ import { measureRmbt, splitHostPort } from '../rmbt/measure.js';
 import type { Store } from '../store/store.js';
 import { cpuMeter } from '../util/cpu.js';
 import { type BusyOptions, type BusyVerdict, checkBusy } from './busy.js';
+import { spacingMin } from './schedule.js';
 
 /**
  * The runner: one measurement at a time across all targets (design.md "One measurement at a time"), a
@@ -38,6 +39,8 @@ export interface StoreError {
 export interface MeasureCtx {
   engine: Engine;
   general: GeneralSettings;
+  /** what started the run: a schedule or the service's start are automated runs, manual ones are not */
+  trigger?: Trigger;
   log?: Logger;
   signal: AbortSignal;
   onPhase: (phase: string) => void;
@@ -64,6 +67,7 @@ export const measureTarget: MeasureFn = (t, ctx) => {
   }
   return measureRmbt(t.rmbt!, {
     ...withLog,
+    ...(ctx.trigger && ctx.trigger !== 'manual' ? { automated: { everyMin: spacingMin(t) } } : {}),
     onEvent: (e) => {
       if (e.type === 'phase') ctx.onPhase(e.phase);
       else if (e.type === 'progress') ctx.onProgress(e.phase, e.mbps);
@@ -291,6 +295,7 @@ export class Runner {
       result = await (this.d.measure ?? measureTarget)(t, {
         engine: this.d.engine,
         general: this.d.general,
+        trigger: job.trigger,
         ...(log ? { log } : {}),
         signal: ctrl.signal,
         onPhase: (phase) => {

@@ -17,6 +17,14 @@ export function nextPlanned(t: Pick<TargetSettings, 'schedule' | 'interval'>, af
   return after + t.interval * 60_000;
 }
 
+/** Minutes between two planned runs from now on (what an automated run tells a control server, F8). */
+export function spacingMin(t: Pick<TargetSettings, 'schedule' | 'interval'>, now = Date.now()): number {
+  if (!t.schedule) return t.interval;
+  const a = nextPlanned(t, now);
+  const b = Number.isFinite(a) ? nextPlanned(t, a) : a;
+  return Number.isFinite(b) ? (b - a) / 60_000 : t.interval;
+}
+
 /** The next planned time strictly after `now`, stepping from the previous one (intervals keep their phase). */
 export function advance(t: Pick<TargetSettings, 'schedule' | 'interval'>, prev: number, now: number): number {
   if (t.schedule) return nextPlanned(t, Math.max(prev, now));

@@ -7,11 +7,23 @@ import type { TlsOptions } from '../rmbt/transport.js';
 /** Largest JSON answer we read from a control server; more is a protocol error, not unbounded memory. */
 const MAX_BODY = 2 * 1024 * 1024;
 
+export interface PostOptions {
+  tls: TlsOptions;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** connect over this IP family only (the measurement's, so a v2 token is bound to the right address) */
+  family?: 4 | 6;
+  /** send from this local address (the measurement's source_address) */
+  localAddress?: string;
+  /** extra request headers (e.g. a Specure tenant header) */
+  headers?: Readonly<Record<string, string>>;
+}
+
 /** POSTs JSON and parses the JSON answer, with a timeout and TLS verification on unless told otherwise. */
 export function postJson(
   url: string,
   body: unknown,
-  opts: { tls: TlsOptions; timeoutMs: number; signal?: AbortSignal },
+  opts: PostOptions,
 ): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     let u: URL;
@@ -28,11 +40,14 @@ export function postJson(
       {
         method: 'POST',
         headers: {
+          ...opts.headers,
           'content-type': 'application/json',
           'content-length': data.length,
           accept: 'application/json',
         },
         timeout: opts.timeoutMs,
+        ...(opts.family ? { family: opts.family } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
         ...(u.protocol === 'https:'
           ? {
               rejectUnauthorized: !opts.tls.insecure,

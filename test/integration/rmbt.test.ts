@@ -108,9 +108,9 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     // The client UUID is kept per control server and reused.
     const uuids = JSON.parse(readFileSync(join(dataDir, 'rmbt-client-uuid.json'), 'utf8')) as Record<
       string,
-      string
+      { uuid: string }
     >;
-    expect(uuids[control_url]).toBe(r.rmbt!.client_uuid);
+    expect(uuids[control_url]!.uuid).toBe(r.rmbt!.client_uuid);
     const again = await measureRmbt(
       clientSettings({ control_url, tls_ca: servers.certPath!, submit_results: 'false' }),
       {
@@ -140,10 +140,18 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     }
   });
 
-  it('TLS verification is on by default: a self-signed server fails with BP_ERR_TLS', async () => {
-    const r = await direct('https', { tls_insecure: 'false' });
+  it('measurement-server TLS is not verified by default (F5); measurement_tls_verify fails a self-signed one', async () => {
+    const off = await direct('https', { tls_insecure: 'false', threads: '1' });
+    expect(off.status).toBe('ok');
+    const r = await direct('https', { tls_insecure: 'false', measurement_tls_verify: 'true' });
     expect(r.status).toBe('failed');
     expect(r.error!.code).toBe('BP_ERR_TLS');
+    const ca = await direct('https', {
+      measurement_tls_verify: 'true',
+      tls_ca: servers.certPath!,
+      threads: '1',
+    });
+    expect(ca.status).toBe('ok');
   });
 
   it('wrong key → BP_ERR_RMBT_TOKEN, and the server keeps serving', async () => {
