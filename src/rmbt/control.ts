@@ -152,7 +152,7 @@ export async function registerClient(
   known: { uuid?: string; termsVersion?: number },
   acceptTerms: boolean,
 ): Promise<Registration> {
-  const post = async (uuid: string | undefined, termsVersion: number | undefined) => {
+  const post = async (sentUuid: string | undefined, termsVersion: number | undefined) => {
     const reply = await call(o, url(o, 'settings'), 'settings', {
       ...base(),
       name: CLIENT_NAME,
@@ -161,7 +161,7 @@ export async function registerClient(
       ...(acceptTerms && termsVersion !== undefined
         ? { terms_and_conditions_accepted_version: termsVersion }
         : {}),
-      ...(uuid ? { uuid } : {}),
+      ...(sentUuid ? { uuid: sentUuid } : {}),
     });
     const settings = Array.isArray(reply.settings)
       ? (reply.settings[0] as Record<string, unknown> | undefined)
@@ -172,15 +172,16 @@ export async function registerClient(
     const controlV4 = optStr(urls.control_ipv4_only);
     const controlV6 = optStr(urls.control_ipv6_only);
     const termsUrl = optStr(terms.url);
+    const uuid = optStr(settings?.uuid);
     return {
-      uuid: optStr(settings?.uuid),
+      ...(uuid ? { uuid } : {}),
       ...(Number.isInteger(version) && version > 0 ? { termsVersion: version } : {}),
       ...(termsUrl ? { termsUrl } : {}),
       ...(controlV4 ? { controlV4 } : {}),
       ...(controlV6 ? { controlV6 } : {}),
     };
   };
-  let got = await post(known.uuid, known.termsVersion);
+  let got: Partial<Registration> = await post(known.uuid, known.termsVersion);
   if (acceptTerms && got.termsVersion !== undefined && got.termsVersion !== known.termsVersion) {
     got = { ...got, ...(await post(got.uuid ?? known.uuid, got.termsVersion)) };
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import type { GeneralSettings, RmbtSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
@@ -94,6 +95,14 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
         ? pinnedBase(controlUrl, reg.controlV6)
         : undefined;
   const ctlTest: ControlOptions = pinned ? { ...ctl, baseUrl: pinned } : ctl;
+  const literal = net.isIP(new URL(ctlTest.baseUrl).hostname.replace(/^\[|\]$/g, ''));
+  if (s.ip_version !== 'any' && literal && literal !== Number(s.ip_version)) {
+    // The token would be bound to this address while the measurement runs over the other family (F1).
+    throw new ProbeError(
+      'BP_ERR_CONFIG',
+      `control_url ${ctlTest.baseUrl} is an IPv${literal} address but ip_version is ${s.ip_version}, and the control server names no IPv${s.ip_version}-only URL; use a host name or an IPv${s.ip_version} address`,
+    );
+  }
   if (pinned) ctx.log?.debug({ control: pinned }, `IPv${s.ip_version}-only control server`);
   const loopKey = ctx.targetId ?? 'rmbt';
   const loop: LoopInfo | undefined =
@@ -272,7 +281,11 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
           headers: parseHeaders(s.control_headers),
           tls: { insecure: s.tls_insecure, ...(s.tls_ca ? { ca: readCa(s.tls_ca) } : {}) },
           timeoutMs: s.io_timeout * 1000,
-          ...(s.ip_version !== 'any' ? { family: Number(s.ip_version) as 4 | 6 } : {}),
+          // An IP literal in control_url is used as written (settings needs no pinning; testRequest does,
+          // and planControl refuses a literal of the other family there).
+          ...(s.ip_version !== 'any' && !net.isIP(new URL(s.control_url).hostname.replace(/^\[|\]$/g, ''))
+            ? { family: Number(s.ip_version) as 4 | 6 }
+            : {}),
           ...(localAddress ? { localAddress } : {}),
           ...(ctx.signal ? { signal: ctx.signal } : {}),
         }
