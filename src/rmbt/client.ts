@@ -316,10 +316,11 @@ async function pretest(c: RmbtConnection, dir: 'download' | 'upload', p: RmbtTes
 }
 
 /**
- * Waits for the first bytes after GETCHUNKS/GETTIME and tells an `ERR` line from chunk data: the Rust
- * server answers ERR and keeps the connection to a count, duration or chunk size outside its limits
- * (F17; RUSTD commands.rs), which the framing would otherwise read as the start of a chunk. RMBTD
- * closes silently instead (§3.2), which is said as a refused chunk size.
+ * Waits for the first bytes after GETCHUNKS and tells an `ERR` line from chunk data: the Rust server
+ * answers ERR and keeps the connection to a count, duration or chunk size outside its limits (F17;
+ * RUSTD commands.rs), which the framing would otherwise read as the start of a chunk. RMBTD closes
+ * silently instead (§3.2), which is said as a refused chunk size. The engine takes the stream in the
+ * same tick, so nothing piles up in JS meanwhile.
  */
 async function dataOrErr(
   ch: Channel,
@@ -476,7 +477,8 @@ async function download(
     t0.push(hr());
   }
   const channels = conns.map((c) => c.channel);
-  await Promise.all(channels.map((ch) => dataOrErr(ch, 'GETTIME', cs, p, opt.engine)));
+  // No peek here (unlike the pre-test): while the slowest thread's first bytes are awaited the others
+  // would pile megabytes into JS. An ERR to GETTIME is told apart by its outcome (firstError).
   const out = await runJob(
     opt.engine,
     channels,

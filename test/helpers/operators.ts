@@ -43,6 +43,8 @@ export interface OperatorOptions {
   emptyOptionals?: boolean;
   /** Specure: the tenant the X-Nettest-Client header must name */
   tenant?: string;
+  /** request body limit of the front proxy (default nginx's 1 MiB) */
+  bodyLimit?: number;
 }
 
 export interface Recorded {
@@ -112,14 +114,14 @@ export class OperatorStandIn {
     let size = 0;
     for await (const c of req) {
       size += (c as Buffer).length;
-      if (size > BODY_LIMIT) {
-        this.tooLarge.push(size);
-        res.writeHead(413, { 'content-type': 'text/html', connection: 'close' });
-        res.end('<html><body><h1>413 Request Entity Too Large</h1></body></html>');
-        req.destroy();
-        return;
-      }
-      chunks.push(c as Buffer);
+      if (size <= (this.o.bodyLimit ?? BODY_LIMIT)) chunks.push(c as Buffer);
+    }
+    if (size > (this.o.bodyLimit ?? BODY_LIMIT)) {
+      // nginx reads the rest (lingering close) and answers 413 in HTML
+      this.tooLarge.push(size);
+      res.writeHead(413, { 'content-type': 'text/html', connection: 'close' });
+      res.end('<html><body><h1>413 Request Entity Too Large</h1></body></html>');
+      return;
     }
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' });

@@ -215,6 +215,19 @@ describe.each(ENGINES)('real deployments, $name engine', ({ make }) => {
     }
   });
 
+  it('F6: a body past the front proxy limit (nginx answers 413 in HTML) is a coded submit error; the run stays ok', async () => {
+    const op = await operator('ctrl', { bodyLimit: 4096 });
+    try {
+      const r = await measure(op.url('127.0.0.1'));
+      expect(r.status).toBe('ok');
+      expect(r.rmbt!.submitted).toBe(false);
+      expect(r.rmbt!.submit_error).toMatch(/HTTP 413 .* is not JSON/);
+      expect(op.tooLarge).toHaveLength(1);
+    } finally {
+      await op.close();
+    }
+  });
+
   it('F2: Specure (Nettfart) — /mobile paths and the tenant header; without it the coded control error', async () => {
     const op = await operator('specure', { tenant: 'nt' });
     try {

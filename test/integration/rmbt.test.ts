@@ -258,6 +258,24 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     }
   });
 
+  it('ERR and a new ACCEPT to GETCHUNKS (RUSTD, outside its limits) → BP_ERR_RMBT_SERVER at once, not chunk data', async () => {
+    const fake = await fakeServer((line, sock) => {
+      if (line.startsWith('GETCHUNKS'))
+        sock.write('ERR\nACCEPT GETCHUNKS GETTIME PUT PUTNORESULT PING QUIT\n');
+    });
+    try {
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${fake.port}`, key: 'k', transport: 'plain', threads: '1' }),
+        { engine, general: settings.general },
+      );
+      expect(r.error!.code).toBe('BP_ERR_RMBT_SERVER');
+      // told from the answer itself (not inferred after io_timeout of silence)
+      expect(r.error!.message).toContain('answered ERR to GETCHUNKS');
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('a malformed TIME reply → BP_ERR_PROTOCOL', async () => {
     const fake = await fakeServer((line, sock) => {
       if (line.startsWith('GETCHUNKS')) {
