@@ -51,6 +51,11 @@ function wishFor(t: RmbtSettings['transport']): TransportWish {
   return 'auto';
 }
 
+/** 4 or 6 when a URL's host is an IP address, else 0. */
+function hostFamily(url: string): number {
+  return net.isIP(new URL(url).hostname.replace(/^\[|\]$/g, ''));
+}
+
 /** `Name: value; Name2: value` (the settings pattern checked the shape already). */
 export function parseHeaders(text: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -95,7 +100,7 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
         ? pinnedBase(controlUrl, reg.controlV6)
         : undefined;
   const ctlTest: ControlOptions = pinned ? { ...ctl, baseUrl: pinned } : ctl;
-  const literal = net.isIP(new URL(ctlTest.baseUrl).hostname.replace(/^\[|\]$/g, ''));
+  const literal = hostFamily(ctlTest.baseUrl);
   if (s.ip_version !== 'any' && literal && literal !== Number(s.ip_version)) {
     // The token would be bound to this address while the measurement runs over the other family (F1).
     throw new ProbeError(
@@ -118,26 +123,19 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
     ipVersion: s.ip_version,
     ...(loop ? { loop } : {}),
   });
+  const loopUuid = t.loopUuid ?? loop?.loopUuid;
   if (loop) {
     state.update(controlUrl, (r) => ({
       ...r,
-      loops: {
-        ...r.loops,
-        [loopKey]: {
-          counter: loop.counter,
-          ...((t.loopUuid ?? loop.loopUuid) ? { loopUuid: t.loopUuid ?? loop.loopUuid } : {}),
-        },
-      },
+      loops: { ...r.loops, [loopKey]: { counter: loop.counter, ...(loopUuid ? { loopUuid } : {}) } },
     }));
   }
-  // Forced threads never exceed what the server granted (F11): operators see both figures.
-  let threads = s.threads || undefined;
-  if (threads && threads > t.threads) {
+  if (s.threads > t.threads) {
+    // baseParams clamps forced threads to the grant (F11): operators see both figures, so say so.
     ctx.log?.warn(
-      { threads, granted: t.threads },
-      `threads ${threads} is more than the control server grants; measuring with ${t.threads}`,
+      { threads: s.threads, granted: t.threads },
+      `threads ${s.threads} is more than the control server grants; measuring with ${t.threads}`,
     );
-    threads = t.threads;
   }
   const transport = transportFor(t.type, t.encryption);
   const port = s.port ?? t.port;
@@ -153,13 +151,16 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
       { result_url: t.resultUrl, used: target },
       'result_url is not on the control server; posting to the control server instead (trust_result_url)',
     );
-  const params = baseParams(s, { host: t.host, port, transport }, t.token, t.duration, t.threads, t.pings);
-  if (threads) params.forceThreads = threads;
-  else delete params.forceThreads;
-  // `RMBT` is server-first to RMBTD and the legacy server but upgrade-only to the Rust server (F3).
-  if (t.type === 'RMBT') params.connect.detectUpgrade = true;
   return {
-    params,
+    params: baseParams(
+      s,
+      // `RMBT` is server-first to RMBTD and the legacy server but upgrade-only to the Rust server (F3).
+      { host: t.host, port, transport, ...(t.type === 'RMBT' ? { detectUpgrade: true } : {}) },
+      t.token,
+      t.duration,
+      t.threads,
+      t.pings,
+    ),
     server: { host: t.host, port, transport, encryption: t.encryption, ...(t.name ? { name: t.name } : {}) },
     rmbt: {
       submitted: false,
@@ -169,7 +170,7 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
       ...(t.openTestUuid ? { open_test_uuid: t.openTestUuid } : {}),
       ...(t.clientIp ? { client_ip: t.clientIp } : {}),
       ...(loop ? { loop_counter: loop.counter } : {}),
-      ...((t.loopUuid ?? loop?.loopUuid) ? { loop_uuid: t.loopUuid ?? loop?.loopUuid } : {}),
+      ...(loopUuid ? { loop_uuid: loopUuid } : {}),
     },
     ...(s.submit_results
       ? {
@@ -220,7 +221,7 @@ async function planDirect(s: RmbtSettings): Promise<Plan> {
 
 function baseParams(
   s: RmbtSettings,
-  where: { host: string; port: number; transport: Transport },
+  where: { host: string; port: number; transport: Transport; detectUpgrade?: boolean },
   token: string,
   duration: number,
   maxThreads: number,
@@ -238,7 +239,8 @@ function baseParams(
     token,
     duration,
     maxThreads,
-    ...(s.threads ? { forceThreads: s.threads } : {}),
+    // Forced threads never exceed what the server granted (F11; direct mode: maxThreads is the setting).
+    ...(s.threads ? { forceThreads: Math.min(s.threads, maxThreads) } : {}),
     pings: Math.max(pings, s.pings),
     pingMinS: s.ping_duration,
     pretestS: s.pretest_duration,
@@ -283,7 +285,7 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
           timeoutMs: s.io_timeout * 1000,
           // An IP literal in control_url is used as written (settings needs no pinning; testRequest does,
           // and planControl refuses a literal of the other family there).
-          ...(s.ip_version !== 'any' && !net.isIP(new URL(s.control_url).hostname.replace(/^\[|\]$/g, ''))
+          ...(s.ip_version !== 'any' && !hostFamily(s.control_url)
             ? { family: Number(s.ip_version) as 4 | 6 }
             : {}),
           ...(localAddress ? { localAddress } : {}),

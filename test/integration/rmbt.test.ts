@@ -276,6 +276,41 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     }
   });
 
+  it('ERR to GETTIME after a pause (the engine already waits for data) → BP_ERR_RMBT_SERVER', async () => {
+    // A small server that serves the pre-test and ping and answers GETTIME with a late ERR.
+    const ACCEPT = 'ACCEPT GETCHUNKS GETTIME PUT PUTNORESULT PING QUIT\n';
+    const fake = await fakeServer((line, sock) => {
+      const [cmd, a, b] = line.split(' ');
+      if (cmd === 'GETCHUNKS') {
+        for (let i = 1; i <= Number(a); i++) {
+          // a new buffer per write: the socket may still hold the previous one
+          const chunk = Buffer.alloc(Number(b ?? 4096));
+          chunk[chunk.length - 1] = i === Number(a) ? 0xff : 0;
+          sock.write(chunk);
+        }
+      } else if (cmd === 'OK') sock.write(`TIME 1000000\n${ACCEPT}`);
+      else if (cmd === 'PING') sock.write('PONG\n');
+      else if (cmd === 'GETTIME') setTimeout(() => sock.write(`ERR\n${ACCEPT}`), 300);
+      else if (cmd === 'QUIT') sock.end('BYE\n');
+    });
+    try {
+      const r = await measureRmbt(
+        clientSettings({
+          server: `127.0.0.1:${fake.port}`,
+          key: 'k',
+          transport: 'plain',
+          threads: '1',
+          io_timeout: '1',
+        }),
+        { engine, general: settings.general },
+      );
+      expect(r.error).toMatchObject({ code: 'BP_ERR_RMBT_SERVER' });
+      expect(r.ping!.count).toBeGreaterThan(0);
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('a malformed TIME reply → BP_ERR_PROTOCOL', async () => {
     const fake = await fakeServer((line, sock) => {
       if (line.startsWith('GETCHUNKS')) {
