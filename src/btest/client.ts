@@ -118,19 +118,25 @@ async function authRead(ch: Channel, n: number, p: BtestParams): Promise<Buffer>
 }
 
 /** §2, §4, §5: the answer to our command, authentication, and the final OK word with the session token. */
-async function authenticate(ch: Channel, p: BtestParams): Promise<{ auth: BtestRaw['auth']; token: number }> {
+async function authenticate(
+  ch: Channel,
+  p: BtestParams,
+  onMethod?: (m: BtestRaw['auth']) => void,
+): Promise<{ auth: BtestRaw['auth']; token: number }> {
   const word = await authRead(ch, 4, p);
   let auth: BtestRaw['auth'] = 'none';
   let ok = word;
-  if (word[0] === AUTH_MD5) {
-    auth = 'md5';
+  if (word[0] === AUTH_MD5) auth = 'md5';
+  else if (word[0] === AUTH_ECSRP5) auth = 'ecsrp5';
+  // Said before it can fail, so a refused login still reports the method that was tried.
+  onMethod?.(auth);
+  if (auth === 'md5') {
     if (p.user === undefined)
       throw new ProbeError('BP_ERR_BTEST_AUTH', 'the server asks for a user name and password (MD5)');
     const challenge = await authRead(ch, 16, p);
     ch.writeRaw(encodeMd5Answer(p.user, p.password ?? '', challenge));
     ok = await authRead(ch, 4, p);
-  } else if (word[0] === AUTH_ECSRP5) {
-    auth = 'ecsrp5';
+  } else if (auth === 'ecsrp5') {
     if (p.user === undefined)
       throw new ProbeError('BP_ERR_BTEST_AUTH', 'the server asks for a user name and password (EC-SRP5)');
     const hello = clientHello(p.user, bytesToBigInt(randomBytes(32)));
@@ -157,6 +163,8 @@ export interface BtestRunOptions {
   engine: Engine;
   signal?: AbortSignal;
   onEvent?: (e: BtestEvent) => void;
+  /** the login method the server asked for, as soon as it is known (before the login can fail) */
+  onAuth?: (method: BtestRaw['auth']) => void;
 }
 
 export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<BtestRaw> {
@@ -186,7 +194,7 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
     };
     main.writeRaw(encodeCommand(cmd));
     emit({ type: 'phase', phase: 'auth' });
-    const { auth, token } = await authenticate(main, p);
+    const { auth, token } = await authenticate(main, p, opt.onAuth);
     // RouterOS always answers a multi-connection command with a token; servers that do not support
     // joins (btest-opensource) answer without one, and the test runs on one connection, flagged.
     const singleFallback = multi && !token;

@@ -114,6 +114,9 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
     result.server = { host: p.host, port: p.port, transport: p.protocol };
     const raw = await runBtest(p, {
       engine: ctx.engine,
+      onAuth: (method) => {
+        result.btest!.auth = method;
+      },
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       ...(ctx.onEvent ? { onEvent: ctx.onEvent } : {}),
     });

@@ -89,11 +89,14 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
         { engine: engine(), general },
       );
       expect(r.error?.code, auth).toBe('BP_ERR_BTEST_AUTH');
+      // the method that was tried, not `none` (issue 13)
+      expect(r.btest!.auth).toBe(auth);
       const anon = await measureBtest(client({ host: `127.0.0.1:${servers[auth]!.port}` }), {
         engine: engine(),
         general,
       });
       expect(anon.error?.code).toBe('BP_ERR_BTEST_AUTH');
+      expect(anon.btest!.auth).toBe(auth);
     }
     expect(servers.ecsrp5!.stats.authFailed).toBeGreaterThanOrEqual(1);
   });
