@@ -136,7 +136,7 @@ export class BtestServer {
     });
     const ch = new Channel(sock);
     const log = this.o.log?.child({ peer: `${sock.remoteAddress}:${sock.remotePort}` });
-    this.serve(ch)
+    this.serve(ch, log)
       .catch((err) =>
         log?.debug({ code: toProbeError(err).code, err: String(err) }, 'btest connection ended'),
       )
@@ -153,7 +153,12 @@ export class BtestServer {
     this.handshaking.delete(sock);
   }
 
-  private async serve(ch: Channel): Promise<void> {
+  /**
+   * One control connection. A session logs at info what btest-rs prints as AUTH_SUCCESS/AUTH_FAILURE,
+   * TEST_START and TEST_END: the peer (on the child logger), the user, never the password, and the
+   * figures at the end.
+   */
+  private async serve(ch: Channel, log?: Logger): Promise<void> {
     const t = this.o.handshakeTimeoutMs;
     ch.writeRaw(HELLO);
     const first = await ch.readBytes(16, t);
@@ -167,28 +172,56 @@ export class BtestServer {
     };
     // Full already: refused at once, before any auth work.
     if (this.active >= this.o.maxSessions) throw refuse();
-    if (!(await this.authenticate(ch))) {
+    const login = await this.authenticate(ch);
+    const who = { method: this.o.auth, ...(login.user !== undefined ? { user: login.user } : {}) };
+    if (!login.ok) {
       this.stats.authFailed++;
+      log?.info({ event: 'auth', result: 'failure', ...who }, 'btest login refused');
       throw new ProbeError('BP_ERR_BTEST_AUTH', 'wrong credentials');
     }
+    log?.info({ event: 'auth', result: 'success', ...who }, 'btest login accepted');
     // The slot is taken only now, so a client stuck in its handshake never holds one (the success
     // reply, the command's OK, has not gone out yet: a refusal here still reads as a refusal).
     if (this.active >= this.o.maxSessions) throw refuse();
     this.settle(ch.socket);
     this.active++;
+    const test = {
+      protocol: cmd.proto,
+      server_sends: cmd.serverSends,
+      server_receives: cmd.serverReceives,
+      connections: Math.max(1, cmd.connCount),
+      ...(cmd.remoteTxSpeed ? { remote_tx_speed: cmd.remoteTxSpeed } : {}),
+      ...(cmd.localTxSpeed ? { local_tx_speed: cmd.localTxSpeed } : {}),
+    };
+    log?.info({ event: 'test_start', ...test }, 'btest test started');
+    const t0 = process.hrtime.bigint();
     try {
       this.stats.sessions++;
-      if (cmd.proto === 'udp') await this.udp(ch, cmd);
-      else await this.tcp(ch, cmd);
+      const moved = cmd.proto === 'udp' ? await this.udp(ch, cmd) : await this.tcp(ch, cmd);
+      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      const mbps = (b: number) => (s > 0 ? Math.round((b * 8) / s / 1e4) / 100 : 0);
+      log?.info(
+        {
+          event: 'test_end',
+          ...test,
+          duration_s: Math.round(s * 1000) / 1000,
+          tx_bytes: moved.tx,
+          rx_bytes: moved.rx,
+          tx_mbps: mbps(moved.tx),
+          rx_mbps: mbps(moved.rx),
+          ...(moved.lost !== undefined ? { lost_packets: moved.lost } : {}),
+        },
+        'btest test ended',
+      );
     } finally {
       this.active--;
     }
   }
 
-  /** §4 and §5; true when the client proved the password (or none is asked for). */
-  private async authenticate(ch: Channel): Promise<boolean> {
+  /** §4 and §5; ok when the client proved the password (or none is asked for), and the user it gave. */
+  private async authenticate(ch: Channel): Promise<{ ok: boolean; user?: string }> {
     const t = this.o.handshakeTimeoutMs;
-    if (this.o.auth === 'none') return true;
+    if (this.o.auth === 'none') return { ok: true };
     if (this.o.auth === 'md5') {
       const challenge = randomBytes(16);
       ch.writeRaw(Buffer.concat([Buffer.from([2, 0, 0, 0]), challenge]));
@@ -196,7 +229,7 @@ export class BtestServer {
       const want = md5Digest(this.o.password!, challenge);
       const ok = answer.user === this.o.user && timingSafeEqual(answer.digest, want);
       if (!ok) ch.writeRaw(AUTH_FAILED);
-      return ok;
+      return { ok, user: answer.user };
     }
     ch.writeRaw(Buffer.from([3, 0, 0, 0]));
     const len = (await ch.readBytes(1, t))[0]!;
@@ -211,9 +244,9 @@ export class BtestServer {
     const len3 = (await ch.readBytes(1, t))[0]!;
     const sc = serverConfirm(key.state, await ch.readBytes(len3, t));
     // RS closes on a bad proof; what RouterOS sends is undocumented (§5.1), so we close too.
-    if (!sc) return false;
+    if (!sc) return { ok: false, user: hello.user };
     ch.writeRaw(Buffer.concat([Buffer.from([32]), sc]));
-    return true;
+    return { ok: true, user: hello.user };
   }
 
   /** A secondary connection: handed to its session, which owns it (and closes it) from here on. */
@@ -230,7 +263,8 @@ export class BtestServer {
     await new Promise<void>((r) => ch.socket.once('close', () => r()));
   }
 
-  private async tcp(main: Channel, cmd: Command): Promise<void> {
+  /** What a session moved, for its TEST_END line. */
+  private async tcp(main: Channel, cmd: Command): Promise<Moved> {
     let conns = [main];
     if (cmd.connCount > 1) {
       // A random token a join can never be mistaken for a command with (§6, see sessionToken).
@@ -297,7 +331,11 @@ export class BtestServer {
     }, 1000);
     for (const c of conns) c.socket.once('close', () => run.abort());
     try {
-      await run.done;
+      const out = await run.done;
+      const sum = (f: (o: (typeof out)[number]) => number) => out.reduce((a, o) => a + f(o), 0);
+      return cmd.serverSends
+        ? { tx: sum((o) => o.bytes), rx: sum((o) => o.rx?.bytes ?? 0) }
+        : { tx: 0, rx: sum((o) => o.bytes) };
     } finally {
       clearInterval(tick);
       for (const c of conns) c.close();
@@ -341,7 +379,7 @@ export class BtestServer {
     throw new ProbeError('BP_ERR_SERVER_LIMIT', 'no free UDP port');
   }
 
-  private async udp(main: Channel, cmd: Command): Promise<void> {
+  private async udp(main: Channel, cmd: Command): Promise<Moved> {
     const { run, base } = await this.openUdp(cmd, main);
     main.writeRaw(encodeOk());
     const port = Buffer.alloc(2);
@@ -375,11 +413,18 @@ export class BtestServer {
       run.abort();
     })();
     try {
-      await run.start();
+      const out = await run.start();
+      return { tx: out.sentBytes, rx: out.bytes, lost: out.lost };
     } finally {
       clearInterval(tick);
       main.close();
       await reader;
     }
   }
+}
+
+interface Moved {
+  tx: number;
+  rx: number;
+  lost?: number;
 }

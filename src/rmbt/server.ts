@@ -4,7 +4,7 @@ import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Channel } from './channel.js';
-import { type SessionLimits, serveSession } from './session.js';
+import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
 import { wsAccept } from './ws.js';
 
 /**
@@ -172,15 +172,30 @@ export class RmbtServer {
     socket.setTimeout(this.o.idleTimeoutMs * 2, () => socket.destroy());
     const ch = new Channel(socket);
     const log = this.o.log?.child({ peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    const fig: SessionFigures = { commands: 0, sent_bytes: 0, received_bytes: 0, pings: 0 };
+    const t0 = process.hrtime.bigint();
+    const ended = (extra: Record<string, unknown>) =>
+      log?.info(
+        {
+          event: 'session_end',
+          ...fig,
+          duration_s: Math.round(Number(process.hrtime.bigint() - t0) / 1e6) / 1e3,
+          ...extra,
+        },
+        'RMBT session ended',
+      );
     (async () => {
       if (spec.mode === 'http' && !(await this.upgrade(ch))) return;
       this.stats.sessions++;
-      await serveSession(ch, this.o.engine, { ...this.o, onToken: () => this.promote(socket) }, log);
+      await serveSession(ch, this.o.engine, { ...this.o, onToken: () => this.promote(socket) }, log, fig);
+      ended({ end: 'quit' });
     })()
       .catch((err) => {
         this.stats.failed++;
         const e = toProbeError(err);
-        log?.debug({ code: e.code, err: e.message }, 'session ended with an error');
+        // Past its token a connection is a measurement: its end is worth a line; before, debug only.
+        if (fig.uuid) ended({ end: 'error', code: e.code });
+        else log?.debug({ code: e.code, err: e.message }, 'session ended with an error');
       })
       .finally(() => {
         if (!socket.destroyed) socket.end();

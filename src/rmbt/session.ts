@@ -34,12 +34,24 @@ const hr = () => process.hrtime.bigint();
  * exactly as the reference server answers (specs/rmbt.md §3.1, §3.2). Where RMBTD closes without a word
  * (bad token, bad chunk size) we send `ERR` first, as the newer Rust server does, so clients can say why.
  */
+/** What one connection did, for the session's end line (RUSTD logs the same per connection). */
+export interface SessionFigures {
+  uuid?: string;
+  token_version?: 1 | 2;
+  commands: number;
+  /** bytes we sent (GETCHUNKS/GETTIME) and received (PUT/PUTNORESULT) */
+  sent_bytes: number;
+  received_bytes: number;
+  pings: number;
+}
+
 export async function serveSession(
   ch: Channel,
   engine: Engine,
   lim: SessionLimits,
   log?: Logger,
-): Promise<void> {
+  fig: SessionFigures = { commands: 0, sent_bytes: 0, received_bytes: 0, pings: 0 },
+): Promise<SessionFigures> {
   ch.writeLine(`RMBTv${GREETING_VERSION}`);
   ch.writeLine(ACCEPT_TOKEN);
   // Preamble: blank lines are skipped (some clients send one after the upgrade), QUIT answers BYE.
@@ -47,7 +59,7 @@ export async function serveSession(
     const line = await ch.readLine(lim.handshakeTimeoutMs ?? lim.idleTimeoutMs);
     if (line.trim() === '') continue;
     const c = parseCommand(line);
-    if (c.cmd === 'QUIT') return bye(ch);
+    if (c.cmd === 'QUIT') return bye(ch, fig);
     if (c.cmd !== 'TOKEN') {
       ch.writeLine('ERR');
       throw new ProbeError('BP_ERR_PROTOCOL', `expected TOKEN, got ${JSON.stringify(line.slice(0, 60))}`);
@@ -56,6 +68,7 @@ export async function serveSession(
     const check = checkToken(c.token, lim.keys, Date.now(), ch.socket.remoteAddress);
     if (!check.ok) {
       ch.writeLine('ERR');
+      log?.info({ event: 'token', result: 'refused', reason: check.reason }, 'RMBT token refused');
       throw new ProbeError(
         'BP_ERR_RMBT_TOKEN',
         check.reason === 'ip'
@@ -63,10 +76,20 @@ export async function serveSession(
           : `token refused (${check.reason})`,
       );
     }
+    fig.uuid = check.uuid;
+    fig.token_version = check.version;
     if (lim.onToken && !lim.onToken()) {
       ch.writeLine('ERR');
+      log?.info(
+        { event: 'token', result: 'refused', reason: 'full', uuid: check.uuid },
+        'RMBT token refused',
+      );
       throw new ProbeError('BP_ERR_SERVER_LIMIT', 'all measurement slots are taken (max_connections)');
     }
+    log?.info(
+      { event: 'token', result: 'accepted', uuid: check.uuid, token_version: check.version },
+      'RMBT token accepted',
+    );
     // A token whose start is still ahead (inside the window) is answered when it begins (§3.1).
     if (check.waitMs > 0) await new Promise((r) => setTimeout(r, check.waitMs));
     break;
@@ -79,6 +102,7 @@ export async function serveSession(
     ch.writeLine(ACCEPT_COMMANDS);
     const line = await ch.readLine(lim.idleTimeoutMs);
     const c = parseCommand(line);
+    fig.commands++;
     if ('chunkSize' in c && c.chunkSize !== undefined) {
       // The argument changes the connection's chunk size from then on (§3.2).
       if (c.chunkSize < MIN_CHUNK || c.chunkSize > MAX_CHUNK) {
@@ -107,7 +131,7 @@ export async function serveSession(
           sampleNs: 1e9,
           idleTimeoutMs: lim.idleTimeoutMs,
         };
-        await runOne(engine, ch, job, start);
+        fig.sent_bytes += (await runOne(engine, ch, job, start)).bytes;
         await expectOk(ch, lim);
         // TIME: from the start of sending until the client's OK was read (§3.2).
         ch.writeLine(`TIME ${hr() - start}`);
@@ -127,6 +151,7 @@ export async function serveSession(
           ...(c.cmd === 'PUT' ? { report: { intervalNs: REPORT_NS } } : {}),
         };
         const out = await runOne(engine, ch, job, start);
+        fig.received_bytes += out.bytes;
         ch.writeLine(`TIME ${out.endNs}`);
         break;
       }
@@ -135,10 +160,11 @@ export async function serveSession(
         const start = hr();
         await expectOk(ch, lim);
         ch.writeLine(`TIME ${hr() - start}`);
+        fig.pings++;
         break;
       }
       case 'QUIT':
-        return bye(ch);
+        return bye(ch, fig);
       default:
         log?.debug({ line: line.slice(0, 60) }, 'unknown command');
         ch.writeLine('ERR');
@@ -160,7 +186,8 @@ async function expectOk(ch: Channel, lim: SessionLimits): Promise<void> {
   }
 }
 
-function bye(ch: Channel): void {
+function bye(ch: Channel, fig: SessionFigures): SessionFigures {
   ch.writeLine('BYE');
   ch.socket.end();
+  return fig;
 }
