@@ -15,6 +15,7 @@ import { startService } from './main.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
+import { appendCsv } from './store/csv.js';
 import { Store } from './store/store.js';
 
 const VERSION = (
@@ -32,6 +33,12 @@ const COMMON: CommandFlag[] = [
 const MEASURE: CommandFlag[] = [
   ...COMMON,
   { name: 'json', description: 'Print the result as one JSON document on stdout.', takesValue: false },
+  {
+    name: 'csv',
+    description:
+      "Append the run as one line to this CSV file (a header line first when the file is new or empty; the page export's columns).",
+    takesValue: true,
+  },
 ];
 
 const QUIET: RawSettings = { general: { log_level: 'warn' } };
@@ -112,7 +119,7 @@ const COMMANDS: Record<string, Command> = {
             targetId: 'demo',
           },
         );
-        return report(result, Boolean(extra.json));
+        return report(result, extra);
       } finally {
         await servers.close();
       }
@@ -235,14 +242,23 @@ async function measureAndReport(
   measure: (progress: <E>(make: () => (e: E) => void) => ((e: E) => void) | undefined) => Promise<RunResult>,
 ): Promise<number> {
   const result = await measure((make) => (extra.json ? undefined : make()));
-  return report(result, Boolean(extra.json));
+  return report(result, extra);
 }
 
-function report(result: RunResult, json: boolean): number {
-  if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+function report(result: RunResult, extra: Record<string, string | boolean>): number {
+  if (extra.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else process.stdout.write(`${summaryText(result)}\n`);
   if (result.status !== 'ok' && result.error)
     process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
+  if (typeof extra.csv === 'string') {
+    try {
+      appendCsv(extra.csv, result);
+    } catch (err) {
+      const e = toProbeError(err, 'BP_ERR_STORE');
+      process.stderr.write(`${e.code}: ${e.message}\n`);
+      return 1;
+    }
+  }
   return result.status === 'ok' ? 0 : 1;
 }
 

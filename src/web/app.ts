@@ -10,7 +10,8 @@ import type { Logger } from '../log.js';
 import type { PublisherStatus } from '../mqtt/publisher.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Scheduler } from '../runner/schedule.js';
-import type { RunSummary, Store } from '../store/store.js';
+import { toCsv } from '../store/csv.js';
+import type { Store } from '../store/store.js';
 import { checkAccess } from './access.js';
 import { createMetrics } from './metrics.js';
 
@@ -49,39 +50,6 @@ function assets(): Map<string, { type: string; body: Buffer }> {
   add('uplot.js', join(uplotDir, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8');
   add('uplot.css', join(uplotDir, 'uPlot.min.css'), 'text/css; charset=utf-8');
   return files;
-}
-
-const CSV_COLUMNS: (keyof RunSummary)[] = [
-  'id',
-  'target',
-  'kind',
-  'started_at',
-  'finished_at',
-  'status',
-  'download_mbps',
-  'upload_mbps',
-  'ping_ms',
-  'jitter_ms',
-  'loss_percent',
-  'flags',
-  'error_code',
-  'error',
-  'server',
-  'engine',
-  'trigger',
-];
-
-/** RFC 4180 CSV: quoted where needed; a leading = + - @ is defused so spreadsheets do not run it. */
-export function toCsv(rows: RunSummary[]): string {
-  const cell = (v: unknown): string => {
-    let s = v === null || v === undefined ? '' : Array.isArray(v) ? v.join(' ') : String(v);
-    if (/^[=+\-@]/.test(s) && Number.isNaN(Number(s))) s = `'${s}`;
-    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return (
-    [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((c) => cell(r[c])).join(','))].join('\r\n') +
-    '\r\n'
-  );
 }
 
 const runsQuery = {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../src/measure/result.js';
@@ -38,6 +38,38 @@ describe('CLI (built dist/cli.js)', () => {
     expect(result.upload!.mbps).toBeGreaterThan(0);
     expect(result.rmbt!.submitted).toBe(true);
     expect(result.engine).toBe('js');
+  });
+
+  it('--csv appends one line per run, with a header only when the file is new; a failed run has its code', () => {
+    const dir = tempDir();
+    const csv = join(dir, 'runs.csv');
+    const short = [
+      '--data-dir',
+      dir,
+      '--duration',
+      '1',
+      '--pretest-duration',
+      '0.2',
+      '--ping-duration',
+      '0.1',
+    ];
+    expect(run(['--csv', csv, ...short]).code).toBe(0);
+    const failed = run(['measure', 'rmbt', '--server', '127.0.0.1:1', '--key', 'k', '--csv', csv]);
+    expect(failed.code).toBe(1);
+    const lines = readFileSync(csv, 'utf8').trimEnd().split('\r\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toBe(
+      'id,target,kind,started_at,finished_at,status,download_mbps,upload_mbps,ping_ms,jitter_ms,loss_percent,flags,error_code,error,server,engine,trigger',
+    );
+    const ok = lines[1]!.split(',');
+    expect(ok[1]).toBe('demo');
+    expect(ok[5]).toBe('ok');
+    expect(Number(ok[6])).toBeGreaterThan(0);
+    expect(lines[2]).toContain(',failed,');
+    expect(lines[2]).toContain('BP_ERR_CONNECT');
+    const unwritable = run(['--csv', join(dir, 'no-such-dir', 'x.csv'), ...short]);
+    expect(unwritable.code).toBe(1);
+    expect(unwritable.err).toContain('BP_ERR_STORE');
   });
 
   it('a broken options file stops the process before anything runs, naming the problem', () => {

@@ -11,8 +11,9 @@ import type { WebSettings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { Runner } from '../../src/runner/runner.js';
 import { Scheduler } from '../../src/runner/schedule.js';
+import { toCsv } from '../../src/store/csv.js';
 import { Store } from '../../src/store/store.js';
-import { buildApp, toCsv } from '../../src/web/app.js';
+import { buildApp } from '../../src/web/app.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 /** Routes through fastify.inject(), SSE over a real socket; runs against our btest server on loopback. */

@@ -1,0 +1,84 @@
+import { appendFileSync, statSync } from 'node:fs';
+import { ProbeError } from '../errors.js';
+import type { RunResult } from '../measure/result.js';
+import type { RunSummary } from './store.js';
+
+/** The columns of every CSV the probe writes: the page's export and the CLI's `--csv` file alike. */
+export const CSV_COLUMNS: readonly (keyof RunSummary)[] = [
+  'id',
+  'target',
+  'kind',
+  'started_at',
+  'finished_at',
+  'status',
+  'download_mbps',
+  'upload_mbps',
+  'ping_ms',
+  'jitter_ms',
+  'loss_percent',
+  'flags',
+  'error_code',
+  'error',
+  'server',
+  'engine',
+  'trigger',
+];
+
+/** RFC 4180: quoted where needed; a leading = + - @ is defused so spreadsheets do not run it. */
+function cell(v: unknown): string {
+  let s = v === null || v === undefined ? '' : Array.isArray(v) ? v.join(' ') : String(v);
+  if (/^[=+\-@]/.test(s) && Number.isNaN(Number(s))) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export const csvHeader = (): string => `${CSV_COLUMNS.join(',')}\r\n`;
+
+export function csvRow(r: Partial<RunSummary>): string {
+  return `${CSV_COLUMNS.map((c) => cell(r[c])).join(',')}\r\n`;
+}
+
+export function toCsv(rows: readonly RunSummary[]): string {
+  return csvHeader() + rows.map(csvRow).join('');
+}
+
+/**
+ * A run's summary straight from its result, as the store derives it from its columns: a failed or
+ * aborted run's partial figures are no measurement and are left empty.
+ */
+export function summaryOf(r: RunResult): Omit<RunSummary, 'id'> {
+  const ok = r.status === 'ok';
+  const fig = (v: number | undefined) => (ok && v !== undefined ? v : null);
+  return {
+    target: r.target.id,
+    kind: r.target.kind,
+    started_at: r.started_at,
+    finished_at: r.finished_at,
+    status: r.status,
+    error_code: r.error?.code ?? null,
+    error: r.error?.message ?? null,
+    download_mbps: fig(r.download?.mbps),
+    upload_mbps: fig(r.upload?.mbps),
+    ping_ms: fig(r.ping?.median_ms),
+    jitter_ms: fig(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
+    loss_percent: fig(r.download?.udp?.loss_percent),
+    flags: r.flags,
+    engine: r.engine,
+    server: r.server.name ?? r.server.host,
+    trigger: r.trigger ?? null,
+  };
+}
+
+/** Appends one run to a CSV file (`--csv`), with the header first when the file is new or empty. */
+export function appendCsv(path: string, r: RunResult): void {
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // no file yet: it gets its header
+  }
+  try {
+    appendFileSync(path, (size === 0 ? csvHeader() : '') + csvRow(summaryOf(r)));
+  } catch (err) {
+    throw new ProbeError('BP_ERR_STORE', `--csv ${path}: ${(err as Error).message}`);
+  }
+}
