@@ -24,8 +24,8 @@ const RATES = (process.env.ACC_RATES ?? '50,200,940').split(',').map(Number);
 const DURATION = Number(process.env.ACC_DURATION ?? 5);
 const DELAYS = (process.env.ACC_DELAYS ?? '20,80').split(',').filter(Boolean).map(Number);
 const THREADS = Number(process.env.ACC_THREADS ?? 3);
-/** Parts to run (default all): tcp, udp, ping */
-const ONLY = new Set((process.env.ACC_ONLY ?? 'tcp,udp,ping').split(','));
+/** Parts to run (default all): tcp, udp, ramp (unlimited btest UDP vs iperf3 UDP), ping */
+const ONLY = new Set((process.env.ACC_ONLY ?? 'tcp,udp,ramp,ping').split(','));
 const TAG = `bpacc${process.pid % 100000}`;
 const NS_SRV = `${TAG}s`;
 const NS_CLI = `${TAG}c`;
@@ -166,6 +166,21 @@ function snmpUdp(ns: string): Record<string, number> {
   return Object.fromEntries(keys.map((k, i) => [k, vals[i]!]));
 }
 
+/**
+ * iperf3 UDP offered 20 % above the link: what the receiver got, in payload Mbit/s. `-l 1472` makes
+ * 1500-byte IP packets, the size btest counts (its udp_size is the IP packet size).
+ */
+async function iperfUdp(rate: number, reverse: boolean): Promise<{ mbps: number; lost: number }> {
+  const args = ['iperf3', '-c', SRV_IP, '-p', String(IPERF_PORT), '-u', '-b', `${Math.round(rate * 1.2)}M`];
+  args.push('-l', '1472', '-t', String(DURATION), '-O', '1', '-J');
+  if (reverse) args.push('-R');
+  const r = await run(NS_CLI, args, (DURATION + 20) * 1000);
+  const j = JSON.parse(r.out) as {
+    end: { sum_received?: { bits_per_second: number }; sum: { lost_percent: number } };
+  };
+  return { mbps: (j.end.sum_received?.bits_per_second ?? 0) / 1e6, lost: j.end.sum.lost_percent };
+}
+
 async function iperf(reverse: boolean): Promise<number> {
   const args = [
     'iperf3',
@@ -191,8 +206,13 @@ interface Res {
   status: string;
   error?: { code: string };
   ping?: { median_ms: number; client_median_ms: number; min_ms: number };
-  download?: { mbps: number; udp?: { packets: number; lost: number; loss_percent: number } };
-  upload?: { mbps: number };
+  download?: {
+    mbps: number;
+    ramp_ms?: number;
+    udp?: { packets: number; lost: number; loss_percent: number };
+  };
+  upload?: { mbps: number; ramp_ms?: number; udp?: { loss_percent: number } };
+  flags?: string[];
 }
 
 async function ours(args: string[], budgetS: number): Promise<Res> {
@@ -281,6 +301,7 @@ async function main(): Promise<void> {
   setup();
   const throughput: Line[] = [];
   const udpRows: string[][] = [];
+  const rampRows: string[][] = [];
   const pingRows: string[][] = [];
   try {
     await daemon(NS_SRV, ['iperf3', '-s', '--forceflush', '-p', String(IPERF_PORT)], /listening/);
@@ -344,6 +365,7 @@ async function main(): Promise<void> {
       shape(rate);
       if (ONLY.has('tcp')) await tcpRows(rate, throughput);
       if (ONLY.has('udp')) udpRows.push(await udpRow(rate));
+      if (ONLY.has('ramp')) rampRows.push(...(await rampRowsFor(rate)));
       unshape();
     }
     if (ONLY.has('ping') && DELAYS.length) await pingCheck(pingRows);
@@ -352,6 +374,51 @@ async function main(): Promise<void> {
     rmSync(data, { recursive: true, force: true });
   }
   print(throughput, udpRows, pingRows);
+  if (rampRows.length) {
+    console.log(
+      '\nbtest UDP with default settings (unlimited; issue 13): our figure after the ramp vs iperf3 UDP offered 20 % above the link, both in IP bytes (1500-byte packets; target ±2 %)\n',
+    );
+    console.log(
+      table(
+        [
+          'Mbit/s tbf',
+          'dir',
+          'ours Mbit/s',
+          'ramp ms',
+          'flags',
+          'loss (ours)',
+          'iperf3 Mbit/s',
+          'vs iperf3',
+          'vs tbf',
+        ],
+        rampRows,
+      ),
+    );
+  }
+}
+
+async function rampRowsFor(rate: number): Promise<string[][]> {
+  const rows: string[][] = [];
+  for (const direction of ['receive', 'send'] as const) {
+    process.stderr.write(`rate ${rate} Mbit/s: btest udp unlimited ${direction}…\n`);
+    const ref = await iperfUdp(rate, direction === 'receive');
+    const refIp = (ref.mbps * 1500) / 1472;
+    const r = await btest('udp', direction, ['--udp-size', '1500']);
+    const d = direction === 'receive' ? r.download : r.upload;
+    const e = d ? pct(d.mbps, refIp) : 0;
+    rows.push([
+      String(rate),
+      direction,
+      r.status === 'ok' && d ? d.mbps.toFixed(2) : `${r.status} ${r.error?.code ?? ''}`,
+      String(d?.ramp_ms ?? ''),
+      (r.flags ?? []).join(' '),
+      d?.udp ? `${d.udp.loss_percent.toFixed(1)} %` : '',
+      refIp.toFixed(2),
+      d ? `${e >= 0 ? '+' : ''}${e.toFixed(2)} %${Math.abs(e) <= 2 ? '' : ' MISS'}` : '',
+      d ? `${pct(d.mbps, rate).toFixed(2)} %` : '',
+    ]);
+  }
+  return rows;
 }
 
 async function tcpRows(rate: number, throughput: Line[]): Promise<void> {

@@ -37,6 +37,7 @@
     link_busy: ['line was busy', 'warn'],
     cpu_limited: ['probe CPU-limited', 'warn'],
     single_thread_fallback: ['one connection only', 'warn'],
+    udp_ramp: ['UDP rate still rising', 'warn'],
   };
   const flagPills = (flags) =>
     (flags || []).map((f) =>

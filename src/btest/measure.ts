@@ -3,6 +3,7 @@ import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
+import { type Ramp, rampEnd } from '../measure/ramp.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
 import { splitHostPort } from '../rmbt/measure.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
@@ -163,6 +164,37 @@ function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
       out.upload =
         fromStatus(raw.serverStatus) ?? fromPoints([u.txPoints], [u.sentBytes], raw.durationNs, 'client');
     }
+    // An unlimited sender (the server when we receive, we when we send) ramps: leave its ramp out, of
+    // the rate and of the loss alike, so both describe the same seconds.
+    let settled = true;
+    if (out.download && !s.remote_tx_speed) {
+      const ramp = skipRamp(out.download);
+      settled &&= ramp.settled;
+      const before = ramp.from > 0 ? raw.udpSeconds?.[ramp.from - 1] : undefined;
+      if (before && out.download.udp)
+        out.download.udp = udpFigures({ ...u, packets: u.packets - before.packets, lost: u.lost - before.lost });
+    }
+    if (out.upload && !s.local_tx_speed) settled = skipRamp(out.upload).settled && settled;
+    if (!settled) out.flags!.push('udp_ramp');
   }
   return out;
+}
+
+/**
+ * Takes the figure from where the unlimited sender's ramp ended (src/measure/ramp.ts); the ramp's
+ * seconds stay in the series and in bytes_total.
+ */
+function skipRamp(d: DirectionResult): Ramp {
+  const widths = d.series.map((x, i) => x.t_ms - (i ? d.series[i - 1]!.t_ms : 0));
+  const ramp = rampEnd(d.series.map((x) => x.mbps));
+  const keep = d.series.slice(ramp.from);
+  const ms = widths.slice(ramp.from).reduce((a, w) => a + w, 0);
+  if (ramp.from > 0 && ms > 0) {
+    const mbit = keep.reduce((a, x, i) => a + x.mbps * widths[ramp.from + i]!, 0) / 1e3;
+    d.mbps = round3((mbit * 1e3) / ms);
+    d.bytes = Math.round((mbit * 1e6) / 8);
+    d.duration_ms = ms;
+    d.ramp_ms = d.series[ramp.from - 1]!.t_ms;
+  }
+  return ramp;
 }

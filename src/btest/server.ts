@@ -362,7 +362,8 @@ export class BtestServer {
                 send: {
                   payload: udpPayloadFor(cmd.txSize || 1500, family),
                   paceBytes: cmd.txSize || 1500,
-                  rateBps: cmd.remoteTxSpeed || 1e6,
+                  // Unlimited: unpaced until the client's first status, then 1.5 × what it received (§9).
+                  rateBps: cmd.remoteTxSpeed || 0,
                   seqStart: 0,
                 },
               }

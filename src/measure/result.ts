@@ -8,7 +8,13 @@ import { histogram, jitter, mean, median, percentile } from './stats.js';
  */
 export type RunStatus = 'ok' | 'failed' | 'aborted';
 export type EngineKind = 'native' | 'js';
-export type QualityFlag = 'cpu_limited' | 'link_busy' | 'below_threshold' | 'single_thread_fallback';
+export type QualityFlag =
+  | 'cpu_limited'
+  | 'link_busy'
+  | 'below_threshold'
+  | 'single_thread_fallback'
+  /** an unlimited UDP sender had not found the path's rate by the end of its ramp (issue 13) */
+  | 'udp_ramp';
 
 export interface PingStats {
   /** what RMBT reports: the median of the server-side values */
@@ -50,6 +56,8 @@ export interface DirectionResult {
   per_stream: StreamFigures[];
   /** UDP: what the receiver counted from sequence numbers */
   udp?: UdpFigures;
+  /** unlimited UDP: the leading milliseconds of the sender's ramp, left out of mbps/bytes/duration_ms */
+  ramp_ms?: number;
 }
 
 export interface UdpFigures {

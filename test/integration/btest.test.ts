@@ -82,6 +82,26 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
     }
   }
 
+  it('UDP with default settings (unlimited) finds the rate at once in both directions; the ramp is left out', async () => {
+    for (const direction of ['receive', 'send'] as const) {
+      const r = await measureBtest(
+        client({ host: `127.0.0.1:${servers.none!.port}`, protocol: 'udp', direction, duration: '3' }),
+        { engine: engine(), general },
+      );
+      expect(r.error, direction).toBeUndefined();
+      const d = direction === 'receive' ? r.download! : r.upload!;
+      // The old default began at 1 Mbit/s and grew ×1.5 a second: at most 3.4 Mbit/s after 3 s.
+      expect(d.mbps, direction).toBeGreaterThan(100);
+      expect(d.ramp_ms, direction).toBeGreaterThanOrEqual(1000);
+      expect(d.duration_ms + d.ramp_ms!, direction).toBeLessThanOrEqual(3100);
+      expect(d.bytes_total).toBeGreaterThan(d.bytes);
+      if (direction === 'receive') {
+        // the loss figure covers the same seconds as the rate
+        expect(d.udp!.packets * 1500).toBeLessThan(d.bytes_total);
+      }
+    }
+  });
+
   it('wrong password → BP_ERR_BTEST_AUTH (MD5 and EC-SRP5); none given → BP_ERR_BTEST_AUTH', async () => {
     for (const auth of ['md5', 'ecsrp5'] as const) {
       const r = await measureBtest(
