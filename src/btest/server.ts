@@ -415,7 +415,8 @@ export class BtestServer {
     })();
     try {
       const out = await run.start();
-      return { tx: out.sentBytes, rx: out.bytes, lost: out.lost };
+      // loss is known only where the datagrams arrive
+      return { tx: out.sentBytes, rx: out.bytes, ...(cmd.serverReceives ? { lost: out.lost } : {}) };
     } finally {
       clearInterval(tick);
       main.close();
