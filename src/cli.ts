@@ -4,7 +4,7 @@ import { measureBtest } from './btest/measure.js';
 import { BtestServer } from './btest/server.js';
 import { type CommandFlag, parseArgs } from './cli/args.js';
 import { helpText } from './cli/help.js';
-import { btestProgress, terminalProgress } from './cli/progress.js';
+import { btestLines, btestProgress, terminalProgress } from './cli/progress.js';
 import { summaryText } from './cli/summary.js';
 import { loadSettings, type RawSettings } from './config/load.js';
 import type { GroupName, Settings } from './config/schema.js';
@@ -38,6 +38,16 @@ const MEASURE: CommandFlag[] = [
     description:
       "Append the run as one line to this CSV file (a header line first when the file is new or empty; the page export's columns).",
     takesValue: true,
+  },
+];
+
+const BTEST_MEASURE: CommandFlag[] = [
+  ...MEASURE,
+  {
+    name: 'interval',
+    description:
+      'Print one line per second and direction as btest-rs does ("[   1]  TX  285.47 Mbps (35684352 bytes)  cpu: 20%/62%") on stderr.',
+    takesValue: false,
   },
 ];
 
@@ -146,7 +156,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'bandwidth-probe measure btest --host HOST[:PORT] [--user U --password P] [flags]',
     summary: 'Runs one MikroTik bandwidth test (TCP or UDP) against a router or any btest server.',
     groups: ['general', 'btest'],
-    flags: MEASURE,
+    flags: BTEST_MEASURE,
     defaults: QUIET,
     run: (s, log, extra, signal) =>
       measureAndReport(extra, (onEvent) =>
@@ -155,7 +165,9 @@ const COMMANDS: Record<string, Command> = {
           general: s.general,
           log,
           signal,
-          onEvent: onEvent(btestProgress),
+          onEvent: extra.interval
+            ? btestLines(s.btest.direction, s.btest.protocol === 'udp')
+            : onEvent(btestProgress),
         }),
       ),
   },

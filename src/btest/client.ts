@@ -47,7 +47,18 @@ export interface BtestParams {
 
 export type BtestEvent =
   | { type: 'phase'; phase: 'connect' | 'auth' | 'test' | 'end' }
-  | { type: 'second'; seq: number; rx_mbps: number; tx_mbps: number; lost: number; remote_cpu?: number };
+  | {
+      type: 'second';
+      seq: number;
+      rx_mbps: number;
+      tx_mbps: number;
+      /** bytes in this second (UDP: IP bytes, as btest counts) */
+      rx_bytes: number;
+      tx_bytes: number;
+      lost: number;
+      local_cpu: number;
+      remote_cpu?: number;
+    };
 
 export interface BtestRaw {
   auth: 'none' | 'md5' | 'ecsrp5';
@@ -312,16 +323,23 @@ async function tcpPhase(
   const tick = setInterval(() => {
     const total = run.counters.reduce((a, b) => a + b, 0);
     seq++;
+    const localCpu = cpu.percent();
     if (p.direction === 'receive')
-      conns[0]!.writeRaw(encodeStatus({ cpu: cpu.percent(), seq, bytes: total - last }));
+      conns[0]!.writeRaw(encodeStatus({ cpu: localCpu, seq, bytes: total - last }));
     const mbps = ((total - last) * 8) / 1e6;
+    const st = raw.serverStatus[raw.serverStatus.length - 1];
+    const rxs = p.direction === 'receive';
     emit({
       type: 'second',
       seq,
-      rx_mbps: p.direction === 'receive' ? mbps : 0,
+      rx_mbps: rxs ? mbps : 0,
       // TCP both: the live counters are what this probe sends; what it receives is counted at the end
-      tx_mbps: p.direction !== 'receive' ? mbps : 0,
+      tx_mbps: rxs ? 0 : mbps,
+      rx_bytes: rxs ? total - last : 0,
+      tx_bytes: rxs ? 0 : total - last,
       lost: 0,
+      local_cpu: localCpu,
+      ...(st ? { remote_cpu: st.cpu } : {}),
     });
     last = total;
   }, 1000);
@@ -438,15 +456,19 @@ async function udpPhase(
     const rx = rxPayload + packets * overhead;
     const tx = txPayload + (txPayload / udpPayloadFor(p.udpSize, family)) * overhead;
     seq++;
+    const localCpu = cpu.percent();
     // Both sides send status every second in UDP mode, each with its own received bytes (§8).
-    main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq, bytes: rx - lastRx }));
+    main.writeRaw(encodeStatus({ cpu: localCpu, seq, bytes: rx - lastRx }));
     const st = raw.serverStatus[raw.serverStatus.length - 1];
     emit({
       type: 'second',
       seq,
       rx_mbps: ((rx - lastRx) * 8) / 1e6,
       tx_mbps: ((tx - lastTx) * 8) / 1e6,
+      rx_bytes: Math.round(rx - lastRx),
+      tx_bytes: Math.round(tx - lastTx),
       lost: lost - lastLost,
+      local_cpu: localCpu,
       ...(st ? { remote_cpu: st.cpu } : {}),
     });
     lastRx = rx;

@@ -2,8 +2,8 @@ import type { BtestSettings, GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
 import { type Ramp, rampEnd } from '../measure/ramp.js';
+import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
 import { splitHostPort } from '../rmbt/measure.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
@@ -172,7 +172,11 @@ function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
       settled &&= ramp.settled;
       const before = ramp.from > 0 ? raw.udpSeconds?.[ramp.from - 1] : undefined;
       if (before && out.download.udp)
-        out.download.udp = udpFigures({ ...u, packets: u.packets - before.packets, lost: u.lost - before.lost });
+        out.download.udp = udpFigures({
+          ...u,
+          packets: u.packets - before.packets,
+          lost: u.lost - before.lost,
+        });
     }
     if (out.upload && !s.local_tx_speed) settled = skipRamp(out.upload).settled && settled;
     if (!settled) out.flags!.push('udp_ramp');

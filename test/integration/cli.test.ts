@@ -1,8 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../src/measure/result.js';
+import { freePort, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 const CLI = join(import.meta.dirname, '../../dist/cli.js');
@@ -70,6 +71,65 @@ describe('CLI (built dist/cli.js)', () => {
     const unwritable = run(['--csv', join(dir, 'no-such-dir', 'x.csv'), ...short]);
     expect(unwritable.code).toBe(1);
     expect(unwritable.err).toContain('BP_ERR_STORE');
+  });
+
+  it('measure btest --interval prints a line per second and direction as btest-rs does', async () => {
+    const port = await freePort();
+    const kids: ChildProcess[] = [];
+    await spawnReady(
+      process.execPath,
+      [
+        CLI,
+        'server',
+        'btest',
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--auth',
+        'none',
+        '--data-dir',
+        tempDir(),
+      ],
+      /btest server on/,
+      kids,
+    );
+    try {
+      const r = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          'measure',
+          'btest',
+          '--host',
+          `127.0.0.1:${port}`,
+          '--protocol',
+          'udp',
+          '--direction',
+          'both',
+        ].concat([
+          '--duration',
+          '2',
+          '--remote-tx-speed',
+          '20000000',
+          '--local-tx-speed',
+          '20000000',
+          '--interval',
+        ]),
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(r.status).toBe(0);
+      const tx = r.stderr.match(/^\[ {3}1\] {2}TX {2}\d+\.\d{2} [KMG]bps \(\d+ bytes\) {2}cpu: \d+%\/\d+%$/m);
+      const rx = r.stderr.match(
+        /^\[ {3}1\] {2}RX {2}\d+\.\d{2} [KMG]bps \(\d+ bytes\) {2}lost: \d+ {2}cpu: \d+%\/\d+%$/m,
+      );
+      expect(tx, r.stderr).not.toBeNull();
+      expect(rx, r.stderr).not.toBeNull();
+      // about 20 Mbit/s each way, in btest's IP bytes
+      expect(r.stderr).toMatch(/RX {2}(19|20|21)\.\d\d Mbps/);
+    } finally {
+      for (const k of kids) k.kill('SIGKILL');
+    }
   });
 
   it('a broken options file stops the process before anything runs, naming the problem', () => {
