@@ -116,7 +116,7 @@ describe(`btest UDP with default settings on a ${RATE_MBIT} Mbit/s link`, () => 
     );
     await spawnReady(
       'ip',
-      ['netns', 'exec', NS, 'iperf3', '-s', '-p', String(IPERF_PORT)],
+      ['netns', 'exec', NS, 'iperf3', '-s', '--forceflush', '-p', String(IPERF_PORT)],
       /listening/,
       children,
     );
