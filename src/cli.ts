@@ -13,7 +13,7 @@ import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { startService } from './main.js';
 import type { RunResult } from './measure/result.js';
-import { measureRmbt } from './rmbt/measure.js';
+import { measureRmbt, splitHostPort } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 import { appendCsv } from './store/csv.js';
 import { Store } from './store/store.js';
@@ -327,7 +327,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${e.code}: ${e.message}\n`);
     return 2;
   }
-  const log = createLogger(settings.general.log_level);
+  const sys = settings.general.syslog ? splitHostPort(settings.general.syslog) : undefined;
+  const log = createLogger(
+    settings.general.log_level,
+    process.stderr,
+    sys && { host: sys.host, port: sys.port ?? 514, format: settings.general.syslog_format },
+  );
   const ctrl = new AbortController();
   const stop = () => ctrl.abort();
   process.once('SIGINT', stop);

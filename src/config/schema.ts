@@ -15,6 +15,21 @@ export const generalSchema = {
     default: 'info',
     description: 'How much the probe logs (JSON lines on stderr).',
   },
+  syslog: {
+    type: 'str',
+    optional: true,
+    pattern: HOST_PORT,
+    patternHint: 'host or host:port (IPv6 in brackets); the port defaults to 514',
+    description:
+      'Also send the log to this syslog collector over UDP (host:port, port 514 if left out), e.g. a NAS or the router.',
+  },
+  syslog_format: {
+    type: 'enum',
+    values: ['rfc5424', 'rfc3164'],
+    default: 'rfc5424',
+    description:
+      'Syslog message format: rfc5424 (structured, with the year) or rfc3164 (BSD, what older collectors expect).',
+  },
   data_dir: {
     type: 'str',
     default: 'data',

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -129,6 +130,58 @@ describe('CLI (built dist/cli.js)', () => {
       expect(r.stderr).toMatch(/RX {2}(19|20|21)\.\d\d Mbps/);
     } finally {
       for (const k of kids) k.kill('SIGKILL');
+    }
+  });
+
+  it('--syslog sends the log to a collector over UDP in RFC 5424 or 3164; a closed port changes nothing', async () => {
+    const sock = dgram.createSocket('udp4');
+    const got: string[] = [];
+    sock.on('message', (m) => got.push(m.toString()));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    const port = (sock.address() as { port: number }).port;
+    const demo = (extra: string[]) =>
+      new Promise<{ code: number | null }>((res) => {
+        const child = spawn(
+          process.execPath,
+          [CLI, '--json', '--data-dir', tempDir(), '--duration', '1'].concat([
+            '--pretest-duration',
+            '0.2',
+            '--ping-duration',
+            '0.1',
+            '--log-level',
+            'info',
+            ...extra,
+          ]),
+        );
+        child.stdout.resume();
+        child.stderr.resume();
+        child.on('close', (code) => res({ code }));
+      });
+    try {
+      // the last datagrams may still be on their way when the process has exited
+      const arrived = async () => {
+        for (let i = 0; i < 100 && !got.some((l) => l.includes('RMBT session ended')); i++)
+          await new Promise((r) => setTimeout(r, 20));
+        return got.splice(0);
+      };
+      expect((await demo(['--syslog', `127.0.0.1:${port}`])).code).toBe(0);
+      const modern = await arrived();
+      expect(modern.length).toBeGreaterThan(3);
+      // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+      for (const line of modern)
+        expect(line).toMatch(
+          /^<1\d\d>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z \S+ bandwidth-probe \d+ - - \{/,
+        );
+      expect(modern.some((l) => l.includes('"event":"token"'))).toBe(true);
+      expect((await demo(['--syslog', `127.0.0.1:${port}`, '--syslog-format', 'rfc3164'])).code).toBe(0);
+      const bsd = await arrived();
+      expect(bsd.length).toBeGreaterThan(3);
+      for (const line of bsd)
+        expect(line).toMatch(/^<1\d\d>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ bandwidth-probe\[\d+\]: \{/);
+      // nobody listening: the datagrams go nowhere, the run does not care
+      expect((await demo(['--syslog', '127.0.0.1:9'])).code).toBe(0);
+    } finally {
+      sock.close();
     }
   });
 
