@@ -208,3 +208,25 @@ export function startResult(
     flags: [],
   };
 }
+
+/**
+ * The headline figures of a run as tables, exports and Home Assistant show them: a failed or aborted
+ * run's partial figures are no measurement and are null.
+ */
+export function headlineFigures(r: RunResult): {
+  download_mbps: number | null;
+  upload_mbps: number | null;
+  ping_ms: number | null;
+  jitter_ms: number | null;
+  loss_percent: number | null;
+} {
+  const ok = r.status === 'ok';
+  const val = (v: number | undefined) => (ok && v !== undefined ? v : null);
+  return {
+    download_mbps: val(r.download?.mbps),
+    upload_mbps: val(r.upload?.mbps),
+    ping_ms: val(r.ping?.median_ms),
+    jitter_ms: val(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
+    loss_percent: val(r.download?.udp?.loss_percent),
+  };
+}

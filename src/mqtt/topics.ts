@@ -1,4 +1,4 @@
-import type { RunResult, RunStatus } from '../measure/result.js';
+import { headlineFigures, type RunResult, type RunStatus } from '../measure/result.js';
 
 /**
  * Every topic the probe uses and the payload it carries (zigbee2mqtt-style: one type per topic).
@@ -90,14 +90,9 @@ export interface RunEvent extends TargetState {
 
 export function targetState(r: RunResult, runId: number | undefined): TargetState {
   const ok = r.status === 'ok';
-  const val = (v: number | undefined) => (ok && v !== undefined ? v : null);
   return {
     status: r.status,
-    download_mbps: val(r.download?.mbps),
-    upload_mbps: val(r.upload?.mbps),
-    ping_ms: val(r.ping?.median_ms),
-    jitter_ms: val(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
-    loss_percent: val(r.download?.udp?.loss_percent),
+    ...headlineFigures(r),
     finished_at: r.finished_at,
     started_at: r.started_at,
     server: r.server.name ?? (r.server.host ? `${r.server.host}:${r.server.port}` : ''),

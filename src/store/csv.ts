@@ -1,6 +1,6 @@
 import { appendFileSync, statSync } from 'node:fs';
 import { ProbeError } from '../errors.js';
-import type { RunResult } from '../measure/result.js';
+import { headlineFigures, type RunResult } from '../measure/result.js';
 import type { RunSummary } from './store.js';
 
 /** The columns of every CSV the probe writes: the page's export and the CLI's `--csv` file alike. */
@@ -46,8 +46,6 @@ export function toCsv(rows: readonly RunSummary[]): string {
  * aborted run's partial figures are no measurement and are left empty.
  */
 export function summaryOf(r: RunResult): Omit<RunSummary, 'id'> {
-  const ok = r.status === 'ok';
-  const fig = (v: number | undefined) => (ok && v !== undefined ? v : null);
   return {
     target: r.target.id,
     kind: r.target.kind,
@@ -56,11 +54,7 @@ export function summaryOf(r: RunResult): Omit<RunSummary, 'id'> {
     status: r.status,
     error_code: r.error?.code ?? null,
     error: r.error?.message ?? null,
-    download_mbps: fig(r.download?.mbps),
-    upload_mbps: fig(r.upload?.mbps),
-    ping_ms: fig(r.ping?.median_ms),
-    jitter_ms: fig(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
-    loss_percent: fig(r.download?.udp?.loss_percent),
+    ...headlineFigures(r),
     flags: r.flags,
     engine: r.engine,
     server: r.server.name ?? r.server.host,

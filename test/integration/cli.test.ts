@@ -18,20 +18,12 @@ function run(args: string[], env: Record<string, string> = {}) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
+/** A short demo run: one second each way. */
+const QUICK = ['--duration', '1', '--pretest-duration', '0.2', '--ping-duration', '0.1'];
+
 describe('CLI (built dist/cli.js)', () => {
   it('the default command (demo) measures against our own loopback servers and prints JSON', () => {
-    const dir = tempDir();
-    const r = run([
-      '--json',
-      '--data-dir',
-      dir,
-      '--duration',
-      '1',
-      '--pretest-duration',
-      '0.2',
-      '--ping-duration',
-      '0.1',
-    ]);
+    const r = run(['--json', '--data-dir', tempDir(), ...QUICK]);
     expect(r.err).not.toMatch(/BP_ERR/);
     expect(r.code).toBe(0);
     const result = JSON.parse(r.out) as RunResult;
@@ -45,16 +37,7 @@ describe('CLI (built dist/cli.js)', () => {
   it('--csv appends one line per run, with a header only when the file is new; a failed run has its code', () => {
     const dir = tempDir();
     const csv = join(dir, 'runs.csv');
-    const short = [
-      '--data-dir',
-      dir,
-      '--duration',
-      '1',
-      '--pretest-duration',
-      '0.2',
-      '--ping-duration',
-      '0.1',
-    ];
+    const short = ['--data-dir', dir, ...QUICK];
     expect(run(['--csv', csv, ...short]).code).toBe(0);
     const failed = run(['measure', 'rmbt', '--server', '127.0.0.1:1', '--key', 'k', '--csv', csv]);
     expect(failed.code).toBe(1);
@@ -141,18 +124,16 @@ describe('CLI (built dist/cli.js)', () => {
     const port = (sock.address() as { port: number }).port;
     const demo = (extra: string[]) =>
       new Promise<{ code: number | null }>((res) => {
-        const child = spawn(
-          process.execPath,
-          [CLI, '--json', '--data-dir', tempDir(), '--duration', '1'].concat([
-            '--pretest-duration',
-            '0.2',
-            '--ping-duration',
-            '0.1',
-            '--log-level',
-            'info',
-            ...extra,
-          ]),
-        );
+        const child = spawn(process.execPath, [
+          CLI,
+          '--json',
+          '--data-dir',
+          tempDir(),
+          ...QUICK,
+          '--log-level',
+          'info',
+          ...extra,
+        ]);
         child.stdout.resume();
         child.stderr.resume();
         child.on('close', (code) => res({ code }));

@@ -11,6 +11,7 @@ import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shapedNamespace } from '../helpers/netns.js';
 import { runOutput, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -24,8 +25,6 @@ const HANDSHAKE_S = 3;
 const RATE_MBIT = 300;
 
 const children: ChildProcess[] = [];
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-const inNs = (...args: string[]) => ip('netns', 'exec', NS, ...args);
 
 const daemon = async (args: string[], ready: RegExp): Promise<ChildProcess> =>
   (await spawnReady('ip', ['netns', 'exec', NS, 'node', CLI, ...args], ready, children)).proc;
@@ -122,34 +121,13 @@ function fds(pid: number): number {
 const within = (a: number, b: number, pct: number) => Math.abs(a - b) / b <= pct / 100;
 
 describe('servers under abuse: 200 idle, garbage and half-open connections while a real client measures', () => {
+  let ns: ReturnType<typeof shapedNamespace> | undefined;
   let rmbtServer: ChildProcess;
   let btestServer: ChildProcess;
 
   beforeAll(async () => {
-    if (process.getuid?.() !== 0)
-      throw new Error('the abuse test needs root (network namespace, tc); CI runs as root');
-    try {
-      ip('netns', 'del', NS);
-    } catch {}
-    ip('netns', 'add', NS);
-    inNs('ip', 'link', 'set', 'lo', 'mtu', '1500');
-    inNs('ip', 'link', 'set', 'lo', 'up');
     // Shaped loopback: the link, not the CPU, sets the speed, so two runs compare to a few percent.
-    inNs(
-      'tc',
-      'qdisc',
-      'add',
-      'dev',
-      'lo',
-      'root',
-      'tbf',
-      'rate',
-      `${RATE_MBIT}mbit`,
-      'burst',
-      '64kb',
-      'latency',
-      '20ms',
-    );
+    ns = shapedNamespace(NS, RATE_MBIT);
     rmbtServer = await daemon(
       [
         'server',
@@ -208,9 +186,7 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
 
   afterAll(() => {
     for (const c of children) c.kill('SIGKILL');
-    try {
-      ip('netns', 'del', NS);
-    } catch {}
+    ns?.drop();
   });
 
   it('the real clients measure within 5 % of their undisturbed figures; memory bounded; every abuser closed by the deadline', async () => {

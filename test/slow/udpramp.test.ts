@@ -6,9 +6,10 @@
  * UDP payload; btest counts IP packets (udp_size is the IP size), so iperf3 sends 1472-byte payloads and
  * its figure is compared in IP bytes (× 1500 / 1472).
  */
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shapedNamespace } from '../helpers/netns.js';
 import { runOutput, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -20,8 +21,6 @@ const DURATION_S = 5;
 const IPERF_PORT = 5209;
 
 const children: ChildProcess[] = [];
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-const inNs = (...args: string[]) => ip('netns', 'exec', NS, ...args);
 const runInNs = (cmd: string[], timeoutMs: number) =>
   runOutput('ip', ['netns', 'exec', NS, ...cmd], timeoutMs);
 
@@ -90,30 +89,9 @@ const btest = async (direction: 'receive' | 'send', engine: string): Promise<Res
   ) as Res;
 
 describe(`btest UDP with default settings on a ${RATE_MBIT} Mbit/s link`, () => {
+  let ns: ReturnType<typeof shapedNamespace> | undefined;
   beforeAll(async () => {
-    if (process.getuid?.() !== 0)
-      throw new Error('this test needs root (network namespace, tc); CI runs as root');
-    try {
-      ip('netns', 'del', NS);
-    } catch {}
-    ip('netns', 'add', NS);
-    inNs('ip', 'link', 'set', 'lo', 'mtu', '1500');
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs(
-      'tc',
-      'qdisc',
-      'add',
-      'dev',
-      'lo',
-      'root',
-      'tbf',
-      'rate',
-      `${RATE_MBIT}mbit`,
-      'burst',
-      '64kb',
-      'latency',
-      '20ms',
-    );
+    ns = shapedNamespace(NS, RATE_MBIT);
     await spawnReady(
       'ip',
       ['netns', 'exec', NS, 'iperf3', '-s', '--forceflush', '-p', String(IPERF_PORT)],
@@ -147,9 +125,7 @@ describe(`btest UDP with default settings on a ${RATE_MBIT} Mbit/s link`, () => 
   });
   afterAll(() => {
     for (const c of children) c.kill('SIGKILL');
-    try {
-      ip('netns', 'del', NS);
-    } catch {}
+    ns?.drop();
   });
 
   for (const engine of ['native', 'js']) {
