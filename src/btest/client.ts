@@ -451,6 +451,8 @@ async function udpPhase(
   })();
   // btest counts UDP in IP packet bytes, like tx_size (§7): payload + 28 (IPv6: 48) per datagram.
   const overhead = family === 6 ? 48 : 28;
+  const seconds: NonNullable<BtestRaw['udpSeconds']> = [];
+  raw.udpSeconds = seconds;
   const tick = setInterval(() => {
     const [txPayload = 0, rxPayload = 0, packets = 0, lost = 0] = run.counters;
     const rx = rxPayload + packets * overhead;
@@ -474,7 +476,7 @@ async function udpPhase(
     lastRx = rx;
     lastTx = tx;
     lastLost = lost;
-    (raw.udpSeconds ??= []).push({ packets, lost });
+    seconds.push({ packets, lost });
   }, 1000);
   try {
     raw.udp = ipBytes(await run.start(hr()), overhead);
