@@ -17,10 +17,7 @@ import { measureRmbt, splitHostPort } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 import { appendCsv } from './store/csv.js';
 import { Store } from './store/store.js';
-
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+import { VERSION } from './version.js';
 
 const COMMON: CommandFlag[] = [
   {

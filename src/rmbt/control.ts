@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProbeError } from '../errors.js';
 import { type PostOptions, postJson } from '../util/http.js';
+import { VERSION } from '../version.js';
 
 /**
  * Client side of the RMBT control server API (specs/rmbt.md §6): settings (registration, client UUID),
@@ -9,9 +10,8 @@ import { type PostOptions, postJson } from '../util/http.js';
  * bodies is in research/rmbt-deployments.md (finding numbers F1…F17 are cited below).
  */
 export const CLIENT_NAME = 'RMBT';
-export const SOFTWARE_VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+/** Our own version, sent as softwareVersion and client_software_version. */
+export const SOFTWARE_VERSION = VERSION;
 /**
  * The protocol version a client registers with: "the lowest version it's compatible with", what every
  * reference client sends (F4: WS, the Java clients, DESK); the legacy server checks it exactly or as a

@@ -1,6 +1,7 @@
 import { directionResult } from '../measure/direction.js';
 import { type PingStats, pingStats, type RunResult } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
+import { unmapIp } from '../util/netif.js';
 import type { RmbtRaw } from './client.js';
 import { CLIENT_NAME, PROTOCOL_VERSION, SOFTWARE_VERSION, timeZone } from './control.js';
 
@@ -47,8 +48,6 @@ export function thinPoints(points: readonly Point[], tStarNs: number, gapNs = DE
   return out;
 }
 
-const bareIp = (a: string | undefined) => a?.replace(/^::ffff:(?=\d+\.)/i, '');
-
 /**
  * The body of `POST /result` (specs/rmbt.md §6.3, field by field against the operators' code in
  * research/rmbt-deployments.md §5/§6): speeds in kbit/s (integers), bytes and t* in ns, pings in ns with
@@ -82,8 +81,8 @@ export function resultBody(
     });
   }
   const ws = raw.transport === 'ws' || raw.transport === 'wss';
-  const localIp = bareIp(raw.localIp);
-  const serverIp = bareIp(raw.serverIp);
+  const localIp = unmapIp(raw.localIp);
+  const serverIp = unmapIp(raw.serverIp);
   return {
     test_token: ids.token,
     ...(ids.testUuid ? { test_uuid: ids.testUuid } : {}),

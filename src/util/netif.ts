@@ -17,9 +17,14 @@ export const NETWORK_TYPE_CODE: Readonly<Record<AccessNetwork, number>> = {
   ethernet: 106,
 };
 
+/** An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a dual-stack socket reports IPv4) as plain IPv4. */
+export function unmapIp<T extends string | undefined>(address: T): T {
+  return address?.replace(/^::ffff:(?=\d+\.)/i, '') as T;
+}
+
 export function interfaceOf(address: string | undefined): string | undefined {
   if (!address) return undefined;
-  const bare = address.replace(/^::ffff:(?=\d+\.)/i, '');
+  const bare = unmapIp(address);
   for (const [name, addrs] of Object.entries(networkInterfaces())) {
     if (addrs?.some((a) => a.address === bare || a.address === address)) return name;
   }
