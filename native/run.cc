@@ -2,6 +2,7 @@
 
 #include "registry.h"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -80,7 +81,18 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   for (uint32_t i = 0; i < streams.Length(); i++) {
     Napi::Object s = streams.Get(i).As<Napi::Object>();
     StreamSpec ss;
-    ss.fd = s.Get("fd").As<Napi::Number>().Int32Value();
+    // The stream threads work on their own duplicate of the socket, never on Node's descriptor number:
+    // Node may close its number the moment a run is aborted (a socket destroyed mid-run), and a number
+    // closed there can be reused at once by the next open() (the SQLite file, the MQTT socket). The
+    // duplicate keeps the connection alive until the threads are joined and is closed only after that
+    // (CloseFds), so no thread ever reads or writes a number it does not own.
+    int orig = s.Get("fd").As<Napi::Number>().Int32Value();
+    ss.fd = fcntl(orig, F_DUPFD_CLOEXEC, 0);
+    if (ss.fd < 0) {
+      CloseFds();
+      Napi::Error::New(env, "BP_ERR_ENGINE: cannot duplicate the socket descriptor").ThrowAsJavaScriptException();
+      return;
+    }
     ss.t0 = u64(s, "t0", 0);
     Napi::Value pending = s.Get("pending");
     if (pending.IsBuffer()) {
@@ -106,6 +118,14 @@ Run::~Run() {
   CloseWake();
 }
 
+// Only after Join: the duplicated stream descriptors (see the constructor).
+void Run::CloseFds() {
+  for (auto& s : specs_) {
+    if (s.fd >= 0) close(s.fd);
+    s.fd = -1;
+  }
+}
+
 // Only on the JS thread, after the stream threads were joined (abort() checks wake_fd there too).
 void Run::CloseWake() {
   if (ctl_.wake_fd >= 0) close(ctl_.wake_fd);
@@ -115,6 +135,7 @@ void Run::CloseWake() {
 void Run::Shutdown() {
   ctl_.stop();
   Join();
+  CloseFds();
 }
 
 void Run::Join() {
@@ -155,6 +176,7 @@ Napi::Value Run::Start(const Napi::CallbackInfo& info) {
 
 void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
   Join();
+  CloseFds();
   forget(this);
   // No thread uses the eventfd any more: close it now, not when the GC gets to this object (a busy
   // server would otherwise hold one per finished run until then — the abuse test counts them).

@@ -27,6 +27,7 @@ class Run : public Napi::ObjectWrap<Run>, public Stoppable {
   void Deliver(Napi::Env env, Napi::Function cb);
   void Join();
   void CloseWake();
+  void CloseFds();
 
   Job job_;
   std::vector<StreamSpec> specs_;

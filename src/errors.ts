@@ -19,6 +19,8 @@ export const ERRORS = {
   BP_ERR_HTTP_UPGRADE: 'The server refused the HTTP upgrade; check the transport setting and the port.',
   BP_ERR_RMBT_TOKEN:
     'The measurement server rejected the token; check the shared key and the clocks of both machines.',
+  BP_ERR_RMBT_BUSY:
+    'The measurement server is busy (all its measurement slots, or those of this token or address, are taken); try again later.',
   BP_ERR_RMBT_CHUNKSIZE: 'The measurement server rejected the chunk size.',
   BP_ERR_RMBT_CONTROL: 'The RMBT control server answered with an error.',
   BP_ERR_RMBT_TERMS: 'The RMBT deployment requires you to accept its terms; read them and set accept_terms.',

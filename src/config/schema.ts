@@ -277,7 +277,22 @@ export const rmbtServerSchema = {
     min: 1,
     max: 10000,
     description:
-      'Measuring connections (past a valid token) served at once; more get ERR. Connections still in their handshake are capped apart (4 × this, at least 256, oldest dropped first).',
+      'Measuring connections (past a valid token) served at once; more get ERR BUSY. Connections still in their handshake are capped apart (4 × this, at least 256, oldest dropped first; 64 per address).',
+  },
+  max_connections_per_token: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 10000,
+    description:
+      'Measuring connections one token may hold at once; 0 = the threads our control server granted + 1, or 21 for tokens it did not issue.',
+  },
+  max_connections_per_address: {
+    type: 'int',
+    default: 32,
+    min: 1,
+    max: 10000,
+    description: 'Measuring connections one client address may hold at once; more get ERR BUSY.',
   },
   max_duration: {
     type: 'int',

@@ -209,6 +209,7 @@ export class NativeEngine implements Engine {
       }
       const run = new this.addon.Run(spec);
       native = run;
+      for (const s of streams) s.onCloseWhileLent?.(() => run.abort());
       const raw = await new Promise<NativeOutcome[]>((resolve) => run.start(resolve));
       return raw.map((o, i) => {
         streams[i]!.giveBackFd!(o.leftover, o.leftoverDecoded);

@@ -43,6 +43,11 @@ export interface DataStream {
   takeFd?(): Promise<NativeHandle | undefined>;
   /** Gives the fd back: `leftover` is raw socket bytes, or payload when `decoded`. */
   giveBackFd?(leftover: Buffer, decoded: boolean): void;
+  /**
+   * While the fd is lent: what to call when the stream is closed or fails meanwhile (the engine aborts
+   * the run, so its threads stop at once instead of at their deadline). Cleared by giveBackFd.
+   */
+  onCloseWhileLent?(cb: () => void): void;
 }
 
 export interface NativeHandle {

@@ -17,6 +17,12 @@ interface TcpHandle {
 export const MAX_LINE = 1024;
 /** Bytes we buffer while nobody reads (protocol mode); a peer that floods us is cut off. */
 const MAX_PENDING = 16 * 1024 * 1024;
+/** Pongs are skipped while this much is queued for a peer that does not read (RFC 6455 §5.5.3 lets a
+ * pong answer only the latest ping): pings cannot queue replies without bound. */
+const MAX_QUEUED_FOR_PONG = 64 * 1024;
+/** Chunk sets without a mask are the same for every connection: a few are kept and shared. */
+const SHARED_SETS = 3;
+const shared = new Map<string, ChunkSet>();
 
 /**
  * One RMBT connection on either side: a socket (plain or TLS), optionally WebSocket-framed, with a
@@ -85,6 +91,8 @@ export class Channel implements DataStream {
   }
 
   private fail(err: ProbeError): void {
+    this.lentAbort?.();
+    this.lentAbort = null;
     if (this.failure) return;
     this.failure = err;
     this.sink?.end(err);
@@ -99,8 +107,10 @@ export class Channel implements DataStream {
       role === 'server',
       (p) => this.onPayload(p),
       (op, payload) => {
-        if (op === OP_PING) this.socket.write(encodeFrame(OP_PONG, payload, role === 'client'));
-        else if (op === OP_CLOSE) {
+        if (op === OP_PING) {
+          if (this.socket.writableLength <= MAX_QUEUED_FOR_PONG)
+            this.socket.write(encodeFrame(OP_PONG, payload, role === 'client'));
+        } else if (op === OP_CLOSE) {
           this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
           this.socket.end();
         }
@@ -265,7 +275,27 @@ export class Channel implements DataStream {
    * and only the terminator byte is pre-masked so that it unmasks to 0x00 or 0xFF.
    */
   chunkSet(size: number, terminated: boolean): ChunkSet {
-    const variants = Math.max(1, Math.min(8, Math.floor((16 * 1024 * 1024) / size)));
+    // Unmasked sets (plain RMBT, server-side WebSocket) are shared by all connections: 64 connections
+    // asking for 4 MiB chunks then cost one set, not 64 (issue 14 row 2). Buffers are never written after
+    // they are made, so sharing them between streams and threads is safe.
+    const key = this.maskKey ? undefined : `${size}|${this.wsRole ?? ''}|${terminated}`;
+    const hit = key ? shared.get(key) : undefined;
+    if (key && hit) {
+      shared.delete(key);
+      shared.set(key, hit);
+      return hit;
+    }
+    const set = this.makeChunkSet(size, terminated);
+    if (key) {
+      shared.set(key, set);
+      if (shared.size > SHARED_SETS) shared.delete(shared.keys().next().value!);
+    }
+    return set;
+  }
+
+  private makeChunkSet(size: number, terminated: boolean): ChunkSet {
+    // Up to 8 different chunks (at most 8 MiB in all), cycled: the payload need not repeat every chunk.
+    const variants = Math.max(1, Math.min(8, Math.floor((8 * 1024 * 1024) / size)));
     const pool = randomPool(size * variants);
     const lastMask = this.maskKey ? this.maskKey[(size - 1) & 3]! : 0;
     const header = this.wsRole ? frameHeader(OP_BINARY, size, this.maskKey ?? undefined) : undefined;
@@ -285,6 +315,11 @@ export class Channel implements DataStream {
   // --- native hand-over -------------------------------------------------------------------------
 
   private savedTimeout = 0;
+  private lentAbort: (() => void) | null = null;
+
+  onCloseWhileLent(cb: () => void): void {
+    this.lentAbort = cb;
+  }
 
   async takeFd(): Promise<NativeHandle | undefined> {
     // Node's TLS lives in Node: its fd carries ciphertext, so TLS streams stay on the js engine.
@@ -307,6 +342,7 @@ export class Channel implements DataStream {
   }
 
   giveBackFd(leftover: Buffer, decoded: boolean): void {
+    this.lentAbort = null;
     if (leftover.length) {
       if (decoded) this.onPayload(leftover);
       else this.onRaw(leftover);
@@ -321,6 +357,10 @@ export class Channel implements DataStream {
 
   close(): void {
     this.closedByUs = true;
+    // A lent fd: the native threads work on their own duplicate (native/run.cc), so Node may close its
+    // descriptor now; the run is told to stop so the duplicate is released at once.
+    this.lentAbort?.();
+    this.lentAbort = null;
     this.socket.destroy();
   }
 }

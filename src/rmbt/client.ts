@@ -247,7 +247,7 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
     job.mode === 'receive' &&
     job.framing.kind === 'rmbt' &&
     bad.error.code === 'BP_ERR_PEER_CLOSED' &&
-    bad.bytes < job.framing.chunkSize
+    bad.bytes === 0
   ) {
     return new ProbeError(
       'BP_ERR_RMBT_CHUNKSIZE',
@@ -259,12 +259,15 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
     job.framing.kind === 'rmbt' &&
     bad.bytes > 0 &&
     bad.bytes < job.framing.chunkSize &&
-    (bad.error.code === 'BP_ERR_STALLED' || bad.error.code === 'BP_ERR_TIMEOUT')
+    (bad.error.code === 'BP_ERR_STALLED' ||
+      bad.error.code === 'BP_ERR_TIMEOUT' ||
+      bad.error.code === 'BP_ERR_PEER_CLOSED')
   ) {
-    // A few bytes and then silence: an answer line (RUSTD's `ERR` and its next ACCEPT) instead of data.
+    // A few bytes and then silence or a close: an answer line (RUSTD's `ERR` and its next ACCEPT; our
+    // server's `ERR` before it closes) instead of data.
     return new ProbeError(
       'BP_ERR_RMBT_SERVER',
-      `the server sent ${bad.bytes} bytes instead of a ${job.framing.chunkSize}-byte chunk and went quiet: an ERR answer (a duration, count or chunk size outside its limits)`,
+      `the server sent ${bad.bytes} bytes instead of a ${job.framing.chunkSize}-byte chunk and stopped: an ERR answer (a duration, count or chunk size outside its limits)`,
     );
   }
   return ProbeError.fromJSON(bad.error);
@@ -348,7 +351,8 @@ async function dataOrErr(
 }
 
 async function errLineWaiting(ch: Channel): Promise<boolean> {
-  if (ch.closed || !(await ch.hasData(200).catch(() => false))) return false;
+  // Buffered bytes count even when the server closed right after its ERR (ours does, issue 14).
+  if (!(await ch.hasData(200).catch(() => false))) return false;
   const head = await ch.peekBytes(4, 200).catch(() => undefined);
   return head?.toString('latin1') === 'ERR\n';
 }
@@ -404,7 +408,11 @@ async function runJob(
     const out = await run.done;
     kinds?.add(run.kind);
     const err = firstError(out, job);
-    if (err?.code === 'BP_ERR_STALLED' || err?.code === 'BP_ERR_TIMEOUT') {
+    if (
+      err?.code === 'BP_ERR_STALLED' ||
+      err?.code === 'BP_ERR_TIMEOUT' ||
+      err?.code === 'BP_ERR_PEER_CLOSED'
+    ) {
       // The native loop waits for whole chunks (a receive low-water mark), so a short ERR answer can
       // still sit unread in the socket; back with Node, it is read as the line it is (F17).
       for (const [i, o] of out.entries()) {

@@ -19,10 +19,19 @@ export interface ControlServerOptions {
   duration: number;
   threads: number;
   pings: number;
+  /** a token was issued for `threads` streams (the measurement server caps its connections by it) */
+  onIssue?: (uuid: string, threads: number) => void;
   log?: Logger;
 }
 
-const MAX_RESULTS = 1000;
+/** Tests remembered (for their result read-back); the oldest are dropped first. */
+const MAX_TESTS = 1000;
+/** Bytes of submitted result bodies kept in memory in all; past it the oldest bodies are dropped. */
+export const MAX_RESULT_BYTES = 16 * 1024 * 1024;
+/** Body limit of `result` (a real one is well under 200 KB, research F6; nginx at CTRL allows 1 MiB). */
+export const RESULT_BODY_LIMIT = 1024 * 1024;
+/** Body limit of `settings` and `testRequest`. */
+export const REQUEST_BODY_LIMIT = 64 * 1024;
 
 interface Stored {
   testUuid: string;
@@ -30,6 +39,7 @@ interface Stored {
   clientUuid: string;
   time: number;
   result?: Record<string, unknown>;
+  resultBytes?: number;
 }
 
 type Body = Record<string, unknown>;
@@ -37,11 +47,23 @@ type Body = Record<string, unknown>;
 export class ControlServer {
   readonly app: FastifyInstance;
   private tests = new Map<string, Stored>();
+  private resultBytes = 0;
   private boundPort = 0;
 
   constructor(private readonly o: ControlServerOptions) {
-    this.app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: REQUEST_BODY_LIMIT,
+      connectionTimeout: 30_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 5_000,
+    });
     this.routes();
+  }
+
+  /** Bytes of result bodies held now (bounded by MAX_RESULT_BYTES). */
+  get heldResultBytes(): number {
+    return this.resultBytes;
   }
 
   get port(): number {
@@ -54,7 +76,28 @@ export class ControlServer {
 
   private remember(t: Stored): void {
     this.tests.set(t.testUuid, t);
-    if (this.tests.size > MAX_RESULTS) this.tests.delete(this.tests.keys().next().value!);
+    if (this.tests.size > MAX_TESTS) this.forget(this.tests.keys().next().value!);
+  }
+
+  private forget(uuid: string): void {
+    const t = this.tests.get(uuid);
+    this.tests.delete(uuid);
+    this.resultBytes -= t?.resultBytes ?? 0;
+  }
+
+  /** Keeps a result body, dropping the oldest bodies (not the tests) while over MAX_RESULT_BYTES. */
+  private keep(t: Stored, body: Record<string, unknown>, bytes: number): void {
+    if (t.result) this.resultBytes -= t.resultBytes ?? 0;
+    t.result = body;
+    t.resultBytes = bytes;
+    this.resultBytes += bytes;
+    for (const old of this.tests.values()) {
+      if (this.resultBytes <= MAX_RESULT_BYTES) break;
+      if (old === t || !old.result) continue;
+      this.resultBytes -= old.resultBytes ?? 0;
+      delete old.result;
+      delete old.resultBytes;
+    }
   }
 
   private routes(): void {
@@ -99,6 +142,7 @@ export class ControlServer {
       const wanted = Number(body.num_threads);
       const threads = wanted > 0 && wanted < 10 ? Math.min(wanted, this.o.threads) : this.o.threads;
       const start = Math.floor(Date.now() / 1000);
+      this.o.onIssue?.(openUuid, threads);
       this.remember({ testUuid, openTestUuid: `O${openUuid}`, clientUuid, time: Date.now() });
       const host = this.o.publicHost ?? req.hostname.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
       return {
@@ -123,14 +167,14 @@ export class ControlServer {
       };
     });
 
-    this.app.post(`${p}/result`, async (req, reply) => {
+    this.app.post(`${p}/result`, { bodyLimit: RESULT_BODY_LIMIT }, async (req, reply) => {
       const body = (req.body ?? {}) as Body;
       const t = typeof body.test_uuid === 'string' ? this.tests.get(body.test_uuid) : undefined;
       if (!t) return reply.code(400).send({ error: ['unknown test_uuid'] });
       if (typeof body.test_token !== 'string' || !body.test_token.includes(t.openTestUuid.slice(1))) {
         return reply.code(400).send({ error: ['test_token does not belong to this test'] });
       }
-      t.result = body;
+      this.keep(t, body, Number(req.headers['content-length']) || JSON.stringify(body).length);
       return { error: [] };
     });
 

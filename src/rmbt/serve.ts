@@ -42,6 +42,8 @@ export async function startRmbtServers(
     ...(creds ? { tlsCreds: creds } : {}),
     keys: secret.keys,
     maxConnections: s.max_connections,
+    maxPerToken: s.max_connections_per_token,
+    maxPerAddress: s.max_connections_per_address,
     maxDuration: s.max_duration,
     idleTimeoutMs: s.idle_timeout * 1000,
     handshakeTimeoutMs: s.handshake_timeout * 1000,
@@ -68,6 +70,7 @@ export async function startRmbtServers(
       duration: s.test_duration,
       threads: s.test_threads,
       pings: s.test_pings,
+      onIssue: (uuid, threads) => measurement.grant(uuid, threads),
       ...(log ? { log } : {}),
     });
     try {

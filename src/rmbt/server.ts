@@ -21,8 +21,12 @@ export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken'> {
   host: string;
   listeners: readonly ListenerSpec[];
   tlsCreds?: { cert: string; key: string };
-  /** measuring connections (past a valid token) at once; more are answered ERR */
+  /** measuring connections (past a valid token) at once; more are answered `ERR BUSY` */
   maxConnections: number;
+  /** measuring connections one token may hold at once; 0 = its grant + 1 (ours) or DEFAULT_PER_TOKEN */
+  maxPerToken?: number;
+  /** measuring connections from one source address at once (default: maxConnections) */
+  maxPerAddress?: number;
   /** a connection must present a valid token within this time (TLS and HTTP upgrade included) */
   handshakeTimeoutMs: number;
   engine: Engine;
@@ -38,9 +42,27 @@ export interface BoundListener extends ListenerSpec {
 const PENDING_PER_CONNECTION = 4;
 const MIN_PENDING = 256;
 
+/** Handshaking connections one address may hold; past it, that address's own oldest one is dropped. */
+export const PENDING_PER_ADDRESS = 64;
+/** Per-token cap for tokens we did not issue (direct mode, another control server): 20 threads + 1. */
+export const DEFAULT_PER_TOKEN = 21;
+/** Grants remembered from our control server (older ones are dropped first). */
+const MAX_GRANTS = 10_000;
+
+/**
+ * How long one measuring connection may last after its token: pre-tests, pings, a download and an
+ * upload of at most max_duration each, plus slack. A connection past that is closed, so a token cannot
+ * hold a slot for as long as its client likes (issue 14 row 4).
+ */
+export function sessionLimitMs(maxDuration: number): number {
+  return (2 * maxDuration + 30) * 1000;
+}
+
 interface Entry {
   socket: net.Socket;
+  address: string;
   timer?: NodeJS.Timeout;
+  uuid?: string;
 }
 
 /**
@@ -56,8 +78,21 @@ export class RmbtServer {
   private pending = new Map<string, Entry>();
   private active = new Map<string, Entry>();
   private bound: BoundListener[] = [];
+  /** live measuring connections per token uuid and per source address */
+  private perToken = new Map<string, number>();
+  private perAddress = new Map<string, number>();
+  /** threads our control server granted per token uuid (the per-token cap is that + 1) */
+  private grants = new Map<string, number>();
   /** counters for tests and the status page */
-  readonly stats = { accepted: 0, refused: 0, sessions: 0, failed: 0, evicted: 0, handshakeTimeouts: 0 };
+  readonly stats = {
+    accepted: 0,
+    refused: 0,
+    sessions: 0,
+    failed: 0,
+    evicted: 0,
+    handshakeTimeouts: 0,
+    sessionTimeouts: 0,
+  };
 
   constructor(private readonly o: RmbtServerOptions) {}
 
@@ -97,6 +132,7 @@ export class RmbtServer {
         : net.createServer();
       const event = spec.tls ? 'secureConnection' : 'connection';
       server.on(event, (s: net.Socket) => this.accept(s, spec));
+      // Half-open TLS handshakes are bounded by handshakeTimeout and by the pending cap.
       server.on('tlsClientError', (err: Error) =>
         this.o.log?.debug({ err: err.message }, 'TLS handshake failed'),
       );
@@ -123,18 +159,39 @@ export class RmbtServer {
     return `${s.remoteAddress}|${s.remotePort}`;
   }
 
-  /** A new TCP connection joins the pending ones (the oldest is dropped when they are full). */
+  /** Our control server issued a token for `threads` streams: that token may hold threads + 1 slots. */
+  grant(uuid: string, threads: number): void {
+    this.grants.set(uuid, threads);
+    if (this.grants.size > MAX_GRANTS) this.grants.delete(this.grants.keys().next().value!);
+  }
+
+  private evict(key: string, entry: Entry): void {
+    this.pending.delete(key);
+    clearTimeout(entry.timer);
+    this.stats.evicted++;
+    entry.socket.destroy();
+  }
+
+  /**
+   * A new TCP connection joins the pending ones. When they are full the oldest is dropped; when one
+   * address holds PENDING_PER_ADDRESS of them, that address's own oldest is dropped (a flood from one
+   * host evicts only itself).
+   */
   private admit(s: net.Socket): void {
     const key = RmbtServer.key(s);
     if (this.pending.has(key) || this.active.has(key)) return;
-    if (this.pending.size >= this.maxPending) {
-      const [oldKey, oldest] = this.pending.entries().next().value as [string, Entry];
-      this.pending.delete(oldKey);
-      clearTimeout(oldest.timer);
-      this.stats.evicted++;
-      oldest.socket.destroy();
+    const address = s.remoteAddress ?? '';
+    let mine = 0;
+    let myOldest: [string, Entry] | undefined;
+    for (const kv of this.pending) {
+      if (kv[1].address !== address) continue;
+      mine++;
+      myOldest ??= kv;
     }
-    const entry: Entry = { socket: s };
+    if (myOldest && mine >= PENDING_PER_ADDRESS) this.evict(...myOldest);
+    else if (this.pending.size >= this.maxPending)
+      this.evict(...(this.pending.entries().next().value as [string, Entry]));
+    const entry: Entry = { socket: s, address };
     entry.timer = setTimeout(() => {
       if (this.pending.get(key) !== entry) return;
       this.stats.handshakeTimeouts++;
@@ -145,23 +202,53 @@ export class RmbtServer {
     s.once('close', () => {
       clearTimeout(entry.timer);
       if (this.pending.get(key) === entry) this.pending.delete(key);
-      if (this.active.get(key) === entry) this.active.delete(key);
+      if (this.active.get(key) === entry) {
+        this.active.delete(key);
+        dec(this.perAddress, entry.address);
+        if (entry.uuid) dec(this.perToken, entry.uuid);
+      }
     });
   }
 
-  /** A valid token moves a connection to a measuring slot; false when all are taken. */
-  private promote(s: net.Socket): boolean {
+  /**
+   * A valid token moves a connection to a measuring slot, for at most sessionLimitMs. Returns why not
+   * when the server's, the token's or the address's slots are taken.
+   */
+  private promote(s: net.Socket, uuid: string): string | undefined {
     const key = RmbtServer.key(s);
     const entry = this.pending.get(key);
-    if (!entry) return false;
+    if (!entry) return 'the connection is no longer known';
     this.pending.delete(key);
     clearTimeout(entry.timer);
-    if (this.active.size >= this.o.maxConnections) {
+    const tokenCap =
+      this.o.maxPerToken || (this.grants.has(uuid) ? this.grants.get(uuid)! + 1 : DEFAULT_PER_TOKEN);
+    const addressCap = this.o.maxPerAddress ?? this.o.maxConnections;
+    const busy =
+      this.active.size >= this.o.maxConnections
+        ? `all ${this.o.maxConnections} measurement slots are taken`
+        : (this.perToken.get(uuid) ?? 0) >= tokenCap
+          ? `this token already holds ${tokenCap} connections`
+          : (this.perAddress.get(entry.address) ?? 0) >= addressCap
+            ? `this address already holds ${addressCap} connections`
+            : undefined;
+    if (busy) {
       this.stats.refused++;
-      return false;
+      return busy;
     }
+    entry.uuid = uuid;
     this.active.set(key, entry);
-    return true;
+    inc(this.perToken, uuid);
+    inc(this.perAddress, entry.address);
+    entry.timer = setTimeout(() => {
+      this.stats.sessionTimeouts++;
+      this.o.log?.info(
+        { event: 'session_timeout', peer: `${entry.address}:${s.remotePort}`, uuid },
+        'RMBT connection closed: past its test time',
+      );
+      s.destroy();
+    }, sessionLimitMs(this.o.maxDuration));
+    entry.timer.unref();
+    return undefined;
   }
 
   private accept(socket: net.Socket, spec: ListenerSpec): void {
@@ -187,7 +274,13 @@ export class RmbtServer {
     (async () => {
       if (spec.mode === 'http' && !(await this.upgrade(ch))) return;
       this.stats.sessions++;
-      await serveSession(ch, this.o.engine, { ...this.o, onToken: () => this.promote(socket) }, log, fig);
+      await serveSession(
+        ch,
+        this.o.engine,
+        { ...this.o, onToken: (uuid) => this.promote(socket, uuid) },
+        log,
+        fig,
+      );
       ended({ end: 'quit' });
     })()
       .catch((err) => {
@@ -253,4 +346,14 @@ export class RmbtServer {
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers = [];
   }
+}
+
+function inc(m: Map<string, number>, k: string): void {
+  m.set(k, (m.get(k) ?? 0) + 1);
+}
+
+function dec(m: Map<string, number>, k: string): void {
+  const n = (m.get(k) ?? 0) - 1;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
 }

@@ -21,9 +21,20 @@ export interface SessionLimits {
   idleTimeoutMs: number;
   /** how long the greeting and token may take (default idleTimeoutMs) */
   handshakeTimeoutMs?: number;
-  /** called once the token is valid; false refuses the connection (the server is full) */
-  onToken?: () => boolean;
+  /**
+   * Called once the token is valid: undefined admits the connection, a text refuses it as busy (the
+   * server's, the token's or the address's slots are taken) and says which.
+   */
+  onToken?: (uuid: string) => string | undefined;
 }
+
+/** Unknown commands in a row before the connection is closed (each is answered ERR, §3.2). */
+const MAX_UNKNOWN = 8;
+/**
+ * Bytes we let queue in user space for a peer that does not read our lines before we stop reading its
+ * commands (and, after the idle timeout, close): an ERR/ACCEPT flood cannot grow the process.
+ */
+export const MAX_QUEUED_LINES = 64 * 1024;
 
 /** RMBTD sends PUT feedback when more than 1 ms passed since the last one (§3.2 PUT). */
 const REPORT_NS = 1_000_000;
@@ -78,13 +89,16 @@ export async function serveSession(
     }
     fig.uuid = check.uuid;
     fig.token_version = check.version;
-    if (lim.onToken && !lim.onToken()) {
-      ch.writeLine('ERR');
+    const busy = lim.onToken?.(check.uuid);
+    if (busy) {
+      // A distinct answer, so clients can tell "busy" from a bad token (our client: BP_ERR_RMBT_BUSY; a
+      // reference client sees an ERR as it would from RUSTD).
+      ch.writeLine(`ERR BUSY ${busy}`);
       log?.info(
-        { event: 'token', result: 'refused', reason: 'full', uuid: check.uuid },
+        { event: 'token', result: 'refused', reason: 'busy', busy, uuid: check.uuid },
         'RMBT token refused',
       );
-      throw new ProbeError('BP_ERR_SERVER_LIMIT', 'all measurement slots are taken (max_connections)');
+      throw new ProbeError('BP_ERR_RMBT_BUSY', busy);
     }
     log?.info(
       { event: 'token', result: 'accepted', uuid: check.uuid, token_version: check.version },
@@ -98,8 +112,10 @@ export async function serveSession(
   ch.writeLine('OK');
   ch.writeLine(`CHUNKSIZE ${DEFAULT_CHUNK} ${MIN_CHUNK} ${MAX_CHUNK}`);
 
+  let unknown = 0;
   for (;;) {
     ch.writeLine(ACCEPT_COMMANDS);
+    await flushed(ch, lim.idleTimeoutMs);
     const line = await ch.readLine(lim.idleTimeoutMs);
     const c = parseCommand(line);
     fig.commands++;
@@ -119,9 +135,11 @@ export async function serveSession(
             ? c.count >= 1 && c.count <= MAX_CHUNKS
             : c.seconds >= 1 && c.seconds <= lim.maxDuration;
         if (!ok) {
+          // RMBTD answers ERR; we close after it too (bad input ends the connection at once, issue 14).
           ch.writeLine('ERR');
-          continue;
+          throw new ProbeError('BP_ERR_PROTOCOL', `${c.cmd} argument out of range`);
         }
+        unknown = 0;
         const start = hr();
         const job: EngineJob = {
           mode: 'send',
@@ -139,6 +157,7 @@ export async function serveSession(
       }
       case 'PUT':
       case 'PUTNORESULT': {
+        unknown = 0;
         ch.writeLine('OK');
         // The timer starts after OK is written (§3.2 PUT).
         const start = hr();
@@ -156,6 +175,7 @@ export async function serveSession(
         break;
       }
       case 'PING': {
+        unknown = 0;
         ch.writeLine('PONG');
         const start = hr();
         await expectOk(ch, lim);
@@ -168,8 +188,32 @@ export async function serveSession(
       default:
         log?.debug({ line: line.slice(0, 60) }, 'unknown command');
         ch.writeLine('ERR');
+        if (++unknown >= MAX_UNKNOWN)
+          throw new ProbeError('BP_ERR_PROTOCOL', `${MAX_UNKNOWN} unknown commands in a row`);
     }
   }
+}
+
+/** Waits (up to the idle timeout) until what we queued for the peer is below MAX_QUEUED_LINES. */
+async function flushed(ch: Channel, timeoutMs: number): Promise<void> {
+  if (ch.socket.writableLength <= MAX_QUEUED_LINES) return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new ProbeError('BP_ERR_TIMEOUT', 'the peer does not read what we send'));
+    }, timeoutMs);
+    const done = () => {
+      cleanup();
+      resolve();
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      ch.socket.off('drain', done);
+      ch.socket.off('close', done);
+    };
+    ch.socket.once('drain', done);
+    ch.socket.once('close', done);
+  });
 }
 
 async function runOne(engine: Engine, ch: Channel, job: EngineJob, t0: bigint) {

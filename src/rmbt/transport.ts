@@ -271,6 +271,9 @@ export async function connectRmbt(o: ConnectOptions, token: string): Promise<Rmb
         ? new ProbeError('BP_ERR_RMBT_TOKEN', 'the server closed the connection after TOKEN')
         : err;
     });
+    // `ERR BUSY …` is our server's answer when its slots are full (a distinct cause from a bad token).
+    if (/^ERR BUSY\b/.test(ok))
+      throw new ProbeError('BP_ERR_RMBT_BUSY', `the server is busy: ${ok.slice(9, 200) || 'no free slot'}`);
     if (ok === 'ERR') throw new ProbeError('BP_ERR_RMBT_TOKEN', 'the server answered ERR to TOKEN');
     if (ok !== 'OK')
       throw new ProbeError(

@@ -368,7 +368,7 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     expect(r.error!.code).toBe('BP_ERR_CONNECT');
   });
 
-  it('the server limits measuring connections: past max_connections a valid token gets ERR', async () => {
+  it('the server limits measuring connections: past max_connections a valid token gets ERR BUSY', async () => {
     const own = await startServers(engine, { max_connections: '2' });
     try {
       const port = own.servers.measurement.portOf('plain', false)!;
@@ -382,7 +382,7 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
         ch.writeLine(`TOKEN ${makeToken(secret)}`);
         answers.push(await ch.readLine(2000));
       }
-      expect(answers).toEqual(['OK', 'OK', 'ERR']);
+      expect(answers).toEqual(['OK', 'OK', 'ERR BUSY all 2 measurement slots are taken']);
       expect(own.servers.measurement.activeConnections).toBe(2);
       expect(own.servers.measurement.stats.refused).toBe(1);
       for (const s of socks) s.destroy();
