@@ -27,6 +27,8 @@ export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken'> {
   maxPerToken?: number;
   /** measuring connections from one source address at once (default: maxConnections) */
   maxPerAddress?: number;
+  /** how long a measuring connection may last (default sessionLimitMs(maxDuration); tests set less) */
+  sessionMs?: number;
   /** a connection must present a valid token within this time (TLS and HTTP upgrade included) */
   handshakeTimeoutMs: number;
   engine: Engine;
@@ -246,7 +248,7 @@ export class RmbtServer {
         'RMBT connection closed: past its test time',
       );
       s.destroy();
-    }, sessionLimitMs(this.o.maxDuration));
+    }, this.o.sessionMs ?? sessionLimitMs(this.o.maxDuration));
     entry.timer.unref();
     return undefined;
   }

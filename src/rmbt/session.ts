@@ -188,6 +188,10 @@ export async function serveSession(
       default:
         log?.debug({ line: line.slice(0, 60) }, 'unknown command');
         ch.writeLine('ERR');
+        // A known command with a malformed argument (`GETCHUNKS -1`, a 2^64 count) is bad input, not a
+        // command from a newer client: the connection ends (issue 14 row 9).
+        if (/^(GETCHUNKS|GETTIME|PUT|PUTNORESULT|PING|QUIT|OK|TOKEN)\b/.test(line.trim()))
+          throw new ProbeError('BP_ERR_PROTOCOL', `malformed ${line.trim().split(/\s/)[0]} command`);
         if (++unknown >= MAX_UNKNOWN)
           throw new ProbeError('BP_ERR_PROTOCOL', `${MAX_UNKNOWN} unknown commands in a row`);
     }

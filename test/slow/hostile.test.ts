@@ -1,0 +1,238 @@
+/**
+ * Issue 14: attacks on the real `server rmbt` process (the built CLI, native engine), each bounded in count
+ * and time, with the fixed bound asserted: the process alive, RSS growth ≤ 64 MB over its start, fds back
+ * to start, and a real client measuring correctly during and after the attack. Attackers connect from
+ * 127.0.0.2 so the per-address caps they hit are theirs, not the real client's (127.0.0.1).
+ */
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, runOutput, spawnReady } from '../helpers/proc.js';
+import { tempDir } from '../helpers/rmbt.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'dist/cli.js');
+const KEY = 'hostile-test-shared-key';
+const ATTACKER = '127.0.0.2';
+const children: ChildProcess[] = [];
+
+const rssMb = (pid: number) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+const fds = (pid: number) =>
+  Number(
+    execFileSync('sh', ['-c', `ls /proc/${pid}/fd | wc -l`])
+      .toString()
+      .trim(),
+  );
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Res {
+  status: string;
+  error?: { code: string; message: string };
+  download?: { mbps: number };
+  upload?: { mbps: number };
+}
+
+describe('server rmbt under attack (real process)', () => {
+  let srv: ChildProcess;
+  let port = 0;
+  let control = 0;
+  let base = 0;
+  let baseFds = 0;
+  const ctl = () => `http://127.0.0.1:${control}/RMBTControlServer`;
+
+  const measure = async (): Promise<Res> =>
+    JSON.parse(
+      await runOutput(
+        'node',
+        [
+          CLI,
+          'measure',
+          'rmbt',
+          '--control-url',
+          ctl(),
+          '--threads',
+          '2',
+          '--pretest-duration',
+          '0.3',
+          '--ping-duration',
+          '0.2',
+          '--pings',
+          '3',
+          '--json',
+          '--log-level',
+          'warn',
+          '--data-dir',
+          tempDir(),
+        ],
+        60_000,
+      ),
+    ) as Res;
+
+  const testRequest = async () => {
+    const settings = (await (
+      await fetch(`${ctl()}/settings`, {
+        method: 'POST',
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+      })
+    ).json()) as { settings: { uuid: string }[] };
+    const uuid = settings.settings[0]!.uuid;
+    const tr = (await (
+      await fetch(`${ctl()}/testRequest`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ uuid, client: 'RMBT', num_threads: 3 }),
+      })
+    ).json()) as { test_token: string; test_uuid: string };
+    return tr;
+  };
+
+  beforeAll(async () => {
+    port = await freePort();
+    control = await freePort();
+    const http = await freePort();
+    srv = (
+      await spawnReady(
+        'node',
+        [
+          CLI,
+          'server',
+          'rmbt',
+          '--bind',
+          '127.0.0.1',
+          '--port',
+          String(http),
+          '--tls-port',
+          '0',
+          '--plain-port',
+          String(port),
+          '--control-port',
+          String(control),
+          '--secret-key',
+          KEY,
+          '--test-duration',
+          '2',
+          '--engine',
+          'native',
+          '--data-dir',
+          tempDir(),
+          '--log-level',
+          'warn',
+        ],
+        /plain RMBT on/,
+        children,
+      )
+    ).proc;
+    // One real run first, so the baseline counts what any served run allocates once (the shared chunk
+    // sets, the engine's threads' stacks, JIT code).
+    expect((await measure()).status).toBe('ok');
+    await sleep(500);
+    base = rssMb(srv.pid!);
+    baseFds = fds(srv.pid!);
+  }, 90_000);
+
+  afterAll(() => {
+    for (const c of children) c.kill('SIGKILL');
+  });
+
+  const bounded = async (what: string) => {
+    await sleep(1500);
+    const grew = rssMb(srv.pid!) - base;
+    console.log(
+      `${what}: RSS ${base.toFixed(0)} → ${(base + grew).toFixed(0)} MB, fds ${baseFds} → ${fds(srv.pid!)}`,
+    );
+    expect(srv.exitCode).toBeNull();
+    expect(grew).toBeLessThan(64);
+  };
+
+  it('row 1: 60 × testRequest + a 4 MB result, then 60 × a 0.9 MB one: 413 / bounded store, RSS bounded', async () => {
+    const big = JSON.stringify({ pad: 'x'.repeat(4 * 1024 * 1024) });
+    const codes: (number | string)[] = [];
+    for (let i = 0; i < 60; i++) {
+      const tr = await testRequest();
+      // The server answers 413 from the Content-Length and closes; the upload may see the close first.
+      const code = await fetch(`${ctl()}/result`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: big.replace('{', `{"test_uuid":"${tr.test_uuid}","test_token":"${tr.test_token}",`),
+      }).then(
+        async (r) => {
+          await r.arrayBuffer();
+          return r.status;
+        },
+        () => 'closed',
+      );
+      codes.push(code);
+    }
+    expect(codes.filter((c) => c !== 413 && c !== 'closed')).toEqual([]);
+    expect(codes).toContain(413);
+    const fits = JSON.stringify({ pad: 'y'.repeat(900 * 1024) });
+    for (let i = 0; i < 60; i++) {
+      const tr = await testRequest();
+      const r = await fetch(`${ctl()}/result`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: fits.replace('{', `{"test_uuid":"${tr.test_uuid}","test_token":"${tr.test_token}",`),
+      });
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+    }
+    await bounded('results');
+    expect((await measure()).status).toBe('ok');
+  }, 120_000);
+
+  it('row 2: 64 connections with one token and 64 with tokens of their own, GETCHUNKS 300000 4194304, never reading', async () => {
+    const tr = await testRequest();
+    const { makeToken } = await import('../../src/rmbt/token.js');
+    const socks: net.Socket[] = [];
+    const answers: string[] = [];
+    const attack = (token: string) =>
+      new Promise<void>((res) => {
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: ATTACKER });
+        socks.push(s);
+        let buf = '';
+        const onData = (d: Buffer) => {
+          buf += d.toString('latin1');
+          if (buf.includes('ACCEPT TOKEN') && !buf.includes('TOKEN sent')) {
+            s.write(`TOKEN ${token}\n`);
+            buf += 'TOKEN sent';
+          }
+          const m = /TOKEN sent(OK|ERR[^\n]*)/.exec(buf);
+          if (m) {
+            answers.push(m[1]!);
+            if (m[1] === 'OK') s.write('GETCHUNKS 300000 4194304\n');
+            s.off('data', onData);
+            s.pause(); // never read again
+            res();
+          }
+        };
+        s.on('data', onData);
+        s.on('error', () => res());
+      });
+    for (let i = 0; i < 64; i++) await attack(tr.test_token);
+    for (let i = 0; i < 64; i++) await attack(makeToken(KEY));
+    // One token: its grant (3) + 1; own tokens: up to the per-address cap (32) in all.
+    expect(answers.filter((a) => a === 'OK').length).toBe(32);
+    expect(answers.filter((a) => a.startsWith('ERR BUSY')).length).toBe(128 - 32);
+    await sleep(2000);
+    const during = rssMb(srv.pid!) - base;
+    console.log(`never-reading GETCHUNKS: RSS +${during.toFixed(0)} MB while held`);
+    expect(during).toBeLessThan(64);
+    // A real client (another address) measures meanwhile.
+    const r = await measure();
+    expect(r.status).toBe('ok');
+    for (const s of socks) s.destroy();
+    await bounded('after GETCHUNKS attack');
+  }, 120_000);
+
+  it('row 18: 12 real runs, then memory back within 64 MB of the start and fds back', async () => {
+    for (let i = 0; i < 12; i++) expect((await measure()).status).toBe('ok');
+    await bounded('after 12 runs');
+    const t0 = Date.now();
+    while (fds(srv.pid!) > baseFds && Date.now() - t0 < 5000) await sleep(200);
+    expect(fds(srv.pid!)).toBeLessThanOrEqual(baseFds);
+  }, 300_000);
+});
