@@ -42,11 +42,20 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/** Longest detail text kept in an error (texts from the network enter here: issue 14 row 12). */
+export const MAX_DETAIL = 512;
+
+/** A string cut to `max` characters, ending in "…" when it was longer. */
+export function bounded(s: string, max = MAX_DETAIL): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
 export class ProbeError extends Error {
   readonly code: ErrorCode;
   readonly detail: string;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, rawDetail?: string, options?: { cause?: unknown }) {
+    const detail = rawDetail === undefined ? undefined : bounded(rawDetail);
     super(detail ? `${ERRORS[code]} (${detail})` : ERRORS[code], options);
     this.name = 'ProbeError';
     this.code = code;
@@ -56,7 +65,7 @@ export class ProbeError extends Error {
   /** Rebuilds an error that crossed a boundary as JSON (engine outcomes, stored runs). */
   static fromJSON(j: { code: ErrorCode; message: string }): ProbeError {
     const e = new ProbeError(j.code);
-    e.message = j.message;
+    e.message = bounded(String(j.message), MAX_DETAIL + 200);
     return e;
   }
 

@@ -560,12 +560,24 @@ async function upload(
   };
   const out = await runJob(opt.engine, channels, job, opt.signal, t0, progress('upload', emit), kinds);
   const feedback = await Promise.all(
-    channels.map(async (ch) => {
+    channels.map(async (ch, i) => {
       const points: Point[] = [];
       // w2 = 3 s (§1 constants): how long we wait for the server's last word after our last chunk.
       const wait = p.ioTimeoutMs + 3000;
-      for (;;) {
+      // The server reports at most about every 1 ms (§3.2 PUT): more lines than that, or a byte count
+      // past what we sent, is a hostile or broken server, never an "ok" with an impossible figure.
+      const maxLines = p.duration * 2000 + 2000;
+      const sent = out[i]!.bytes + cs;
+      const deadline = Date.now() + wait;
+      for (let n = 0; ; n++) {
+        if (n > maxLines || Date.now() > deadline)
+          throw new ProbeError('BP_ERR_PROTOCOL', `the server sent more than ${maxLines} upload reports`);
         const t = parseTime(await ch.readLine(wait));
+        if (t.bytes !== undefined && t.bytes > sent)
+          throw new ProbeError(
+            'BP_ERR_PROTOCOL',
+            `the server reports ${t.bytes} bytes received; ${out[i]!.bytes} were sent`,
+          );
         if (t.bytes === undefined) {
           expectAccept(await ch.readLine(p.ioTimeoutMs));
           return { points, finalNs: t.ns };

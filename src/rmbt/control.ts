@@ -254,7 +254,8 @@ export async function requestTest(
   const resultUrl = optStr(reply.result_url);
   const testUuid = optStr(reply.test_uuid);
   const openTestUuid = optStr(reply.open_test_uuid);
-  const name = optStr(reply.test_server_name);
+  // A server name is shown and published (HA state, CSV): bounded like any text from the network.
+  const name = optStr(reply.test_server_name)?.slice(0, 128);
   const clientIp = optStr(reply.client_remote_ip);
   const loopUuid = optStr(reply.loop_uuid);
   return {

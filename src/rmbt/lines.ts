@@ -37,7 +37,8 @@ export function parseChunkSize(line: string): ChunkLimits {
   const def = Number(m[1]);
   const min = m[2] ? Number(m[2]) : def;
   const max = m[3] ? Number(m[3]) : def;
-  if (!(def >= 1 && min >= 1 && min <= def && def <= max && max <= 64 * 1024 * 1024)) {
+  // RMBT's bounds (§3.1: 4096 … 4194304): a server asking for 64 MiB chunks would cost GBs with 8 threads.
+  if (!(min >= MIN_CHUNK && min <= def && def <= max && max <= MAX_CHUNK)) {
     throw new ProbeError('BP_ERR_PROTOCOL', `implausible chunk sizes in ${JSON.stringify(line)}`);
   }
   return { def, min, max, dynamic: m[2] !== undefined };

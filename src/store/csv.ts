@@ -24,10 +24,13 @@ export const CSV_COLUMNS: readonly (keyof RunSummary)[] = [
   'trigger',
 ];
 
-/** RFC 4180: quoted where needed; a leading = + - @ is defused so spreadsheets do not run it. */
+/**
+ * RFC 4180: quoted where needed. OWASP's CSV-injection rule: a cell starting with = + - @, a tab or a
+ * carriage return is prefixed with ' so spreadsheets do not run it (numbers such as -3.5 stay numbers).
+ */
 function cell(v: unknown): string {
   let s = v === null || v === undefined ? '' : Array.isArray(v) ? v.join(' ') : String(v);
-  if (/^[=+\-@]/.test(s) && Number.isNaN(Number(s))) s = `'${s}`;
+  if (/^[=+\-@\t\r]/.test(s) && (s.trim() === '' || Number.isNaN(Number(s)))) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

@@ -188,3 +188,33 @@ describe('RMBT measurement server under misuse', () => {
     expect(s.pendingConnections + s.activeConnections).toBeLessThanOrEqual(16);
   });
 });
+
+describe('our client against a hostile measurement server', () => {
+  it('row 21: CHUNKSIZE 64 MiB is refused with a coded error before any data', async () => {
+    const { clientSettings } = await import('../helpers/rmbt.js');
+    const { measureRmbt } = await import('../../src/rmbt/measure.js');
+    const fake = net.createServer((s) => {
+      s.write('RMBTv1.3.5\nACCEPT TOKEN QUIT\n');
+      s.once('data', () =>
+        s.write('OK\nCHUNKSIZE 67108864 4096 67108864\nACCEPT GETCHUNKS GETTIME PUT PUTNORESULT PING QUIT\n'),
+      );
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    try {
+      const port = (fake.address() as net.AddressInfo).port;
+      const r = await measureRmbt(
+        clientSettings({ server: `127.0.0.1:${port}`, key: KEY, transport: 'plain' }),
+        {
+          engine: loadEngine('native'),
+          general: { data_dir: '/tmp', log_level: 'silent' } as never,
+        },
+      );
+      expect(r.status).toBe('failed');
+      expect(r.error!.code).toBe('BP_ERR_PROTOCOL');
+      expect(r.error!.message).toMatch(/implausible chunk sizes/);
+    } finally {
+      fake.close();
+    }
+  });
+});

@@ -1,0 +1,33 @@
+// Issue 14: what a hostile peer sends is bounded where it enters (rows 12, 21).
+import { describe, expect, it } from 'vitest';
+import { bounded, MAX_DETAIL, ProbeError } from '../../src/errors.js';
+import { parseChunkSize } from '../../src/rmbt/lines.js';
+import { csvRow } from '../../src/store/csv.js';
+
+describe('bounds on what peers send', () => {
+  it('row 12: a 2 MB error text from a server is cut to MAX_DETAIL characters with an ellipsis', () => {
+    const e = new ProbeError('BP_ERR_RMBT_CONTROL', 'x'.repeat(2 * 1024 * 1024));
+    expect(e.detail).toHaveLength(MAX_DETAIL);
+    expect(e.detail.endsWith('…')).toBe(true);
+    expect(e.message.length).toBeLessThan(MAX_DETAIL + 200);
+    expect(ProbeError.fromJSON({ code: 'BP_ERR_PROTOCOL', message: 'y'.repeat(1e6) }).message.length).toBeLessThan(
+      MAX_DETAIL + 201,
+    );
+    expect(bounded('short')).toBe('short');
+  });
+
+  it('row 12: CSV cells starting with = + - @, tab or CR are neutralised; negative numbers stay numbers', () => {
+    const row = csvRow({ target: '\t=cmd', server: '\rfoo', error: '@SUM(A1)', upload_mbps: -1, download_mbps: 5 });
+    expect(row).toContain(`'\t=cmd`);
+    expect(row).toContain(`"'\rfoo"`);
+    expect(row).toContain(`'@SUM(A1)`);
+    expect(row).toContain(',-1,');
+  });
+
+  it('row 21: chunk sizes outside RMBT bounds (4 KiB – 4 MiB) are refused', () => {
+    expect(() => parseChunkSize('CHUNKSIZE 4096 4096 67108864')).toThrow(/implausible/);
+    expect(() => parseChunkSize('CHUNKSIZE 67108864')).toThrow(/implausible/);
+    expect(() => parseChunkSize('CHUNKSIZE 1024 1024 4096')).toThrow(/implausible/);
+    expect(parseChunkSize('CHUNKSIZE 4096 4096 4194304').max).toBe(4194304);
+  });
+});
