@@ -392,7 +392,10 @@ async function udpPhase(
   // A hostile server could make us bind a privileged port (we may run as root): the base and our
   // base + 256 must both be unprivileged, without the wrap past 65535 (issue 14 row 24).
   if (base < 1024 || base + UDP_CLIENT_OFFSET > 0xffff)
-    throw new ProbeError('BP_ERR_PROTOCOL', `the server announced UDP port ${base}; ports below 1024 or above ${0xffff - UDP_CLIENT_OFFSET} are refused`);
+    throw new ProbeError(
+      'BP_ERR_PROTOCOL',
+      `the server announced UDP port ${base}; ports below 1024 or above ${0xffff - UDP_CLIENT_OFFSET} are refused`,
+    );
   const sends = p.direction !== 'receive';
   const receives = p.direction !== 'send';
   // Unlimited UDP starts unpaced, as btest-rs does, and then follows 1.5 × what the peer reports (§9).

@@ -10,14 +10,20 @@ describe('bounds on what peers send', () => {
     expect(e.detail).toHaveLength(MAX_DETAIL);
     expect(e.detail.endsWith('…')).toBe(true);
     expect(e.message.length).toBeLessThan(MAX_DETAIL + 200);
-    expect(ProbeError.fromJSON({ code: 'BP_ERR_PROTOCOL', message: 'y'.repeat(1e6) }).message.length).toBeLessThan(
-      MAX_DETAIL + 201,
-    );
+    expect(
+      ProbeError.fromJSON({ code: 'BP_ERR_PROTOCOL', message: 'y'.repeat(1e6) }).message.length,
+    ).toBeLessThan(MAX_DETAIL + 201);
     expect(bounded('short')).toBe('short');
   });
 
   it('row 12: CSV cells starting with = + - @, tab or CR are neutralised; negative numbers stay numbers', () => {
-    const row = csvRow({ target: '\t=cmd', server: '\rfoo', error: '@SUM(A1)', upload_mbps: -1, download_mbps: 5 });
+    const row = csvRow({
+      target: '\t=cmd',
+      server: '\rfoo',
+      error: '@SUM(A1)',
+      upload_mbps: -1,
+      download_mbps: 5,
+    });
     expect(row).toContain(`'\t=cmd`);
     expect(row).toContain(`"'\rfoo"`);
     expect(row).toContain(`'@SUM(A1)`);
