@@ -55,7 +55,12 @@ export class ProbeError extends Error {
   readonly detail: string;
 
   constructor(code: ErrorCode, rawDetail?: string, options?: { cause?: unknown }) {
-    const detail = rawDetail === undefined ? undefined : bounded(rawDetail);
+    // Config and usage errors list every local problem (not network text): they get more room.
+    const room =
+      code === 'BP_ERR_CONFIG' || code === 'BP_ERR_CONFIG_FILE' || code === 'BP_ERR_USAGE'
+        ? 8192
+        : MAX_DETAIL;
+    const detail = rawDetail === undefined ? undefined : bounded(rawDetail, room);
     super(detail ? `${ERRORS[code]} (${detail})` : ERRORS[code], options);
     this.name = 'ProbeError';
     this.code = code;
@@ -65,7 +70,7 @@ export class ProbeError extends Error {
   /** Rebuilds an error that crossed a boundary as JSON (engine outcomes, stored runs). */
   static fromJSON(j: { code: ErrorCode; message: string }): ProbeError {
     const e = new ProbeError(j.code);
-    e.message = bounded(String(j.message), MAX_DETAIL + 200);
+    e.message = bounded(String(j.message), 8192 + 200);
     return e;
   }
 

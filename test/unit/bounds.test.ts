@@ -12,7 +12,7 @@ describe('bounds on what peers send', () => {
     expect(e.message.length).toBeLessThan(MAX_DETAIL + 200);
     expect(
       ProbeError.fromJSON({ code: 'BP_ERR_PROTOCOL', message: 'y'.repeat(1e6) }).message.length,
-    ).toBeLessThan(MAX_DETAIL + 201);
+    ).toBeLessThan(8192 + 201);
     expect(bounded('short')).toBe('short');
   });
 
