@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 
@@ -87,7 +88,9 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
     // duplicate keeps the connection alive until the threads are joined and is closed only after that
     // (CloseFds), so no thread ever reads or writes a number it does not own.
     int orig = s.Get("fd").As<Napi::Number>().Int32Value();
-    ss.fd = fcntl(orig, F_DUPFD_CLOEXEC, 0);
+    // The raw syscall, not glibc's fcntl(): on 32-bit ARM with 64-bit file offsets that wrapper binds to
+    // fcntl64@GLIBC_2.28, above the 2.17 floor the prebuilds keep (the qemu gate checks it).
+    ss.fd = static_cast<int>(syscall(SYS_fcntl, orig, F_DUPFD_CLOEXEC, 0));
     if (ss.fd < 0) {
       CloseFds();
       Napi::Error::New(env, "BP_ERR_ENGINE: cannot duplicate the socket descriptor").ThrowAsJavaScriptException();
