@@ -1,10 +1,8 @@
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ErrorCode } from '../errors.js';
 import { ProbeError } from '../errors.js';
 import type { Point } from '../measure/speed.js';
+import { packageRoot } from '../version.js';
 import { JsEngine } from './jsEngine.js';
 import type {
   DataStream,
@@ -59,12 +57,6 @@ export interface NativeAddon {
   abiVersion: number;
 }
 
-/** The package root: the nearest folder above this module with a package.json (dist/, or a bench build). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
 const root = packageRoot();
 
 /**

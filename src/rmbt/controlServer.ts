@@ -61,11 +61,6 @@ export class ControlServer {
     this.routes();
   }
 
-  /** Bytes of result bodies held now (bounded by MAX_RESULT_BYTES). */
-  get heldResultBytes(): number {
-    return this.resultBytes;
-  }
-
   get port(): number {
     return this.boundPort;
   }

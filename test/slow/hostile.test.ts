@@ -149,15 +149,14 @@ describe('server rmbt under attack (real process)', () => {
   };
 
   it('row 1: 60 × testRequest + a 4 MB result, then 60 × a 0.9 MB one: 413 / bounded store, RSS bounded', async () => {
-    const big = JSON.stringify({ pad: 'x'.repeat(4 * 1024 * 1024) });
-    const codes: (number | string)[] = [];
-    for (let i = 0; i < 60; i++) {
+    // A result for a fresh test with `pad` bytes of padding: the HTTP status, or 'closed' when the server
+    // answered 413 from the Content-Length and closed before the upload finished.
+    const postResult = async (pad: string): Promise<number | string> => {
       const tr = await testRequest();
-      // The server answers 413 from the Content-Length and closes; the upload may see the close first.
-      const code = await fetch(`${ctl()}/result`, {
+      return fetch(`${ctl()}/result`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: big.replace('{', `{"test_uuid":"${tr.test_uuid}","test_token":"${tr.test_token}",`),
+        body: JSON.stringify({ test_uuid: tr.test_uuid, test_token: tr.test_token, pad }),
       }).then(
         async (r) => {
           await r.arrayBuffer();
@@ -165,21 +164,14 @@ describe('server rmbt under attack (real process)', () => {
         },
         () => 'closed',
       );
-      codes.push(code);
-    }
+    };
+    const big = 'x'.repeat(4 * 1024 * 1024);
+    const codes: (number | string)[] = [];
+    for (let i = 0; i < 60; i++) codes.push(await postResult(big));
     expect(codes.filter((c) => c !== 413 && c !== 'closed')).toEqual([]);
     expect(codes).toContain(413);
-    const fits = JSON.stringify({ pad: 'y'.repeat(900 * 1024) });
-    for (let i = 0; i < 60; i++) {
-      const tr = await testRequest();
-      const r = await fetch(`${ctl()}/result`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: fits.replace('{', `{"test_uuid":"${tr.test_uuid}","test_token":"${tr.test_token}",`),
-      });
-      expect(r.status).toBe(200);
-      await r.arrayBuffer();
-    }
+    const fits = 'y'.repeat(900 * 1024);
+    for (let i = 0; i < 60; i++) expect(await postResult(fits)).toBe(200);
     await bounded('results');
     expect((await measure()).status).toBe('ok');
   }, 120_000);
