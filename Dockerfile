@@ -42,7 +42,9 @@ RUN apt-get update \
 COPY --from=build /out /app
 COPY addon/rootfs /
 # The add-on keeps its state in /data (the Supervisor's persistent volume; mount one standalone).
-ENV BANDWIDTH_PROBE_DATA_DIR=/data NODE_ENV=production
+# Standalone containers publish the page with -p 8099:8099, so it listens on every address; with no
+# web credentials set the page then asks for the token generated into /data/web-token (DOCS.md).
+ENV BANDWIDTH_PROBE_DATA_DIR=/data BANDWIDTH_PROBE_WEB_BIND=0.0.0.0 NODE_ENV=production
 WORKDIR /app
 EXPOSE 8099
 HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \

@@ -5,12 +5,37 @@
 #include <malloc.h>
 #endif
 
+#include <sys/resource.h>
+
 #include <cstdlib>
 
 #include "run.h"
 #include "udp_run.h"
 
 namespace {
+
+// Raises this process's soft limit on open descriptors to its hard limit and returns {soft, hard} after
+// the attempt (issue 14 row 7: 600 page connections at a soft limit of 512 starved the next run's sockets
+// of descriptors). Node has no setrlimit of its own; getrlimit/setrlimit are GLIBC_2.2.5-era symbols.
+Napi::Value RaiseNofile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct rlimit lim {};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return env.Null();
+  const rlim_t before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    struct rlimit want = lim;
+    want.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) lim = want;
+  }
+  auto num = [&](rlim_t v) {
+    return v == RLIM_INFINITY ? Napi::Number::New(env, -1) : Napi::Number::New(env, static_cast<double>(v));
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("before", num(before));
+  out.Set("soft", num(lim.rlim_cur));
+  out.Set("hard", num(lim.rlim_max));
+  return out;
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
@@ -31,6 +56,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #endif
   exports.Set("Run", bp::Run::Define(env));
   exports.Set("UdpRun", bp::UdpRun::Define(env));
+  exports.Set("raiseNofile", Napi::Function::New(env, RaiseNofile, "raiseNofile"));
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

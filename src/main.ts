@@ -17,7 +17,9 @@ import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
 import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler } from './runner/schedule.js';
 import { Store } from './store/store.js';
+import { raiseFdLimit, webConnectionBudget } from './util/fdlimit.js';
 import { buildApp } from './web/app.js';
+import { ensureWebToken, isLoopbackBind } from './web/token.js';
 
 /**
  * The composition root of `serve` (design.md data flow): settings → store, engine, runner, scheduler,
@@ -230,6 +232,30 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
   let webPort: number | undefined;
   if (s.web.enabled) {
     const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
+    // Safe by default (issue 14 row 5): loopback standalone; wider only with credentials, which are
+    // generated when none are set, unless the user says `unauthenticated` (and is warned every start).
+    const bind = s.web.bind ?? (ingress ? '0.0.0.0' : '127.0.0.1');
+    const wide = !ingress && !isLoopbackBind(bind);
+    const hasCreds = Boolean((s.web.username && s.web.password) || s.web.api_token);
+    let webSettings = s.web;
+    let tokenAsPassword = false;
+    if (wide && !hasCreds && !s.web.unauthenticated) {
+      const t = ensureWebToken(s.general.data_dir);
+      webSettings = { ...s.web, api_token: t.token };
+      tokenAsPassword = true;
+      if (t.created)
+        log.warn(
+          { bind, token_file: t.path },
+          `the page is bound to ${bind} without credentials: it now requires this generated token (as "Authorization: Bearer <token>", or as the password with any user name): ${t.token}`,
+        );
+      else log.info({ bind, token_file: t.path }, 'the page requires the token kept in the token file');
+    } else if (wide && !hasCreds) {
+      log.warn(
+        { bind },
+        `UNAUTHENTICATED: the page, its JSON API, POST api/run and /metrics are open to anyone who can reach ${bind} (web.unauthenticated is on)`,
+      );
+    }
+    const fds = raiseFdLimit(log);
     web = await buildApp({
       runner,
       scheduler,
@@ -239,20 +265,26 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
       version: opts.version,
       engine: engine.kind,
       mqtt: () => publisher?.status(),
-      settings: s.web,
+      settings: webSettings,
       ingress,
+      bind,
+      tokenAsPassword,
+      maxConnections: webConnectionBudget(fds.soft),
       log: log.child({ module: 'web' }),
     });
     try {
-      await web.listen({ host: s.web.bind, port: s.web.port });
+      await web.listen({ host: bind, port: s.web.port });
     } catch (err) {
       throw new ProbeError(
         'BP_ERR_CONFIG',
-        `the page cannot listen on ${s.web.bind}:${s.web.port}: ${(err as Error).message}`,
+        `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`,
       );
     }
     webPort = (web.server.address() as AddressInfo).port;
-    log.info({ bind: s.web.bind, port: webPort, ingress }, 'status page listening');
+    log.info(
+      { bind, port: webPort, ingress, max_connections: web.server.maxConnections, nofile: fds.soft },
+      'status page listening',
+    );
   }
 
   scheduler.start();

@@ -135,6 +135,13 @@ export function loadSettings(input: LoadInput = {}): Settings {
     }
     out[group] = Object.freeze(values);
   }
+  // Basic auth needs both halves: a user name alone must not leave the page open (issue 14 row 25).
+  const web = out.web!;
+  if ((web.username === undefined) !== (web.password === undefined))
+    violations.push({
+      key: 'web.username',
+      message: `web.${web.username === undefined ? 'username' : 'password'} is missing: basic auth needs both web.username and web.password (or neither)`,
+    });
   // The last source that names a targets list wins as a whole (lists are not merged item by item).
   const withTargets = sources.filter((x) => x.raw.targets !== undefined).at(-1);
   const t = resolveTargets(

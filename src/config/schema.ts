@@ -633,8 +633,9 @@ export const webSchema = {
   enabled: { type: 'bool', default: true, description: 'Serve the status page, the JSON API and /metrics.' },
   bind: {
     type: 'str',
-    default: '0.0.0.0',
-    description: 'Address the page listens on (standalone; behind ingress the add-on needs 0.0.0.0).',
+    optional: true,
+    description:
+      'Address the page listens on. Unset: 0.0.0.0 behind ingress (the Supervisor must reach it), 127.0.0.1 standalone. Bound wider without credentials, the page asks for a generated API token.',
   },
   port: {
     type: 'int',
@@ -670,6 +671,21 @@ export const webSchema = {
     maxLength: 256,
     description:
       'Standalone: a token API clients send as "Authorization: Bearer <token>" (instead of basic auth).',
+  },
+  allowed_hosts: {
+    type: 'str',
+    optional: true,
+    maxLength: 1024,
+    pattern: /^\s*[A-Za-z0-9.-]+\s*(,\s*[A-Za-z0-9.-]+\s*)*$/,
+    patternHint: 'host names separated by commas',
+    description:
+      "Standalone: host names the page answers to besides IP addresses, localhost and this machine's name (a guard against DNS rebinding), comma-separated.",
+  },
+  unauthenticated: {
+    type: 'bool',
+    default: false,
+    description:
+      'Standalone: serve the page and API without credentials even when bound beyond loopback (logged as a warning at every start).',
   },
   run_limit: {
     type: 'int',

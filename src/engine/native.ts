@@ -54,6 +54,8 @@ interface NativeRun {
 export interface NativeAddon {
   Run: new (spec: Record<string, unknown>) => NativeRun;
   UdpRun: new (spec: Record<string, unknown>) => NativeUdpRun;
+  /** soft RLIMIT_NOFILE raised to the hard one; -1 = unlimited; null when getrlimit fails */
+  raiseNofile?: () => { before: number; soft: number; hard: number } | null;
   abiVersion: number;
 }
 

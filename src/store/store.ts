@@ -186,7 +186,9 @@ export class Store {
   }
 
   /** Newest first, without series (cheap for long ranges); `oldestFirst` for exports and charts. */
-  summaries(q: RunQuery & { oldestFirst?: boolean } = {}): RunSummary[] {
+  summaries(
+    q: RunQuery & { oldestFirst?: boolean; after?: { started_at: string; id: number } } = {},
+  ): RunSummary[] {
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.target) {
@@ -198,6 +200,11 @@ export class Store {
       args.push(q.since);
     }
     const order = q.oldestFirst ? 'ASC' : 'DESC';
+    if (q.after) {
+      // keyset paging: the rows strictly after the last one of the previous page, in this order
+      where.push(`(started_at, id) ${q.oldestFirst ? '>' : '<'} (?, ?)`);
+      args.push(q.after.started_at, q.after.id);
+    }
     const sql = `SELECT id, target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
                    ping_ms, jitter_ms, loss_percent,
                    json_extract(result, '$.flags') AS flags, json_extract(result, '$.error.message') AS error,
@@ -210,7 +217,13 @@ export class Store {
     // show none; the full result (api/runs/:id) keeps them for diagnosis.
     const fig = (x: Record<string, unknown>, k: string) =>
       x.status === 'ok' ? (x[k] as number | null) : null;
-    return (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map((x) => ({
+    let rows: Record<string, unknown>[];
+    try {
+      rows = this.db.prepare(sql).all(...args) as Record<string, unknown>[];
+    } catch (err) {
+      throw storeError(err, 'reading runs');
+    }
+    return rows.map((x) => ({
       id: x.id as number,
       target: x.target as string,
       kind: x.kind as 'rmbt' | 'btest',
@@ -229,6 +242,34 @@ export class Store {
       server: (x.server as string | null) ?? '',
       trigger: (x.trig as string | null) ?? null,
     }));
+  }
+
+  /**
+   * Oldest first, `limit` rows in pages of `page`, waiting for `pause` before each page, so a
+   * large export neither builds one string nor blocks other requests (issue 14 row 19: 20 parallel
+   * exports of 8761 runs held healthz for 1.9 s). Pulled page by page: a slow reader holds one page.
+   */
+  async *summaryPages(
+    q: Omit<RunQuery, 'limit'> & { limit: number },
+    page = 250,
+    pause: () => Promise<void> = () => new Promise<void>((r) => setImmediate(r)),
+  ): AsyncGenerator<RunSummary[]> {
+    let left = q.limit;
+    let after: { started_at: string; id: number } | undefined;
+    while (left > 0) {
+      await pause();
+      const rows = this.summaries({
+        ...q,
+        oldestFirst: true,
+        limit: Math.min(page, left),
+        ...(after ? { after } : {}),
+      });
+      if (!rows.length) return;
+      left -= rows.length;
+      const last = rows.at(-1)!;
+      after = { started_at: last.started_at, id: last.id };
+      yield rows;
+    }
   }
 
   /** Runs per target and status (metrics). */

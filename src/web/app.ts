@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebSettings } from '../config/schema.js';
@@ -10,9 +13,10 @@ import type { Logger } from '../log.js';
 import type { PublisherStatus } from '../mqtt/publisher.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Scheduler } from '../runner/schedule.js';
-import { toCsv } from '../store/csv.js';
+import { csvHeader, csvRow } from '../store/csv.js';
 import type { Store } from '../store/store.js';
 import { checkAccess } from './access.js';
+import { allowedHosts, CSP_DIRECTIVES, guard, ingressBase } from './guard.js';
 import { createMetrics } from './metrics.js';
 
 /**
@@ -32,7 +36,65 @@ export interface WebDeps {
   settings: WebSettings;
   /** behind HA ingress: only the Supervisor may connect */
   ingress: boolean;
+  /** the address the page listens on (a name in Host that equals it is ours) */
+  bind?: string;
+  /** `api_token` is the generated one: it also opens the page as a basic-auth password */
+  tokenAsPassword?: boolean;
+  /** most connections the page may hold at once (the descriptor budget, src/util/fdlimit.ts) */
+  maxConnections?: number;
+  /** tests: a shorter header timeout and check interval than the defaults below */
+  timeouts?: Partial<WebTimeouts>;
   log?: Logger;
+}
+
+/**
+ * Timeouts of the page's HTTP server (issue 14 row 8: 1000 half-sent request heads were held for over
+ * 70 s). Node checks header/request deadlines every `checkMs`; SSE streams are responses, which these
+ * do not cut (they are kept alive by a comment every 15 s, below `idleMs`).
+ */
+export interface WebTimeouts {
+  headersMs: number;
+  requestMs: number;
+  keepAliveMs: number;
+  idleMs: number;
+  checkMs: number;
+}
+export const WEB_TIMEOUTS: WebTimeouts = {
+  headersMs: 10_000,
+  requestMs: 30_000,
+  keepAliveMs: 5_000,
+  idleMs: 60_000,
+  checkMs: 2_000,
+};
+/** Open SSE streams at most; the oldest is closed for a new one (row 7). */
+export const MAX_SSE = 32;
+/** Rows an export holds at most, and per page it reads (store.summaryPages). */
+export const EXPORT_MAX_ROWS = 100_000;
+const EXPORT_PAGE = 200;
+
+/**
+ * A pause that lets one waiter through per pass of the event loop (setImmediate), in arrival order:
+ * however many exports run, each pass does one page of work and then serves sockets again.
+ */
+function oneTurnPerTick(): () => Promise<void> {
+  const waiting: (() => void)[] = [];
+  let scheduled = false;
+  const next = () => {
+    scheduled = false;
+    waiting.shift()?.();
+    if (waiting.length) {
+      scheduled = true;
+      setImmediate(next);
+    }
+  };
+  return () =>
+    new Promise<void>((resolve) => {
+      waiting.push(resolve);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(next);
+      }
+    });
 }
 
 /** Where the page's files are: <package>/public, next to dist/. */
@@ -63,8 +125,24 @@ const runsQuery = {
 } as const;
 
 export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
+  const t = { ...WEB_TIMEOUTS, ...d.timeouts };
   const app = Fastify({
     logger: false,
+    // Node's own deadlines, which fastify exposes only in part: a head must arrive within headersMs
+    serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const server = createServer(
+        {
+          headersTimeout: t.headersMs,
+          requestTimeout: t.requestMs,
+          keepAliveTimeout: t.keepAliveMs,
+          connectionsCheckingInterval: t.checkMs,
+        },
+        handler,
+      );
+      server.setTimeout(t.idleMs);
+      if (d.maxConnections) server.maxConnections = d.maxConnections;
+      return server;
+    },
     // SSE streams stay open: a shutdown must not wait for browsers to go away
     forceCloseConnections: true,
     // ingress adds its own X-Forwarded-For; we decide on the socket's address, never on headers
@@ -78,6 +156,12 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   const byId = new Map(d.targets.map((t) => [t.id, t]));
   const metrics = createMetrics(d.store, d.runner, d.targets);
 
+  // Host allow-list and same-origin JSON for state changes first, then who may use the page at all.
+  const extraHosts = (d.settings.allowed_hosts ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  app.addHook('onRequest', guard({ ingress: d.ingress, hosts: allowedHosts(extraHosts, d.bind ?? '') }));
   app.addHook(
     'onRequest',
     checkAccess({
@@ -85,8 +169,17 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       ...(d.settings.username ? { username: d.settings.username } : {}),
       ...(d.settings.password ? { password: d.settings.password } : {}),
       ...(d.settings.api_token ? { apiToken: d.settings.api_token } : {}),
+      ...(d.tokenAsPassword ? { tokenAsPassword: true } : {}),
     }),
   );
+  // A "simple" cross-site POST may be text/plain; we take JSON only (the guard says so first).
+  app.removeContentTypeParser('text/plain');
+  await app.register(helmet, {
+    contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
+    // HSTS would bind HA's own origin (ingress) or a LAN address to HTTPS: not ours to decide
+    strictTransportSecurity: false,
+    frameguard: { action: 'sameorigin' },
+  });
   app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status === 500) d.log?.error({ err: err.message }, 'web request failed');
@@ -96,11 +189,8 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
 
   app.get('/', async (req, reply) => {
     // Relative URLs already work under the ingress prefix; the base element pins them for any path.
-    const prefix = req.headers['x-ingress-path'];
-    const base =
-      typeof prefix === 'string' && /^\/[A-Za-z0-9_/.-]*$/.test(prefix)
-        ? `${prefix.replace(/\/$/, '')}/`
-        : './';
+    // Only the Supervisor's form of the prefix, and only behind ingress (row 25).
+    const base = ingressBase(req.headers['x-ingress-path'], d.ingress);
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-cache')
@@ -196,10 +286,19 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     },
   );
 
+  const streams = new Set<ServerResponse>();
   app.get('/api/events', (req, reply) => {
     // Server-Sent Events: no Content-Length, so ingress streams it chunk by chunk (§5).
     reply.hijack();
     const res = reply.raw;
+    // At most MAX_SSE streams: a new page beats the oldest one (which reconnects if it is still there).
+    if (streams.size >= MAX_SSE) {
+      const oldest = streams.values().next().value!;
+      streams.delete(oldest);
+      oldest.end();
+      oldest.socket?.destroySoon();
+    }
+    streams.add(res);
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -222,10 +321,13 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     send({ type: 'hello', running: d.runner.status().running ?? null });
     const off = d.runner.on(send);
     const ping = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    req.raw.on('close', () => {
+    const done = () => {
       clearInterval(ping);
       off();
-    });
+      streams.delete(res);
+    };
+    req.raw.on('close', done);
+    res.on('close', done);
   });
 
   const exportQuery = {
@@ -236,20 +338,38 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     },
     additionalProperties: false,
   } as const;
+  // Exports stream page by page (row 19): no whole-history string, and other requests go on meanwhile.
+  // All exports share one turn per event-loop pass, so twenty of them cost a healthz no more than one.
+  const turn = oneTurnPerTick();
+  const exportRows = (q: { target?: string; since?: string }) =>
+    d.store.summaryPages({ ...q, limit: EXPORT_MAX_ROWS }, EXPORT_PAGE, turn);
   app.get('/api/export.csv', { schema: { querystring: exportQuery } }, async (req, reply) => {
-    const q = req.query as { target?: string; since?: string };
-    const rows = d.store.summaries({ ...q, limit: 10_000, oldestFirst: true });
+    const pages = exportRows(req.query as { target?: string; since?: string });
+    async function* body() {
+      yield csvHeader();
+      for await (const rows of pages) yield rows.map(csvRow).join('');
+    }
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.csv"')
-      .send(toCsv(rows));
+      .send(Readable.from(body(), { highWaterMark: 1 }));
   });
   app.get('/api/export.json', { schema: { querystring: exportQuery } }, async (req, reply) => {
-    const q = req.query as { target?: string; since?: string };
-    const rows = d.store.summaries({ ...q, limit: 10_000, oldestFirst: true });
+    const pages = exportRows(req.query as { target?: string; since?: string });
+    async function* body() {
+      yield '{"runs":[';
+      let first = true;
+      for await (const rows of pages) {
+        const text = rows.map((r) => JSON.stringify(r)).join(',');
+        yield first ? text : `,${text}`;
+        first = false;
+      }
+      yield ']}';
+    }
     return reply
+      .type('application/json; charset=utf-8')
       .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.json"')
-      .send({ runs: rows });
+      .send(Readable.from(body(), { highWaterMark: 1 }));
   });
 
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));

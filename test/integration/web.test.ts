@@ -97,22 +97,18 @@ describe('web routes', () => {
   });
   afterAll(() => h.close());
 
-  it('serves the page with relative URLs, pinned to the ingress prefix when one is given', async () => {
+  it('serves the page with relative URLs; standalone, X-Ingress-Path is ignored', async () => {
     const plain = await app.inject({ url: '/' });
     expect(plain.statusCode).toBe(200);
     expect(plain.headers['content-type']).toMatch(/text\/html/);
     expect(plain.body).toContain('<base href="./">');
     expect(plain.body).not.toMatch(/(src|href)="\/[^/]/); // no absolute paths
+    // not behind ingress: nobody may pin our base URL, not even to the Supervisor's form
     const ingress = await app.inject({
       url: '/',
       headers: { 'x-ingress-path': '/api/hassio_ingress/AbC123' },
     });
-    expect(ingress.body).toContain('<base href="/api/hassio_ingress/AbC123/">');
-    const hostile = await app.inject({
-      url: '/',
-      headers: { 'x-ingress-path': '"><script>alert(1)</script>' },
-    });
-    expect(hostile.body).toContain('<base href="./">');
+    expect(ingress.body).toContain('<base href="./">');
     for (const f of ['app.js', 'app.css', 'uplot.js', 'uplot.css', 'icon.svg']) {
       expect((await app.inject({ url: `/${f}` })).statusCode, f).toBe(200);
     }
@@ -205,7 +201,28 @@ describe('access', () => {
   it('as an add-on (ingress) only the Supervisor may connect', async () => {
     const h = await makeApp({}, true);
     try {
-      expect((await h.app.inject({ url: '/', remoteAddress: '172.30.32.2' })).statusCode).toBe(200);
+      const page = await h.app.inject({
+        url: '/',
+        remoteAddress: '172.30.32.2',
+        headers: { 'x-ingress-path': '/api/hassio_ingress/AbC123' },
+      });
+      expect(page.statusCode).toBe(200);
+      expect(page.body).toContain('<base href="/api/hassio_ingress/AbC123/">');
+      // only the Supervisor's form of the prefix (row 25): no other origin, path or markup
+      for (const bad of [
+        '//evil.example/x',
+        '/api/hassio_ingress/../../x',
+        '/elsewhere',
+        '"><script>alert(1)</script>',
+        '/api/hassio_ingress/a/b',
+      ]) {
+        const r = await h.app.inject({
+          url: '/',
+          remoteAddress: '172.30.32.2',
+          headers: { 'x-ingress-path': bad },
+        });
+        expect(r.body, bad).toContain('<base href="./">');
+      }
       expect((await h.app.inject({ url: '/api/status', remoteAddress: '172.30.32.2' })).statusCode).toBe(200);
       for (const ip of ['172.30.32.1', '192.168.1.20', '127.0.0.1']) {
         const r = await h.app.inject({ url: '/api/status', remoteAddress: ip });
