@@ -214,6 +214,30 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
  * its platform, then the new payload without them. Returns the intermediate payload, or undefined when
  * nothing was removed.
  */
+/**
+ * The broker's retained copy of our discovery topic, read defensively (issue 14 row 14: a retained
+ * `{"components":{"zz":null}}` threw and stopped publishing). Anyone who can write that topic can put
+ * anything there: only a JSON object's well-formed components (objects) survive; anything else is
+ * treated as no previous config, and ours simply replaces it.
+ */
+export function parseRetainedDiscovery(text: string | undefined): Record<string, unknown> | undefined {
+  if (!text) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObj(json)) return undefined;
+  const comps = json.components ?? json.cmps;
+  if (!isObj(comps)) return undefined;
+  const kept: Record<string, Component> = {};
+  for (const [k, v] of Object.entries(comps)) if (isObj(v)) kept[k] = v as Component;
+  return { components: kept };
+}
+
 export function removalPayload(
   previous: Record<string, unknown> | undefined,
   next: Record<string, unknown>,

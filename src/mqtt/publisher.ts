@@ -6,8 +6,8 @@ import type { Logger } from '../log.js';
 import type { RunResult } from '../measure/result.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
-import { removalPayload } from './discovery.js';
-import { type OnOff, runEvent, type Topics, targetState } from './topics.js';
+import { parseRetainedDiscovery, removalPayload } from './discovery.js';
+import { type OnOff, PAYLOAD_RUN, runEvent, type Topics, targetState } from './topics.js';
 
 /**
  * The MQTT side of the service (specs/ha-mqtt.md §4, §8): availability through the LWT, device discovery
@@ -43,6 +43,43 @@ export interface PublisherStatus {
 }
 
 const AUTH_CODES = new Set([4, 5, 134, 135]);
+/** A run command's payload is empty, "all", "RUN" or a target id: anything longer is not one (row 13). */
+const MAX_COMMAND_BYTES = 64;
+const TARGET_ID = /^[a-z0-9_]{1,40}$/;
+
+/**
+ * At most `lines` log lines per window for one kind of bad input; the rest are counted and reported in
+ * one line when the next window opens (issue 14 row 13: 5000 bad commands were 5000 log lines).
+ */
+export class LogBudget {
+  private since = 0;
+  private used = 0;
+  private dropped = 0;
+  constructor(
+    private readonly lines = 5,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  /** Whether to log now; `suppressed` is how many were dropped in the window that just ended. */
+  take(now = Date.now()): { log: boolean; suppressed: number } {
+    let suppressed = 0;
+    if (now - this.since >= this.windowMs) {
+      suppressed = this.dropped;
+      this.since = now;
+      this.used = 0;
+      this.dropped = 0;
+    }
+    if (this.used < this.lines) {
+      this.used++;
+      return { log: true, suppressed };
+    }
+    this.dropped++;
+    return { log: false, suppressed };
+  }
+}
+
+/** Up to 40 printable characters of untrusted text for a log line. */
+const preview = (s: string) => s.slice(0, 40).replace(/[^\x20-\x7e]/g, '?');
 /** How far back a replay after an outage goes (older runs are history, not events). */
 const REPLAY_MAX_AGE_MS = 7 * 86_400_000;
 
@@ -59,6 +96,7 @@ export class MqttPublisher {
   private chain: Promise<void> = Promise.resolve();
   private readonly unsubscribe: () => void;
   private readonly stats: PublisherStatus;
+  private readonly badCommands = new LogBudget();
 
   constructor(private readonly o: PublisherOptions) {
     this.stats = { connected: false, broker: o.broker.url, published_runs: 0, discovery_sent: 0 };
@@ -203,12 +241,7 @@ export class MqttPublisher {
       this.o.log?.debug('discovery unchanged on the broker, not re-sent');
       return;
     }
-    let previous: Record<string, unknown> | undefined;
-    try {
-      previous = this.brokerConfig ? (JSON.parse(this.brokerConfig) as Record<string, unknown>) : undefined;
-    } catch {
-      previous = undefined;
-    }
+    const previous = parseRetainedDiscovery(this.brokerConfig);
     const removal = removalPayload(previous, this.o.discovery);
     if (removal) {
       await this.publish(client, this.o.topics.discovery, JSON.stringify(removal), { retain: true });
@@ -220,15 +253,24 @@ export class MqttPublisher {
     this.o.log?.info({ topic: this.o.topics.discovery, removed: Boolean(removal) }, 'discovery published');
   }
 
-  /** Retained state topics of removed targets are emptied, so nothing stale stays on the broker. */
+  /**
+   * Retained state topics of removed targets are emptied, so nothing stale stays on the broker. Only
+   * topics we derive from our own ids are touched (`<root>/<target id>/state|running`), never whatever
+   * a retained config names (issue 14 row 15: a forged config made us wipe foreign retained topics).
+   */
   private async clearStale(client: MqttClient, previous: Record<string, unknown>): Promise<void> {
+    const { topics } = this.o;
+    const ours = (t: string) => {
+      if (!t.startsWith(`${topics.root}/`)) return false;
+      const m = /^([^/]+)\/(state|running)$/.exec(t.slice(topics.root.length + 1));
+      return Boolean(m && TARGET_ID.test(m[1]!) && t === topics[m[2] as 'state' | 'running'](m[1]!));
+    };
     const topicsOf = (cfg: Record<string, unknown>) => {
       const set = new Set<string>();
-      for (const c of Object.values(
-        (cfg.components ?? cfg.cmps ?? {}) as Record<string, Record<string, unknown>>,
-      )) {
-        const t = c.state_topic ?? c.stat_t;
-        if (typeof t === 'string') set.add(t);
+      for (const c of Object.values((cfg.components ?? cfg.cmps ?? {}) as Record<string, unknown>)) {
+        if (c === null || typeof c !== 'object') continue;
+        const t = (c as Record<string, unknown>).state_topic ?? (c as Record<string, unknown>).stat_t;
+        if (typeof t === 'string' && ours(t)) set.add(t);
       }
       return set;
     };
@@ -334,14 +376,31 @@ export class MqttPublisher {
     }
     const target = topics.commandTarget(topic);
     if (target === undefined) return;
+    // Commands are tiny; whatever else arrives is never logged whole (row 13: a 20 MB payload was).
+    if (payload.length > MAX_COMMAND_BYTES) {
+      this.refuse({ topic: topic.slice(0, 200), bytes: payload.length }, 'run command too large, ignored');
+      return;
+    }
     const text = payload.toString().trim();
-    const which = target === 'all' && text && text !== 'all' && text !== 'RUN' ? text : target;
+    const which = target === 'all' && text && text !== 'all' && text !== PAYLOAD_RUN ? text : target;
+    if (which !== 'all' && !TARGET_ID.test(which)) {
+      this.refuse({ target: preview(which) }, 'run command for a malformed target id, ignored');
+      return;
+    }
     try {
       const queued = this.o.runner.enqueue(which, 'manual');
       this.o.log?.info({ target: which, queued }, 'run requested over MQTT');
     } catch (err) {
-      this.o.log?.warn({ target: which, err: (err as Error).message }, 'run request for an unknown target');
+      this.refuse({ target: which, err: (err as Error).message }, 'run request refused');
     }
+  }
+
+  /** A bad command, logged within the budget (5 a minute), with a count of those left unlogged. */
+  private refuse(fields: Record<string, unknown>, msg: string): void {
+    const b = this.badCommands.take();
+    if (b.suppressed)
+      this.o.log?.warn({ suppressed: b.suppressed }, 'bad run commands over MQTT were not logged (budget)');
+    if (b.log) this.o.log?.warn(fields, msg);
   }
 
   /** Marks the probe offline (retained) and disconnects; the queue of unpublished runs stays in the store. */

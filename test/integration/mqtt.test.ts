@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
@@ -326,4 +327,98 @@ describe('MQTT failures and the Supervisor', () => {
       sup.close();
     }
   });
+});
+
+describe('hostile publishers on the broker (issue 14 rows 13–15)', () => {
+  /** A logger whose lines are kept, to measure what a flood costs the log. */
+  const capture = () => {
+    const lines: string[] = [];
+    const dest = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split('\n')) if (l) lines.push(l);
+        cb();
+      },
+    });
+    return { lines, log: createLogger('info', dest) };
+  };
+
+  it('row 13: 5 × 20 MB run commands and 5000 for unknown targets: never logged whole, a few lines in all', async () => {
+    const { lines, log: cap } = capture();
+    const svc = await startService(settings(tempDir(), auth(), [TARGETS()[0]]), cap, fast);
+    const root = `bandwidth_probe/${svc.deviceId}`;
+    const rec = await Recorder.connect(broker.url, [`${root}/#`]);
+    try {
+      await rec.waitFor(`${root}/status`, (p) => p === 'online');
+      const before = lines.join('\n').length;
+      const huge = Buffer.alloc(20 * 1024 * 1024, 'x');
+      for (let i = 0; i < 5; i++) await rec.client.publishAsync(`${root}/run`, huge, { qos: 1 });
+      for (let i = 0; i < 5000; i++) rec.client.publish(`${root}/zz${i}/run`, 'RUN', { qos: 0 });
+      await rec.client.publishAsync(`${root}/run`, 'nosuch', { qos: 1 });
+      // a good command after the flood still runs the target
+      await rec.client.publishAsync(`${root}/lan/run`, 'RUN', { qos: 1 });
+      await rec.waitFor(`${root}/lan/event`, () => true, 30_000);
+      const added = lines.join('\n').length - before;
+      const bad = lines.filter((l) => /run command|run request refused/.test(l));
+      expect(added).toBeLessThan(64 * 1024);
+      expect(bad.length).toBeLessThanOrEqual(5);
+      expect(Math.max(...lines.map((l) => l.length))).toBeLessThan(4096);
+      expect(
+        lines.some((l) => l.includes('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')),
+      ).toBe(false);
+      expect(bad[0]).toMatch(/"bytes":20971520/);
+    } finally {
+      await rec.close();
+      await svc.close();
+    }
+  }, 90_000);
+
+  it('rows 14 + 15: a garbage or forged retained discovery config: publishing goes on, foreign topics are untouched', async () => {
+    const dir = tempDir();
+    let svc = await startService(settings(dir, auth(), [TARGETS()[0]]), log, fast);
+    const id = svc.deviceId;
+    const root = `bandwidth_probe/${id}`;
+    const topic = `homeassistant/device/${id}/config`;
+    const rec = await Recorder.connect(broker.url, [`${root}/#`, topic, 'victim/#']);
+    try {
+      await rec.waitFor(`${root}/status`, (p) => p === 'online');
+      await svc.close();
+      // someone who may write our discovery topic: a null component, and components that name foreign
+      // topics (and one of ours under another device) as their state topics
+      await rec.client.publishAsync('victim/keep', 'precious', { qos: 1, retain: true });
+      const forged = {
+        components: {
+          zz: null,
+          junk: 'text',
+          forged: { p: 'sensor', stat_t: 'victim/keep' },
+          forged2: { platform: 'sensor', state_topic: 'bandwidth_probe/other_device/lan/state' },
+        },
+      };
+      for (const cfg of [
+        JSON.stringify({ components: { zz: null } }),
+        JSON.stringify(forged),
+        '{not json',
+        '[1,2]',
+      ]) {
+        await rec.client.publishAsync(topic, cfg, { qos: 1, retain: true });
+        const from = rec.messages.length;
+        svc = await startService(settings(dir, auth(), [TARGETS()[0]]), log, fast);
+        // ours replaces it, and the target's state is published again
+        const mine = await rec.waitFor(topic, (p) => p.includes('"lan_download"'), 10_000, from);
+        expect(JSON.parse(mine.payload).components.lan_download).toBeTruthy();
+        await rec.client.publishAsync(`${root}/lan/run`, 'RUN', { qos: 1 });
+        await rec.waitFor(`${root}/lan/state`, (p) => p.includes('"status":"ok"'), 30_000, from);
+        await svc.close();
+      }
+      expect(rec.on('victim/keep').map((m) => m.payload)).toEqual(['precious']);
+      const late = await Recorder.connect(broker.url, ['victim/keep', 'bandwidth_probe/other_device/#']);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(late.on('victim/keep').map((m) => m.payload)).toEqual(['precious']);
+      expect(late.messages.filter((m) => m.topic.startsWith('bandwidth_probe/other_device'))).toEqual([]);
+      await late.close();
+    } finally {
+      await rec.client.publishAsync('victim/keep', '', { qos: 1, retain: true });
+      await rec.close();
+      await svc.close();
+    }
+  }, 120_000);
 });

@@ -2,7 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../src/measure/result.js';
-import { discoveryPayload, expireAfter, removalPayload } from '../../src/mqtt/discovery.js';
+import {
+  discoveryPayload,
+  expireAfter,
+  parseRetainedDiscovery,
+  removalPayload,
+} from '../../src/mqtt/discovery.js';
+import { LogBudget } from '../../src/mqtt/publisher.js';
 import { runEvent, Topics, targetState } from '../../src/mqtt/topics.js';
 
 /**
@@ -214,5 +220,31 @@ describe('state and event payloads', () => {
     expect(s.error_code).toBe('BP_ERR_CONNECT');
     expect(runEvent(failed, 8).event_type).toBe('failed');
     expect(runEvent({ ...failed, status: 'aborted' }, 9).event_type).toBe('aborted');
+  });
+});
+
+describe('untrusted broker input (issue 14 rows 13, 14)', () => {
+  it('a retained discovery copy keeps only well-formed components; garbage is no previous config', () => {
+    for (const bad of [undefined, '', '{not json', '[1]', 'null', '"x"', '{"components":3}', '{"cmps":[1]}'])
+      expect(parseRetainedDiscovery(bad), String(bad)).toBeUndefined();
+    expect(parseRetainedDiscovery('{"components":{"zz":null,"a":{"p":"sensor"},"b":"x","c":[1]}}')).toEqual({
+      components: { a: { p: 'sensor' } },
+    });
+    expect(parseRetainedDiscovery('{"cmps":{"a":{"p":"button"}}}')).toEqual({
+      components: { a: { p: 'button' } },
+    });
+    // and what survives never makes the removal throw
+    const next = { components: { kept: { platform: 'sensor' } } };
+    expect(removalPayload(parseRetainedDiscovery('{"components":{"zz":null,"old":{}}}'), next)).toEqual({
+      components: { kept: { platform: 'sensor' }, old: { platform: 'sensor' } },
+    });
+  });
+
+  it('the bad-command log budget: 5 lines a window, then a count of what was dropped', () => {
+    const b = new LogBudget(5, 60_000);
+    const got = Array.from({ length: 100 }, (_, i) => b.take(1000 + i).log);
+    expect(got.filter(Boolean)).toHaveLength(5);
+    expect(b.take(61_000 + 1000)).toEqual({ log: true, suppressed: 95 });
+    expect(b.take(61_000 + 1001)).toEqual({ log: true, suppressed: 0 });
   });
 });
