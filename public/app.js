@@ -136,7 +136,10 @@
     const banner = $('#store-error');
     banner.hidden = !se;
     if (se)
-      banner.textContent = `History not saved since ${when(se.at)}: ${se.code} — ${se.message}. ${se.lost_runs} run(s) shown live but not kept; runs are stored again once there is space.`;
+      banner.textContent =
+        se.code === 'BP_ERR_STORE_CORRUPT'
+          ? `The history database is damaged (found ${when(se.at)}): ${se.message}`
+          : `History not saved since ${when(se.at)}: ${se.code} — ${se.message}. ${se.lost_runs} run(s) shown live but not kept; runs are stored again once there is space.`;
     $('#run-all').disabled = Boolean(status.running) && status.queued.length + 1 >= status.targets.length;
     $('#footer').textContent =
       `bandwidth-probe ${status.version} · ${status.device_id} · engine ${status.engine}`;

@@ -339,7 +339,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const e = toProbeError(err, 'BP_ERR_CONFIG');
     process.stderr.write(`${e.code}: ${e.message}\n`);
-    return e.code === 'BP_ERR_CONFIG' || e.code === 'BP_ERR_USAGE' ? 2 : 1;
+    return e.code === 'BP_ERR_CONFIG' || e.code === 'BP_ERR_USAGE' || e.code === 'BP_ERR_LOCKED' ? 2 : 1;
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

@@ -32,6 +32,10 @@ export const ERRORS = {
   BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
   BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',
   BP_ERR_STORE: 'The data directory could not be written.',
+  BP_ERR_STORE_CORRUPT:
+    'The history database is damaged; nothing in it was overwritten (see DOCS.md, "A damaged history").',
+  BP_ERR_LOCKED:
+    'Another bandwidth-probe service uses this data directory; stop it or give this one its own.',
   BP_ERR_RUN_TIMEOUT: 'The run took longer than service.run_timeout and was stopped.',
   BP_ERR_MQTT: 'The MQTT broker could not be reached; results are kept and published when it is back.',
   BP_ERR_MQTT_AUTH:

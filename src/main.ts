@@ -16,6 +16,7 @@ import { Topics } from './mqtt/topics.js';
 import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
 import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler } from './runner/schedule.js';
+import { DataDirLock } from './store/lock.js';
 import { Store } from './store/store.js';
 import { raiseFdLimit, webConnectionBudget } from './util/fdlimit.js';
 import { buildApp } from './web/app.js';
@@ -108,7 +109,24 @@ export async function resolveBroker(
 
 export async function startService(s: Settings, log: Logger, opts: ServiceOptions): Promise<Service> {
   const env = opts.env ?? process.env;
-  const store = Store.open(s.general.data_dir, log);
+  // One service per data directory (issue 14 row 16); released in close(), stale ones taken over.
+  const lock = DataDirLock.acquire(s.general.data_dir);
+  try {
+    return await startLocked(s, log, opts, env, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  s: Settings,
+  log: Logger,
+  opts: ServiceOptions,
+  env: NodeJS.ProcessEnv,
+  lock: DataDirLock,
+): Promise<Service> {
+  const store = Store.open(s.general.data_dir, log, { resetCorrupt: s.service.reset_corrupt_db });
   const engine: Engine = loadEngine(s.general.engine, log);
   let loopback: RunningRmbtServers | undefined;
   let targets = s.targets;
@@ -311,6 +329,7 @@ export async function startService(s: Settings, log: Logger, opts: ServiceOption
       await publisher?.stop();
       await loopback?.close();
       store.close();
+      lock.release();
     },
   };
 }

@@ -510,6 +510,12 @@ export const serviceSchema = {
     max: 3650,
     description: 'Days of run history kept in the database; older runs are deleted once a day.',
   },
+  reset_corrupt_db: {
+    type: 'bool',
+    default: false,
+    description:
+      'When the history database is found damaged at start: keep it aside as <file>.corrupt-<time> and start a fresh one (off: leave it untouched and keep runs in memory until it is repaired).',
+  },
   busy_check: {
     type: 'enum',
     values: ['postpone', 'flag', 'off'],

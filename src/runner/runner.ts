@@ -158,8 +158,10 @@ export class Runner {
     queued: string[];
     store_error?: StoreError;
   } {
+    // a failed write (disk full) first; else a damaged history the store found (issue 14 row 17)
+    const storeError = this.storeError ?? this.d.store?.health();
     return {
-      ...(this.storeError ? { store_error: this.storeError } : {}),
+      ...(storeError ? { store_error: storeError } : {}),
       ...(this.current
         ? {
             running: {

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ProbeError } from '../errors.js';
@@ -69,8 +69,22 @@ const MIGRATIONS: readonly string[] = [
 
 export const DB_FILE = 'bandwidth-probe.db';
 
+/** SQLite's words for a damaged file (extended codes included: SQLITE_CORRUPT_INDEX, …). */
+export const isCorruption = (err: unknown): boolean =>
+  /^SQLITE_(CORRUPT|NOTADB)/.test(String((err as { code?: string }).code ?? ''));
+
+/** What the page and api/status show while the history is damaged (the runner's StoreError shape). */
+export interface StoreHealth {
+  code: 'BP_ERR_STORE_CORRUPT';
+  message: string;
+  at: string;
+  lost_runs: number;
+}
+
 function storeError(err: unknown, what: string): ProbeError {
   const e = err as { code?: string; message?: string };
+  if (isCorruption(err))
+    return new ProbeError('BP_ERR_STORE_CORRUPT', `${what}: ${e.message ?? e.code}`, { cause: err });
   const hint =
     e.code === 'SQLITE_FULL'
       ? 'the disk is full'
@@ -80,7 +94,20 @@ function storeError(err: unknown, what: string): ProbeError {
   return new ProbeError('BP_ERR_STORE', `${what}: ${hint}`, { cause: err });
 }
 
+function parseFlags(v: unknown): string[] {
+  if (typeof v !== 'string') return [];
+  try {
+    const a = JSON.parse(v) as unknown;
+    return Array.isArray(a) ? a.map(String) : [];
+  } catch {
+    return [];
+  }
+}
+
 export class Store {
+  /** set once the history is known to be damaged (at open or by a failing query); see health() */
+  private damaged: StoreHealth | undefined;
+
   private constructor(
     private readonly db: Database.Database,
     private readonly log?: Logger,
@@ -89,22 +116,109 @@ export class Store {
   /**
    * Opens (creating and migrating as needed) data_dir/bandwidth-probe.db. `maxPages` caps the file
    * (SQLite max_page_count, 4 KiB pages): past it, writes fail like on a full disk.
+   *
+   * A damaged file (issue 14 row 17) is found by `PRAGMA quick_check` here and by any query that fails
+   * with SQLITE_CORRUPT later. It is never overwritten: by default the service goes on with a history in
+   * memory (runs are measured, published and shown, and lost at restart) and says so in health(); with
+   * `resetCorrupt` the file is renamed to `<db>.corrupt-<time>` (with its -wal/-shm) and a fresh one
+   * started.
    */
-  static open(dataDir: string, log?: Logger, opts: { maxPages?: number } = {}): Store {
-    let db: Database.Database;
-    try {
-      mkdirSync(dataDir, { recursive: true });
-      db = new Database(join(dataDir, DB_FILE));
+  static open(
+    dataDir: string,
+    log?: Logger,
+    opts: { maxPages?: number; resetCorrupt?: boolean } = {},
+  ): Store {
+    const path = join(dataDir, DB_FILE);
+    const connect = (file: string) => {
+      const db = new Database(file);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       if (opts.maxPages) db.pragma(`max_page_count = ${Math.floor(opts.maxPages)}`);
+      return db;
+    };
+    let db: Database.Database | undefined;
+    let damage: string | undefined;
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      db = connect(path);
+      const check = db.pragma('quick_check(1)', { simple: true });
+      if (check !== 'ok') damage = String(check).replace(/\s+/g, ' ').slice(0, 300);
     } catch (err) {
-      throw storeError(err, `opening ${join(dataDir, DB_FILE)}`);
+      if (!isCorruption(err)) {
+        db?.close();
+        throw storeError(err, `opening ${path}`);
+      }
+      damage = (err as Error).message;
     }
-    const store = new Store(db, log);
+    if (damage === undefined) {
+      const store = new Store(db!, log);
+      store.migrate();
+      return store;
+    }
+    db?.close();
+    const at = new Date().toISOString();
+    if (opts.resetCorrupt) {
+      const aside = `${path}.corrupt-${at.replace(/[:.]/g, '-')}`;
+      try {
+        for (const ext of ['', '-wal', '-shm'])
+          if (existsSync(path + ext)) renameSync(path + ext, aside + ext);
+        db = connect(path);
+      } catch (err) {
+        throw storeError(err, `keeping the damaged ${path} aside`);
+      }
+      const store = new Store(db, log);
+      store.migrate();
+      store.damaged = {
+        code: 'BP_ERR_STORE_CORRUPT',
+        message: `the history in ${path} was damaged (${damage}); it is kept as ${aside} and a fresh history was started (service.reset_corrupt_db)`,
+        at,
+        lost_runs: 0,
+      };
+      log?.error({ code: 'BP_ERR_STORE_CORRUPT', damage, kept_as: aside }, 'damaged history kept aside');
+      return store;
+    }
+    const store = new Store(connect(':memory:'), log);
     store.migrate();
+    store.damaged = {
+      code: 'BP_ERR_STORE_CORRUPT',
+      message: `the history in ${path} is damaged (${damage}); it is left untouched and runs are kept in memory only, until the next start. Repair it (sqlite3 ${DB_FILE} ".recover"), or set service.reset_corrupt_db to keep it aside and start a fresh one`,
+      at,
+      lost_runs: 0,
+    };
+    log?.error({ code: 'BP_ERR_STORE_CORRUPT', damage, path }, 'damaged history: runs kept in memory only');
     return store;
+  }
+
+  /** Why the history is not what it should be (damaged), or undefined when it is fine. */
+  health(): StoreHealth | undefined {
+    return this.damaged;
+  }
+
+  /** Runs a query; a damaged file found on the way is remembered for health() (and the page). */
+  private q<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw this.failed(err, what);
+    }
+  }
+
+  private failed(err: unknown, what: string): ProbeError {
+    const e = storeError(err, what);
+    if (e.code === 'BP_ERR_STORE_CORRUPT') this.noteDamage(e.detail);
+    return e;
+  }
+
+  private noteDamage(message: string): void {
+    if (this.damaged) return;
+    this.damaged = {
+      code: 'BP_ERR_STORE_CORRUPT',
+      message: `${message}. Restart the service: it checks the file and keeps it aside (service.reset_corrupt_db) or runs from memory`,
+      at: new Date().toISOString(),
+      lost_runs: 0,
+    };
+    this.log?.error({ code: 'BP_ERR_STORE_CORRUPT', err: message }, 'the history database is damaged');
   }
 
   private migrate(): void {
@@ -150,19 +264,36 @@ export class Store {
         );
       return Number(info.lastInsertRowid);
     } catch (err) {
-      throw storeError(err, 'storing a run');
+      throw this.failed(err, 'storing a run');
     }
   }
 
-  private row(x: { id: number; published: number; result: string }): StoredRun {
-    return { id: x.id, published: x.published === 1, result: JSON.parse(x.result) as RunResult };
+  /** A stored row, or undefined when its result is not JSON any more (a damaged row). */
+  private row(x: { id: number; published: number; result: string }): StoredRun | undefined {
+    try {
+      return { id: x.id, published: x.published === 1, result: JSON.parse(x.result) as RunResult };
+    } catch {
+      this.noteDamage(`run ${x.id}'s stored result is damaged (not JSON)`);
+      return undefined;
+    }
+  }
+
+  private rows(xs: { id: number; published: number; result: string }[]): StoredRun[] {
+    return xs.map((x) => this.row(x)).filter((r): r is StoredRun => r !== undefined);
   }
 
   get(id: number): StoredRun | undefined {
-    const x = this.db.prepare('SELECT id, published, result FROM runs WHERE id = ?').get(id) as
-      | { id: number; published: number; result: string }
-      | undefined;
-    return x && this.row(x);
+    const x = this.q(
+      'reading a run',
+      () =>
+        this.db.prepare('SELECT id, published, result FROM runs WHERE id = ?').get(id) as
+          | { id: number; published: number; result: string }
+          | undefined,
+    );
+    if (!x) return undefined;
+    const r = this.row(x);
+    if (!r) throw new ProbeError('BP_ERR_STORE_CORRUPT', `run ${id}'s stored result is damaged`);
+    return r;
   }
 
   /** Newest first. */
@@ -180,8 +311,11 @@ export class Store {
     const sql = `SELECT id, published, result FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY started_at DESC, id DESC LIMIT ?`;
     args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
-    return (this.db.prepare(sql).all(...args) as { id: number; published: number; result: string }[]).map(
-      (x) => this.row(x),
+    return this.rows(
+      this.q(
+        'reading runs',
+        () => this.db.prepare(sql).all(...args) as { id: number; published: number; result: string }[],
+      ),
     );
   }
 
@@ -205,11 +339,13 @@ export class Store {
       where.push(`(started_at, id) ${q.oldestFirst ? '>' : '<'} (?, ?)`);
       args.push(q.after.started_at, q.after.id);
     }
+    // json_valid first: one damaged result must not fail the whole list (row 17)
+    const j = (path: string) => `CASE WHEN json_valid(result) THEN json_extract(result, '${path}') END`;
     const sql = `SELECT id, target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
                    ping_ms, jitter_ms, loss_percent,
-                   json_extract(result, '$.flags') AS flags, json_extract(result, '$.error.message') AS error,
-                   json_extract(result, '$.engine') AS engine, json_extract(result, '$.trigger') AS trig,
-                   coalesce(json_extract(result, '$.server.name'), json_extract(result, '$.server.host')) AS server
+                   ${j('$.flags')} AS flags, ${j('$.error.message')} AS error,
+                   ${j('$.engine')} AS engine, ${j('$.trigger')} AS trig,
+                   coalesce(${j('$.server.name')}, ${j('$.server.host')}) AS server
                  FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY started_at ${order}, id ${order} LIMIT ?`;
     args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
@@ -217,12 +353,7 @@ export class Store {
     // show none; the full result (api/runs/:id) keeps them for diagnosis.
     const fig = (x: Record<string, unknown>, k: string) =>
       x.status === 'ok' ? (x[k] as number | null) : null;
-    let rows: Record<string, unknown>[];
-    try {
-      rows = this.db.prepare(sql).all(...args) as Record<string, unknown>[];
-    } catch (err) {
-      throw storeError(err, 'reading runs');
-    }
+    const rows = this.q('reading runs', () => this.db.prepare(sql).all(...args) as Record<string, unknown>[]);
     return rows.map((x) => ({
       id: x.id as number,
       target: x.target as string,
@@ -237,7 +368,7 @@ export class Store {
       ping_ms: fig(x, 'ping_ms'),
       jitter_ms: fig(x, 'jitter_ms'),
       loss_percent: fig(x, 'loss_percent'),
-      flags: JSON.parse((x.flags as string | null) ?? '[]') as string[],
+      flags: parseFlags(x.flags),
       engine: (x.engine as string | null) ?? '',
       server: (x.server as string | null) ?? '',
       trigger: (x.trig as string | null) ?? null,
@@ -274,53 +405,72 @@ export class Store {
 
   /** Runs per target and status (metrics). */
   countsByTarget(): { target: string; status: RunStatus; n: number }[] {
-    return this.db
-      .prepare('SELECT target, status, COUNT(*) AS n FROM runs GROUP BY target, status')
-      .all() as {
-      target: string;
-      status: RunStatus;
-      n: number;
-    }[];
+    return this.q(
+      'counting runs',
+      () =>
+        this.db.prepare('SELECT target, status, COUNT(*) AS n FROM runs GROUP BY target, status').all() as {
+          target: string;
+          status: RunStatus;
+          n: number;
+        }[],
+    );
   }
 
-  /** The latest run per target (what the entities show). */
+  /** The latest run per target (what the entities show); a damaged row is left out. */
   latest(): StoredRun[] {
-    const rows = this.db
-      .prepare(
-        `SELECT r.id, r.published, r.result FROM runs r
-         JOIN (SELECT target, MAX(id) AS id FROM runs GROUP BY target) m ON m.id = r.id`,
-      )
-      .all() as { id: number; published: number; result: string }[];
-    return rows.map((x) => this.row(x));
+    return this.rows(
+      this.q(
+        'reading the latest runs',
+        () =>
+          this.db
+            .prepare(
+              `SELECT r.id, r.published, r.result FROM runs r
+               JOIN (SELECT target, MAX(id) AS id FROM runs GROUP BY target) m ON m.id = r.id`,
+            )
+            .all() as { id: number; published: number; result: string }[],
+      ),
+    );
   }
 
-  /** Runs not yet published over MQTT, oldest first (replayed in order when the broker returns). */
+  /**
+   * Runs not yet published over MQTT, oldest first (replayed in order when the broker returns). A row
+   * whose result is damaged is marked published (it cannot be sent, and must not block the queue).
+   */
   unpublished(limit = 1000): StoredRun[] {
-    return (
-      this.db
-        .prepare('SELECT id, published, result FROM runs WHERE published = 0 ORDER BY id LIMIT ?')
-        .all(limit) as {
-        id: number;
-        published: number;
-        result: string;
-      }[]
-    ).map((x) => this.row(x));
+    const xs = this.q(
+      'reading unpublished runs',
+      () =>
+        this.db
+          .prepare('SELECT id, published, result FROM runs WHERE published = 0 ORDER BY id LIMIT ?')
+          .all(limit) as { id: number; published: number; result: string }[],
+    );
+    const out: StoredRun[] = [];
+    for (const x of xs) {
+      const r = this.row(x);
+      if (r) out.push(r);
+      else this.markPublished(x.id);
+    }
+    return out;
   }
 
   markPublished(id: number): void {
     try {
       this.db.prepare('UPDATE runs SET published = 1 WHERE id = ?').run(id);
     } catch (err) {
-      throw storeError(err, 'marking a run published');
+      throw this.failed(err, 'marking a run published');
     }
   }
 
   counts(): Record<RunStatus, number> {
     const out: Record<RunStatus, number> = { ok: 0, failed: 0, aborted: 0 };
-    for (const x of this.db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status').all() as {
-      status: RunStatus;
-      n: number;
-    }[]) {
+    for (const x of this.q(
+      'counting runs',
+      () =>
+        this.db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status').all() as {
+          status: RunStatus;
+          n: number;
+        }[],
+    )) {
       out[x.status] = x.n;
     }
     return out;
@@ -332,7 +482,7 @@ export class Store {
     try {
       return this.db.prepare('DELETE FROM runs WHERE started_at < ?').run(cutoff).changes;
     } catch (err) {
-      throw storeError(err, 'pruning old runs');
+      throw this.failed(err, 'pruning old runs');
     }
   }
 
@@ -354,7 +504,7 @@ export class Store {
       }[];
       return { busy: r[0]!.busy !== 0, pages: r[0]!.checkpointed };
     } catch (err) {
-      throw storeError(err, 'checkpointing the database');
+      throw this.failed(err, 'checkpointing the database');
     }
   }
 

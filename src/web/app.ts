@@ -14,7 +14,7 @@ import type { PublisherStatus } from '../mqtt/publisher.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Scheduler } from '../runner/schedule.js';
 import { csvHeader, csvRow } from '../store/csv.js';
-import type { Store } from '../store/store.js';
+import type { RunSummary, Store } from '../store/store.js';
 import { checkAccess } from './access.js';
 import { allowedHosts, CSP_DIRECTIVES, guard, ingressBase } from './guard.js';
 import { createMetrics } from './metrics.js';
@@ -181,6 +181,11 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     frameguard: { action: 'sameorigin' },
   });
   app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, _req, reply) => {
+    // The history cannot be read (damaged file, disk gone): a coded 503, not a bare 500 (row 17)
+    if (err instanceof ProbeError && err.code.startsWith('BP_ERR_STORE')) {
+      void reply.code(503).send({ error: 'store_error', code: err.code, message: err.message });
+      return;
+    }
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status === 500) d.log?.error({ err: err.message }, 'web request failed');
     void reply.code(status).send({ error: status === 400 ? 'bad_request' : 'error', message: err.message });
@@ -206,6 +211,30 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   app.get('/healthz', async () => ({ ok: true, running: d.runner.status().running?.target ?? null }));
 
   app.get('/api/status', async () => {
+    const targets = d.targets.map((t) => {
+      let last: RunSummary | null = null;
+      try {
+        last = d.store.summaries({ target: t.id, limit: 1 })[0] ?? null;
+      } catch {
+        // a damaged history: store_error says so, the targets are still listed
+      }
+      const next = d.scheduler.next(t.id);
+      return {
+        id: t.id,
+        name: t.name,
+        type: t.type,
+        enabled: t.enabled,
+        schedule: t.schedule ?? `every ${t.interval} min`,
+        next_run: next && Number.isFinite(next.due) ? new Date(next.due).toISOString() : null,
+        thresholds: {
+          download_mbps: t.threshold_download ?? null,
+          upload_mbps: t.threshold_upload ?? null,
+          ping_ms: t.threshold_ping ?? null,
+        },
+        last,
+      };
+    });
+    // read after the targets' queries, which may be what finds a damaged history
     const now = d.runner.status();
     return {
       version: d.version,
@@ -215,24 +244,7 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       running: now.running ?? null,
       queued: now.queued,
       store_error: now.store_error ?? null,
-      targets: d.targets.map((t) => {
-        const last = d.store.summaries({ target: t.id, limit: 1 })[0] ?? null;
-        const next = d.scheduler.next(t.id);
-        return {
-          id: t.id,
-          name: t.name,
-          type: t.type,
-          enabled: t.enabled,
-          schedule: t.schedule ?? `every ${t.interval} min`,
-          next_run: next && Number.isFinite(next.due) ? new Date(next.due).toISOString() : null,
-          thresholds: {
-            download_mbps: t.threshold_download ?? null,
-            upload_mbps: t.threshold_upload ?? null,
-            ping_ms: t.threshold_ping ?? null,
-          },
-          last,
-        };
-      }),
+      targets,
     };
   });
 
@@ -345,8 +357,11 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     d.store.summaryPages({ ...q, limit: EXPORT_MAX_ROWS }, EXPORT_PAGE, turn);
   app.get('/api/export.csv', { schema: { querystring: exportQuery } }, async (req, reply) => {
     const pages = exportRows(req.query as { target?: string; since?: string });
+    // the first page is read before the answer starts, so a damaged history is a coded 503
+    const first = await pages.next();
     async function* body() {
       yield csvHeader();
+      if (!first.done) yield first.value.map(csvRow).join('');
       for await (const rows of pages) yield rows.map(csvRow).join('');
     }
     return reply
@@ -356,13 +371,13 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   });
   app.get('/api/export.json', { schema: { querystring: exportQuery } }, async (req, reply) => {
     const pages = exportRows(req.query as { target?: string; since?: string });
+    const head = await pages.next();
     async function* body() {
       yield '{"runs":[';
-      let first = true;
-      for await (const rows of pages) {
-        const text = rows.map((r) => JSON.stringify(r)).join(',');
-        yield first ? text : `,${text}`;
-        first = false;
+      const text = (rows: RunSummary[]) => rows.map((r) => JSON.stringify(r)).join(',');
+      if (!head.done) {
+        yield text(head.value);
+        for await (const rows of pages) yield `,${text(rows)}`;
       }
       yield ']}';
     }

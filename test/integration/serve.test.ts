@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import type { RunEvent } from '../../src/mqtt/topics.js';
+import { LOCK_FILE } from '../../src/store/lock.js';
 import { Store } from '../../src/store/store.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/rmbt.js';
@@ -117,6 +118,52 @@ describe('serve, killed', () => {
       await rec.waitFor(online.topic, (p) => p === 'online', 10_000, rec.messages.length);
     } finally {
       child.kill('SIGKILL');
+      await rec.close();
+    }
+  });
+});
+
+describe('serve, one per data dir (issue 14 row 16)', () => {
+  it('a second serve on the same data dir exits 2 at once; the first stays online without flapping', async () => {
+    const dir = tempDir();
+    const options = join(dir, 'options.json');
+    writeFileSync(
+      options,
+      JSON.stringify({
+        data_dir: join(dir, 'data'),
+        log_level: 'warn',
+        service: { busy_check: 'off' },
+        web: { bind: '127.0.0.1', port: 0 },
+        mqtt: { url: broker.url, username: BROKER_USER, password: BROKER_PASSWORD },
+        targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}` }],
+      }),
+    );
+    const rec = await Recorder.connect(broker.url, ['bandwidth_probe/+/status']);
+    const first = spawn(process.execPath, [CLI, 'serve', '--options', options], { stdio: 'ignore' });
+    try {
+      const online = await waitTopic(rec, /\/status$/, (p) => p === 'online');
+      const from = rec.messages.length;
+      const second = spawn(process.execPath, [CLI, 'serve', '--options', options], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      second.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const code = await new Promise<number | null>((r) => second.once('exit', (c) => r(c)));
+      expect(code, err).toBe(2);
+      expect(err).toMatch(new RegExp(`BP_ERR_LOCKED: .*process ${first.pid} holds`));
+      // the first one was never disturbed: no offline/online flap on its availability topic
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(rec.messages.slice(from).filter((m) => m.topic === online.topic)).toEqual([]);
+      expect(first.exitCode).toBeNull();
+      // a clean stop removes the lock: the next start takes the dir without a word
+      const stopped = new Promise<number | null>((r) => first.once('exit', (c) => r(c)));
+      first.kill('SIGTERM');
+      expect(await stopped).toBe(0);
+      expect(existsSync(join(dir, 'data', LOCK_FILE))).toBe(false);
+    } finally {
+      first.kill('SIGKILL');
       await rec.close();
     }
   });

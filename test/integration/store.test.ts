@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -127,5 +129,85 @@ describe('store (SQLite, WAL)', () => {
     expect(s.list({ limit: 1000 }).length).toBe(40);
     expect(s.insert(run('a', 99))).toBeGreaterThan(0);
     s.close();
+  });
+
+  describe('a damaged history (issue 14 row 17)', () => {
+    const fill = (dir: string, n: number) => {
+      const s = Store.open(dir);
+      for (let i = 0; i < n; i++) s.insert(run('a', i, { server: { host: 'h'.repeat(2000), port: 1 } }));
+      s._dbForCrashTest().pragma('wal_checkpoint(TRUNCATE)');
+      return s;
+    };
+    const smash = (dir: string) => {
+      const fd = openSync(join(dir, DB_FILE), 'r+');
+      const junk = Buffer.alloc(4096 * 20, 0x5a);
+      writeSync(fd, junk, 0, junk.length, 4096 * 10);
+      closeSync(fd);
+    };
+    const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
+
+    it('one damaged row: lists go on without it, its detail is a coded error, health says so', () => {
+      const dir = tempDir();
+      fill(dir, 5).close();
+      const raw = new Database(join(dir, DB_FILE));
+      raw.prepare("UPDATE runs SET result = '{not json' WHERE id = 3").run();
+      raw.close();
+      const s = Store.open(dir);
+      expect(s.health()).toBeUndefined();
+      expect(s.summaries({ limit: 10 }).map((r) => r.id)).toEqual([5, 4, 3, 2, 1]);
+      expect(s.list({ limit: 10 }).map((r) => r.id)).toEqual([5, 4, 2, 1]);
+      expect(() => s.get(3)).toThrow(/BP_ERR_STORE_CORRUPT|damaged/);
+      expect(s.health()?.code).toBe('BP_ERR_STORE_CORRUPT');
+      // the damaged row cannot block the MQTT queue
+      expect(s.unpublished(10).map((r) => r.id)).toEqual([1, 2, 4, 5]);
+      expect(s.unpublished(10).map((r) => r.id)).toEqual([1, 2, 4, 5]);
+      s.close();
+    });
+
+    it('a damaged page found by a query: a coded error, and health says so', () => {
+      const dir = tempDir();
+      const s = fill(dir, 300);
+      smash(dir);
+      s._dbForCrashTest().pragma('shrink_memory'); // drop the page cache: the next read goes to the file
+      expect(() => s.summaries({ limit: 1000 })).toThrow(/BP_ERR_STORE_CORRUPT|malformed/);
+      expect(s.health()).toMatchObject({ code: 'BP_ERR_STORE_CORRUPT' });
+      s.close();
+    });
+
+    it('found at open: left untouched and runs kept in memory; with reset_corrupt_db kept aside and fresh', () => {
+      const dir = tempDir();
+      fill(dir, 300).close();
+      smash(dir);
+      const before = sha(join(dir, DB_FILE));
+      const mem = Store.open(dir);
+      expect(mem.health()?.message).toMatch(/is damaged .*left untouched.*kept in memory/);
+      expect(mem.summaries()).toEqual([]);
+      const id = mem.insert(run('a', 1)); // the service goes on
+      expect(mem.get(id)?.result.target.id).toBe('a');
+      mem.close();
+      expect(sha(join(dir, DB_FILE))).toBe(before); // nothing overwritten
+      const fresh = Store.open(dir, undefined, { resetCorrupt: true });
+      expect(fresh.health()?.message).toMatch(/kept as .*\.corrupt-/);
+      expect(fresh.summaries()).toEqual([]);
+      fresh.insert(run('a', 2));
+      fresh.close();
+      const aside = readdirSync(dir).filter((f) => f.startsWith(`${DB_FILE}.corrupt-`));
+      expect(aside).toHaveLength(1);
+      expect(sha(join(dir, aside[0]!))).toBe(before);
+      // the next start finds a healthy file and says nothing
+      const again = Store.open(dir);
+      expect(again.health()).toBeUndefined();
+      expect(again.summaries()).toHaveLength(1);
+      again.close();
+    });
+
+    it('a file that is no database at all is treated the same way', () => {
+      const dir = tempDir();
+      writeFileSync(join(dir, DB_FILE), Buffer.alloc(8192, 0x41));
+      const s = Store.open(dir);
+      expect(s.health()?.code).toBe('BP_ERR_STORE_CORRUPT');
+      s.close();
+      expect(readFileSync(join(dir, DB_FILE))).toEqual(Buffer.alloc(8192, 0x41));
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -461,6 +461,44 @@ describe('exports stream (row 19)', () => {
           expect(runs.map((r) => r.id)).toEqual(Array.from({ length: 3000 }, (_, k) => k + 1));
         }
       }
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('a damaged history (row 17)', () => {
+  it('api/status still answers with store_error; runs and exports are a coded 503, not a 500', async () => {
+    const h = await makeApp();
+    try {
+      const at = (i: number) => new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString();
+      for (let i = 0; i < 300; i++)
+        h.store.insert({
+          target: { id: 'a', kind: 'btest' },
+          server: { host: 'h'.repeat(2000), port: 1 },
+          started_at: at(i),
+          finished_at: at(i),
+          status: 'ok',
+          engine: 'js',
+          cpu: {},
+          flags: [],
+        } as never);
+      const db = h.store._dbForCrashTest();
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      const file = db.name;
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.alloc(4096 * 20, 0x5a), 0, 4096 * 20, 4096 * 10);
+      closeSync(fd);
+      db.pragma('shrink_memory');
+      for (const url of ['/api/runs', '/api/export.csv', '/api/export.json']) {
+        const r = await h.app.inject({ url });
+        expect(r.statusCode, url).toBe(503);
+        expect(r.json(), url).toMatchObject({ error: 'store_error', code: 'BP_ERR_STORE_CORRUPT' });
+      }
+      const st = await h.app.inject({ url: '/api/status' });
+      expect(st.statusCode).toBe(200);
+      expect(st.json().store_error).toMatchObject({ code: 'BP_ERR_STORE_CORRUPT' });
+      expect(st.json().targets.map((t: { id: string }) => t.id)).toEqual(['a']);
     } finally {
       await h.close();
     }
