@@ -37,6 +37,26 @@ export interface MeasureContext {
   automated?: { everyMin: number };
 }
 
+/** The longest `test_wait` we honour (seconds). */
+export const MAX_TEST_WAIT_S = 30;
+
+/** Waits `ms`, or until `signal` aborts (then throws BP_ERR_ABORTED). */
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const aborted = () => new ProbeError('BP_ERR_ABORTED', 'aborted while waiting for the test slot (test_wait)');
+    if (signal?.aborted) return reject(aborted());
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(aborted());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** Splits `host:port` / `[v6]:port` / `host`. */
 export function splitHostPort(s: string): { host: string; port?: number } {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s);
@@ -142,8 +162,16 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
   if (t.typeAssumed)
     ctx.log?.debug({ type: t.type }, 'the control server named no server type; using the one asked for');
   if (t.waitS > 0) {
-    ctx.log?.info({ wait_s: t.waitS }, 'control server asked to wait before the test');
-    await new Promise((r) => setTimeout(r, t.waitS * 1000));
+    // Capped, and ended by an abort (SIGTERM, run_timeout): a hostile control server's `test_wait: 600`
+    // held a run past both (issue 14 row 22). Open-RMBT servers send 0 or a few seconds.
+    const waitS = Math.min(t.waitS, MAX_TEST_WAIT_S);
+    ctx.log?.[waitS < t.waitS ? 'warn' : 'info'](
+      { wait_s: t.waitS, waiting_s: waitS },
+      waitS < t.waitS
+        ? `control server asked to wait ${t.waitS} s before the test; waiting ${MAX_TEST_WAIT_S} s at most`
+        : 'control server asked to wait before the test',
+    );
+    await abortableSleep(waitS * 1000, ctx.signal);
   }
   const target = resultTarget(ctlTest, controlUrl, t.resultUrl, s.trust_result_url);
   if (t.resultUrl && target !== t.resultUrl)

@@ -43,6 +43,8 @@ export interface OperatorOptions {
   emptyOptionals?: boolean;
   /** Specure: the tenant the X-Nettest-Client header must name */
   tenant?: string;
+  /** seconds the client is told to wait before it connects (a hostile 600 in issue 14 row 22) */
+  testWait?: number;
   /** request body limit of the front proxy (default nginx's 1 MiB) */
   bodyLimit?: number;
 }
@@ -273,7 +275,7 @@ export class OperatorStandIn {
         test_duration: String(this.o.duration ?? 1),
         test_numthreads: String(granted),
         test_numpings: '5',
-        test_wait: 0,
+        test_wait: this.o.testWait ?? 0,
         client_remote_ip: rec.ip,
         result_url: empty ?? resultUrl,
         loop_uuid: loopUuid,

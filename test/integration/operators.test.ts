@@ -1,8 +1,10 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../src/config/schema.js';
 import type { Engine } from '../../src/engine/types.js';
+import { createLogger } from '../../src/log.js';
 import { timeZone } from '../../src/rmbt/control.js';
-import { type MeasureContext, measureRmbt } from '../../src/rmbt/measure.js';
+import { MAX_TEST_WAIT_S, type MeasureContext, measureRmbt } from '../../src/rmbt/measure.js';
 import type { RunningRmbtServers } from '../../src/rmbt/serve.js';
 import { type Generation, type OperatorOptions, startOperator } from '../helpers/operators.js';
 import { clientSettings, ENGINES, startServers, tempDir } from '../helpers/rmbt.js';
@@ -53,6 +55,46 @@ describe.each(ENGINES)('real deployments, $name engine', ({ make }) => {
       general: { ...settings.general, data_dir: dataDir },
       ...ctx,
     });
+
+  describe('issue 14 row 22: test_wait is honoured within bounds, and ends with the run', () => {
+    it('test_wait 1 is waited for; the run is ok', async () => {
+      const op = await operator('ctrl', { testWait: 1 });
+      try {
+        const t0 = Date.now();
+        const r = await measure(op.url('127.0.0.1'));
+        expect(r.status, JSON.stringify(r.error)).toBe('ok');
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      } finally {
+        await op.close();
+      }
+    });
+
+    it(`test_wait 600 is capped at ${MAX_TEST_WAIT_S} s (said in the log) and an abort ends the wait at once`, async () => {
+      const op = await operator('ctrl', { testWait: 600 });
+      const lines: string[] = [];
+      const log = createLogger(
+        'info',
+        new Writable({
+          write(c, _e, cb) {
+            lines.push(String(c));
+            cb();
+          },
+        }),
+      );
+      try {
+        const ctrl = new AbortController();
+        const t0 = Date.now();
+        setTimeout(() => ctrl.abort(), 800);
+        const r = await measure(op.url('127.0.0.1'), {}, { signal: ctrl.signal, log });
+        expect(Date.now() - t0).toBeLessThan(5000);
+        expect(r.status).toBe('aborted');
+        expect(r.error?.code).toBe('BP_ERR_ABORTED');
+        expect(lines.join('')).toContain(`waiting ${MAX_TEST_WAIT_S} s at most`);
+      } finally {
+        await op.close();
+      }
+    });
+  });
 
   describe('F1/F9: control calls share the measurement family, so a v2 token fits the connection', () => {
     it('control URL on ::1, ip_version 4: the IPv4-pinned control server hands out the token, the run is ok', async () => {
