@@ -143,6 +143,10 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
   if (usesTls(o.transport)) {
     const secure = tls.connect({
       socket: sock,
+      // `host` is what the certificate is checked against: without it Node checks a socket it did not
+      // open against "localhost", so any localhost certificate passed for any IP (issue 14). With it an
+      // IP is matched against the certificate's IP SANs, as for connections Node opens itself.
+      host: o.host,
       servername: net.isIP(o.host) ? undefined : o.host,
       // The measurement server's certificate is verified only when asked (F5): the token authenticates
       // the test, and every reference client trusts any certificate there (specs/rmbt.md §2.2).

@@ -1,8 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../src/config/schema.js';
+import { JsEngine } from '../../src/engine/jsEngine.js';
 import type { Engine } from '../../src/engine/types.js';
 import type { RunResult } from '../../src/measure/result.js';
 import { Channel } from '../../src/rmbt/channel.js';
@@ -473,6 +475,48 @@ describe('address family and source address', () => {
         },
       );
       expect(v4only.error!.code).toBe('BP_ERR_CONNECT');
+    } finally {
+      await servers.close();
+    }
+  });
+});
+
+describe('TLS to an IP address (issue 14)', () => {
+  it('a certificate is checked against the IP SANs: one for "localhost" only does not pass for 127.0.0.1', async () => {
+    const dir = tempDir();
+    const pems = await generate([{ name: 'commonName', value: 'localhost only' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }] }],
+    });
+    writeFileSync(join(dir, 'cert.pem'), pems.cert);
+    writeFileSync(join(dir, 'key.pem'), pems.private);
+    const engine = new JsEngine();
+    const { servers, settings } = await startServers(engine, {
+      cert: join(dir, 'cert.pem'),
+      cert_key: join(dir, 'key.pem'),
+    });
+    try {
+      const port = servers.measurement.portOf('http', true)!;
+      const run = (host: string) =>
+        measureRmbt(
+          clientSettings({
+            server: `${host}:${port}`,
+            key: servers.keys[0]!,
+            transport: 'https',
+            measurement_tls_verify: 'true',
+            tls_ca: join(dir, 'cert.pem'),
+            threads: '1',
+          }),
+          { engine, general: settings.general },
+        );
+      const byIp = await run('127.0.0.1');
+      expect(byIp.status).toBe('failed');
+      expect(byIp.error!.code).toBe('BP_ERR_TLS');
+      expect(byIp.error!.message).toMatch(/127\.0\.0\.1/);
+      const byName = await run('localhost');
+      expect(byName.status, JSON.stringify(byName.error)).toBe('ok');
     } finally {
       await servers.close();
     }
