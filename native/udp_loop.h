@@ -15,6 +15,7 @@ struct UdpJob {
   std::string peer_host;
   uint16_t peer_port = 0;
   bool connect_peer = true;  // false: accept datagrams from any source port of the peer's address (NAT)
+  bool lock_port = false;    // unconnected: after the first datagram taken, only that source port
   int family = 4;
   // send side (rate 0 = as fast as possible); pacing on absolute deadlines from t0
   bool send = false;

@@ -26,6 +26,7 @@ UdpRun::UdpRun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpRun>(info) 
   job_.peer_host = s.Get("peerHost").As<Napi::String>().Utf8Value();
   job_.peer_port = static_cast<uint16_t>(u64(s, "peerPort", 0));
   job_.connect_peer = s.Get("connect").As<Napi::Boolean>().Value();
+  if (s.Has("lockPort")) job_.lock_port = s.Get("lockPort").As<Napi::Boolean>().Value();
   job_.family = static_cast<int>(u64(s, "family", 4));
   job_.send = s.Get("send").As<Napi::Boolean>().Value();
   job_.receive = s.Get("receive").As<Napi::Boolean>().Value();

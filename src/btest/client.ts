@@ -407,7 +407,10 @@ async function udpPhase(
     bindPort: base + UDP_CLIENT_OFFSET,
     peerHost: main.socket.remoteAddress!,
     peerPort: base,
+    // unconnected, as NAT in front of a router may rewrite the server's source port (§7), but locked to
+    // the first source port that sends a plausible datagram: no other port of the server's address counts
     connect: false,
+    lockPort: true,
     family,
     ...(sends
       ? {

@@ -58,6 +58,7 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
         let txBytes = 0;
         let txPackets = 0;
         let foreign = 0;
+        let lockedPort: number | undefined;
         let prevArrival = 0;
         const iats: number[] = [];
         let error: ProbeError | undefined;
@@ -68,9 +69,17 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
             foreign++;
             return;
           }
+          if (!job.connect && job.lockPort && lockedPort !== undefined && rinfo.port !== lockedPort) {
+            foreign++;
+            return;
+          }
           if (msg.length < 4) return;
           const at = now();
-          seq.push(msg.readUInt32BE(0));
+          if (!seq.push(msg.readUInt32BE(0), Number(at))) {
+            foreign++;
+            return;
+          }
+          lockedPort ??= rinfo.port;
           rxBytes += msg.length;
           if (ts !== undefined && msg.length >= ts + 8) jit.push(Number(at - msg.readBigUInt64BE(ts)));
           const a = Number(at);

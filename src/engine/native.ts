@@ -101,6 +101,7 @@ export class NativeEngine implements Engine {
         peerHost: job.peerHost,
         peerPort: job.peerPort,
         connect: job.connect,
+        lockPort: Boolean(job.lockPort),
         family: job.family,
         send: Boolean(job.send),
         receive: job.receive,

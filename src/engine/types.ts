@@ -135,6 +135,11 @@ export interface UdpJob {
   peerPort: number;
   /** false: accept datagrams from any source port of the peer's address (NAT, §7) */
   connect: boolean;
+  /**
+   * unconnected: once a datagram is taken, only its source port (the NAT-rewritten one, if any) is
+   * accepted: forged datagrams from other ports of the peer's address are foreign (issue 14 row 11)
+   */
+  lockPort?: boolean;
   family: 4 | 6;
   send?: { payload: number; paceBytes: number; rateBps: number; seqStart: number; tsOffset?: number };
   receive: boolean;

@@ -43,7 +43,8 @@ export const MAX_TEST_WAIT_S = 30;
 /** Waits `ms`, or until `signal` aborts (then throws BP_ERR_ABORTED). */
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const aborted = () => new ProbeError('BP_ERR_ABORTED', 'aborted while waiting for the test slot (test_wait)');
+    const aborted = () =>
+      new ProbeError('BP_ERR_ABORTED', 'aborted while waiting for the test slot (test_wait)');
     if (signal?.aborted) return reject(aborted());
     const onAbort = () => {
       clearTimeout(timer);

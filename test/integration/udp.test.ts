@@ -57,7 +57,7 @@ describe('RFC 3550 §6.4.1 jitter', () => {
 describe('sequence tracking (specs/btest.md §7)', () => {
   it('counts gaps as lost, late packets back, duplicates apart, across u32 wrap-around', () => {
     const t = new SeqTracker();
-    for (const q of [0xfffffffe, 0xffffffff, 2, 0, 0, 1, 7, 7, 3]) t.push(q);
+    for (const q of [0xfffffffe, 0xffffffff, 2, 0, 0, 1, 7, 7, 3]) expect(t.push(q)).toBe(true);
     // after 0xffffffff: 2 (0,1 lost=2), 0 late (lost 1, reordered 1), 0 dup, 1 late (lost 0, reordered 2),
     // 7 (3..6 lost = 4), 7 dup, 3 late (lost 3, reordered 3)
     expect({ lost: t.lost, duplicates: t.duplicates, reordered: t.reordered, packets: t.packets }).toEqual({
@@ -100,6 +100,61 @@ describe.each(ENGINES)('UDP loop, $name engine', ({ name, make }) => {
     const out = await done;
     expect(out.packets).toBe(3);
     expect(out.foreign).toBe(2);
+  });
+
+  it('issue 14 row 11: forged datagrams (other port; impossible jumps ahead or behind) are foreign, not loss', async () => {
+    const engine = make();
+    const rx = await engine.udp(base({ receive: true, durationNs: 1.5e9, lockPort: true }));
+    const done = rx.start();
+    const real = Array.from({ length: 50 }, (_, i) => i);
+    // the real peer's port is locked by its first datagram; then a forger on the same address but
+    // another port, and forged numbers from the real port: 2^30 ahead, and far behind
+    const peer = dgram.createSocket('udp4');
+    await new Promise<void>((r) => peer.bind(0, '127.0.0.1', r));
+    const send = (q: number, sock = peer) =>
+      new Promise<void>((r) => {
+        const b = Buffer.alloc(100);
+        b.writeUInt32BE(q >>> 0, 0);
+        sock.send(b, rx.port, '127.0.0.1', () => r());
+      });
+    for (const q of real.slice(0, 25)) await send(q);
+    await sendSeqs(
+      rx.port,
+      Array.from({ length: 200 }, () => 0x40000000),
+    ); // another port
+    await send(0x40000000); // an impossible jump from the real port
+    await send(0x7fff0000);
+    for (const q of real.slice(25)) await send(q);
+    await send(49 - 5000); // behind the window: not a late packet of ours
+    peer.close();
+    const out = await done;
+    expect(out.error).toBeUndefined();
+    expect(out.packets).toBe(50);
+    expect(out.lost).toBe(0);
+    expect(out.reordered).toBe(0);
+    expect(out.foreign).toBe(200 + 2 + 1);
+  });
+
+  it('a real outage (a jump the elapsed time allows) is still loss', async () => {
+    const engine = make();
+    const rx = await engine.udp(base({ receive: true, durationNs: 1.5e9, lockPort: true }));
+    const done = rx.start();
+    const peer = dgram.createSocket('udp4');
+    await new Promise<void>((r) => peer.bind(0, '127.0.0.1', r));
+    const send = (q: number) =>
+      new Promise<void>((r) => {
+        const b = Buffer.alloc(100);
+        b.writeUInt32BE(q >>> 0, 0);
+        peer.send(b, rx.port, '127.0.0.1', () => r());
+      });
+    await send(1);
+    await new Promise((r) => setTimeout(r, 200)); // 200 ms: up to 4096 + 2 M datagrams may be gone
+    await send(1_000_002);
+    peer.close();
+    const out = await done;
+    expect(out.packets).toBe(2);
+    expect(out.lost).toBe(1_000_000);
+    expect(out.foreign).toBe(0);
   });
 
   const rate = name === 'native' ? 100e6 : 10e6;
