@@ -17,6 +17,7 @@ import { measureRmbt, splitHostPort } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 import { appendCsv } from './store/csv.js';
 import { Store } from './store/store.js';
+import { dropPrivileges } from './util/privileges.js';
 import { VERSION } from './version.js';
 
 const COMMON: CommandFlag[] = [
@@ -74,7 +75,13 @@ const COMMANDS: Record<string, Command> = {
     // rmbt and btest settings reach targets through the options file or env (their flags would clash)
     groups: ['general', 'service', 'mqtt'],
     flags: COMMON,
-    async run(s, log, _extra, signal) {
+    async run(s, log, extra, signal) {
+      // root only as long as needed: data_dir goes to run_as (the add-on's options file stays the
+      // Supervisor's), then uid/gid change before the store, sockets or servers exist (issue 14 row 26)
+      const keep = [extra.options, process.env.BANDWIDTH_PROBE_OPTIONS, '/data/options.json'].filter(
+        (x): x is string => typeof x === 'string',
+      );
+      dropPrivileges(s.general.run_as, s.general.data_dir, keep, log);
       const service = await startService(s, log, { version: VERSION });
       log.info(
         { device: service.deviceId, targets: service.targets.map((t) => t.id), version: VERSION },

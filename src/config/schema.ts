@@ -35,6 +35,15 @@ export const generalSchema = {
     default: 'data',
     description: 'Folder for persistent state: client UUIDs, generated keys and certificates, the history.',
   },
+  run_as: {
+    type: 'str',
+    optional: true,
+    maxLength: 64,
+    pattern: /^([a-z_][a-z0-9_-]*|\d+(:\d+)?)$/,
+    patternHint: 'a user name, or uid[:gid]',
+    description:
+      'serve: when started as root, hand data_dir to this user and drop root before anything is opened (the add-on image sets probe).',
+  },
   engine: {
     type: 'enum',
     values: ['auto', 'native', 'js'],

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
@@ -167,6 +167,49 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
       await rec.close();
     }
   });
+});
+
+describe('serve started as root drops to run_as (issue 14 row 26)', () => {
+  it('gives data_dir to the user, changes uid/gid before opening anything, and still measures', async () => {
+    const dir = tempDir(); // data_dir itself: its parents stay root's
+    const options = join(dir, 'options.json');
+    writeFileSync(
+      options,
+      JSON.stringify({
+        data_dir: dir,
+        log_level: 'info',
+        run_as: '65534:65534',
+        service: { busy_check: 'off', run_on_start: true },
+        web: { bind: '127.0.0.1', port: 0 },
+        mqtt: { enabled: 'off' },
+        targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}`, duration: 1 }],
+      }),
+    );
+    const child = spawn(process.execPath, [CLI, 'serve', '--options', options], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr!.on('data', (d) => {
+      err += d;
+    });
+    try {
+      const until = Date.now() + 30_000;
+      while (!/"msg":"run finished"|"run_id"/.test(err) && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(err).toMatch(/running without root/);
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      expect(/^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)!.slice(1)).toEqual(['65534', '65534', '65534']);
+      expect(/^Gid:\s+(\d+)/m.exec(status)![1]).toBe('65534');
+      expect(statSync(join(dir, 'bandwidth-probe.db')).uid).toBe(65534);
+      expect(statSync(options).uid).toBe(0); // the options file stays its owner's
+      const db = Store.open(dir);
+      const runs = db.list();
+      db.close();
+      expect(runs.map((r) => r.result.status)).toEqual(['ok']);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 40_000);
 });
 
 async function waitTopic(rec: Recorder, re: RegExp, pred: (p: string) => boolean, ms = 20_000) {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
@@ -124,5 +125,23 @@ describe('add-on files', () => {
     expect(png('logo.png').w).toBeGreaterThan(0);
     for (const f of ['DOCS.md', 'CHANGELOG.md', 'apparmor.txt', 'Dockerfile'])
       expect(existsSync(join(root, f)), f).toBe(true);
+  });
+
+  it('the AppArmor profile parses (apparmor_parser) and confines: no blanket file rule, writes only to /data, /run, /tmp', () => {
+    const text = readFileSync(join(root, 'apparmor.txt'), 'utf8');
+    // apparmor_parser checks the syntax and the includes without a kernel (.ci/run installs apparmor)
+    execFileSync('apparmor_parser', ['-Q', '-K', join(root, 'apparmor.txt')], { stdio: 'pipe' });
+    const rules = text
+      .split('\n')
+      .map((l) => l.replace(/#.*/, '').trim())
+      .filter(Boolean);
+    expect(rules).not.toContain('file,');
+    const writable = rules
+      .filter((r) => !r.startsWith('deny') && /^\/\S*\s+[a-z]*w[a-z]*,$/.test(r))
+      .map((r) => r.split(/\s+/)[0]!);
+    expect(writable.length).toBeGreaterThan(0);
+    for (const path of writable) expect(path, path).toMatch(/^\/(data|run|tmp)\/|^\/dev\/tty$|^\/data\/$/);
+    expect(rules).toContain('/app/** r,');
+    expect(rules).toContain('capability setuid,');
   });
 });
