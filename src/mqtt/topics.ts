@@ -1,3 +1,4 @@
+import { bounded, MAX_DETAIL } from '../errors.js';
 import { headlineFigures, type RunResult, type RunStatus } from '../measure/result.js';
 
 /**
@@ -95,11 +96,12 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
     ...headlineFigures(r),
     finished_at: r.finished_at,
     started_at: r.started_at,
-    server: r.server.name ?? (r.server.host ? `${r.server.host}:${r.server.port}` : ''),
+    // bounded again here: the retained state is what every HA restart reads (issue 14 row 12)
+    server: bounded(r.server.name ?? (r.server.host ? `${r.server.host}:${r.server.port}` : ''), 160),
     below_threshold: ok ? (r.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
     flags: r.flags,
     error_code: r.error?.code ?? null,
-    error: r.error?.message ?? null,
+    error: r.error?.message === undefined ? null : bounded(r.error.message, MAX_DETAIL + 160),
     engine: r.engine,
     run_id: runId ?? null,
     stored: runId !== undefined,

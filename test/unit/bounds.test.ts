@@ -1,6 +1,8 @@
 // Issue 14: what a hostile peer sends is bounded where it enters (rows 12, 21).
 import { describe, expect, it } from 'vitest';
 import { bounded, MAX_DETAIL, ProbeError } from '../../src/errors.js';
+import type { RunResult } from '../../src/measure/result.js';
+import { runEvent, targetState } from '../../src/mqtt/topics.js';
 import { parseChunkSize } from '../../src/rmbt/lines.js';
 import { csvRow } from '../../src/store/csv.js';
 
@@ -14,6 +16,22 @@ describe('bounds on what peers send', () => {
       ProbeError.fromJSON({ code: 'BP_ERR_PROTOCOL', message: 'y'.repeat(1e6) }).message.length,
     ).toBeLessThan(8192 + 201);
     expect(bounded('short')).toBe('short');
+  });
+
+  it('row 12: the retained MQTT state and the run event stay small whatever a server sent', () => {
+    const r = {
+      target: { id: 'a', kind: 'rmbt' },
+      server: { host: 'h'.repeat(2e6), port: 1, name: 'n'.repeat(2e6) },
+      started_at: '2026-01-01T00:00:00Z',
+      finished_at: '2026-01-01T00:00:10Z',
+      status: 'failed',
+      engine: 'js',
+      cpu: {},
+      flags: [],
+      error: { code: 'BP_ERR_RMBT_SERVER', message: 'e'.repeat(2e6) },
+    } as unknown as RunResult;
+    expect(JSON.stringify(targetState(r, 1)).length).toBeLessThan(2048);
+    expect(JSON.stringify(runEvent(r, 1)).length).toBeLessThan(2048);
   });
 
   it('row 12: CSV cells starting with = + - @, tab or CR are neutralised; negative numbers stay numbers', () => {
