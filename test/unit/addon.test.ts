@@ -144,4 +144,11 @@ describe('add-on files', () => {
     expect(rules).toContain('/app/** r,');
     expect(rules).toContain('capability setuid,');
   });
+
+  it('the s6 service gets the container environment (SUPERVISOR_TOKEN, the image settings)', () => {
+    // s6-overlay v3 clears the environment of services unless they go through with-contenv
+    const run = readFileSync(join(root, 'addon/rootfs/etc/s6-overlay/s6-rc.d/bandwidth-probe/run'), 'utf8');
+    expect(run.split('\n')[0]).toMatch(/^#!\/(command|usr\/bin)\/with-contenv /);
+    expect(run).toMatch(/exec node \/app\/dist\/cli\.js serve --options \/data\/options\.json/);
+  });
 });
