@@ -46,7 +46,10 @@ RUN useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/
 # The add-on keeps its state in /data (the Supervisor's persistent volume; mount one standalone).
 # Standalone containers publish the page with -p 8099:8099, so it listens on every address; with no
 # web credentials set the page then asks for the token generated into /data/web-token (DOCS.md).
-ENV BANDWIDTH_PROBE_DATA_DIR=/data BANDWIDTH_PROBE_WEB_BIND=0.0.0.0 BANDWIDTH_PROBE_RUN_AS=probe NODE_ENV=production
+# UV_USE_IO_URING=0: Node refuses setuid/setgid/setgroups while libuv may use io_uring (CVE-2024-22017),
+# and the service needs them to drop root.
+ENV BANDWIDTH_PROBE_DATA_DIR=/data BANDWIDTH_PROBE_WEB_BIND=0.0.0.0 BANDWIDTH_PROBE_RUN_AS=probe \
+    UV_USE_IO_URING=0 NODE_ENV=production
 WORKDIR /app
 EXPOSE 8099
 HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
