@@ -65,10 +65,10 @@ export function dropPrivileges(
     process.setgid!(acct.gid);
     process.setuid!(acct.uid);
   } catch (err) {
-    throw new ProbeError(
-      'BP_ERR_CONFIG',
-      `cannot run as ${runAs} (uid ${acct.uid}): ${(err as Error).message}`,
-    );
+    const m = (err as Error).message;
+    // Node (CVE-2024-22017) refuses to change ids while libuv may use io_uring; the image sets this
+    const hint = /io_uring/.test(m) ? '; start the process with UV_USE_IO_URING=0' : '';
+    throw new ProbeError('BP_ERR_CONFIG', `cannot run as ${runAs} (uid ${acct.uid}): ${m}${hint}`);
   }
   log?.info({ user: acct.name, uid: acct.uid, gid: acct.gid, data_dir: dir }, 'running without root');
   return acct;
