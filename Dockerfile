@@ -41,22 +41,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/man/*
 COPY --from=build /out /app
 COPY addon/rootfs /
-# The service drops root for this user once it has read its options (general.run_as; DOCS.md).
+# The s6 service hands /data to this user and runs the probe as it (setpriv; see the run script).
 RUN useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin probe
 # The add-on keeps its state in /data (the Supervisor's persistent volume; mount one standalone).
 # Standalone containers publish the page with -p 8099:8099, so it listens on every address; with no
 # web credentials set the page then asks for the token generated into /data/web-token (DOCS.md).
-# UV_USE_IO_URING=0: Node refuses setuid/setgid/setgroups while libuv may use io_uring (CVE-2024-22017),
-# and the service needs them to drop root.
-ENV BANDWIDTH_PROBE_DATA_DIR=/data BANDWIDTH_PROBE_WEB_BIND=0.0.0.0 BANDWIDTH_PROBE_RUN_AS=probe \
-    UV_USE_IO_URING=0 NODE_ENV=production
+ENV BANDWIDTH_PROBE_DATA_DIR=/data BANDWIDTH_PROBE_WEB_BIND=0.0.0.0 NODE_ENV=production
 WORKDIR /app
 EXPOSE 8099
 HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.BANDWIDTH_PROBE_WEB_PORT||8099)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Starts as root: s6-overlay's /init needs it, and /data/options.json belongs to the Supervisor. The
-# service itself gives /data to `probe` and drops root right after reading its options (no raw sockets,
-# ports above 1024: it needs no privileges).
+# service's run script gives /data to `probe` and starts the probe as that user (no raw sockets, ports
+# above 1024: it needs no privileges).
 LABEL \
   io.hass.name="Bandwidth Probe" \
   io.hass.description="Scheduled RMBT and MikroTik btest measurements as Home Assistant entities" \

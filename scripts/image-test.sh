@@ -40,9 +40,12 @@ t2=$(date +%s)
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 data=$(mktemp -d)
 # (explicit limits: runc here may not raise them to the host's values)
-cid=$("${PODMAN[@]}" run -d --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -v "$data:/data" --entrypoint node \
+# The add-on's own s6 run script (without s6, which this base has not): it hands /data to `probe` and
+# starts the probe as that user; an options file as the Supervisor writes it, owned by root.
+echo '{}' > "$data/options.json"
+cid=$("${PODMAN[@]}" run -d --network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 -v "$data:/data" --entrypoint /bin/sh \
   -e BANDWIDTH_PROBE_WEB_BIND=127.0.0.1 -e BANDWIDTH_PROBE_WEB_PORT="$port" -e BANDWIDTH_PROBE_MQTT_ENABLED=off \
-  "$IMAGE" /app/dist/cli.js serve)
+  "$IMAGE" /etc/s6-overlay/s6-rc.d/bandwidth-probe/run)
 cleanup() { "${PODMAN[@]}" rm -f "$cid" >/dev/null 2>&1 || true; rm -rf "$data"; }
 trap cleanup EXIT
 limit=$([ "$ARCH" = amd64 ] && echo 120 || echo 900)
@@ -57,6 +60,11 @@ t3=$(date +%s)
 echo "$status" | grep -q '"status":"ok"' || {
   echo "FAIL: no ok run in the container"; echo "$status"; "${PODMAN[@]}" logs "$cid" | tail -20; exit 1; }
 curl -fsS "http://127.0.0.1:$port/" | grep -q '<title>Bandwidth Probe</title>' || { echo "FAIL: no page"; exit 1; }
+# the probe runs as `probe`, not root; the options file stays root's
+uid=$("${PODMAN[@]}" exec "$cid" sh -c 'grep ^Uid: /proc/1/status' | awk '{print $2}')
+puid=$("${PODMAN[@]}" exec "$cid" id -u probe)
+[ "$uid" = "$puid" ] && [ "$uid" != 0 ] || { echo "FAIL: the probe runs as uid $uid, not probe ($puid)"; exit 1; }
+[ "$(stat -c %u "$data/options.json")" = 0 ] || { echo "FAIL: options.json changed owner"; exit 1; }
 "${PODMAN[@]}" stop -t 10 "$cid" >/dev/null
 code=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$cid")
 [ "$code" = 0 ] || { echo "FAIL: exit code $code after SIGTERM"; exit 1; }
