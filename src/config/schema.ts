@@ -42,7 +42,7 @@ export const generalSchema = {
     pattern: /^([a-z_][a-z0-9_-]*|\d+(:\d+)?)$/,
     patternHint: 'a user name, or uid[:gid]',
     description:
-      'serve: when started as root, hand data_dir to this user and drop root before anything is opened (the add-on image sets probe).',
+      'serve: when started as root, hand data_dir to this user and drop root before anything is opened (where Node allows it; the add-on image drops root in its run script instead).',
   },
   engine: {
     type: 'enum',

@@ -66,8 +66,11 @@ export function dropPrivileges(
     process.setuid!(acct.uid);
   } catch (err) {
     const m = (err as Error).message;
-    // Node (CVE-2024-22017) refuses to change ids while libuv may use io_uring; the image sets this
-    const hint = /io_uring/.test(m) ? '; start the process with UV_USE_IO_URING=0' : '';
+    // Node (CVE-2024-22017) refuses to change ids while libuv may use io_uring (Debian trixie's Node
+    // even with UV_USE_IO_URING=0): start the process as the user instead (setpriv, as the image does)
+    const hint = /io_uring/.test(m)
+      ? '; this Node refuses to change ids: start it as that user instead (e.g. setpriv --reuid)'
+      : '';
     throw new ProbeError('BP_ERR_CONFIG', `cannot run as ${runAs} (uid ${acct.uid}): ${m}${hint}`);
   }
   log?.info({ user: acct.name, uid: acct.uid, gid: acct.gid, data_dir: dir }, 'running without root');

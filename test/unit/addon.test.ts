@@ -145,10 +145,12 @@ describe('add-on files', () => {
     expect(rules).toContain('capability setuid,');
   });
 
-  it('the s6 service gets the container environment (SUPERVISOR_TOKEN, the image settings)', () => {
+  it('the s6 service gets the container environment and starts the probe without root', () => {
     // s6-overlay v3 clears the environment of services unless they go through with-contenv
     const run = readFileSync(join(root, 'addon/rootfs/etc/s6-overlay/s6-rc.d/bandwidth-probe/run'), 'utf8');
     expect(run.split('\n')[0]).toMatch(/^#!\/(command|usr\/bin)\/with-contenv /);
-    expect(run).toMatch(/exec node \/app\/dist\/cli\.js serve --options \/data\/options\.json/);
+    expect(run).toMatch(/exec node \/app\/dist\/cli\.js serve --options "\$opts"/);
+    // and it drops root for `probe` before the probe starts (row 26; the image test checks the uid)
+    expect(run).toMatch(/exec setpriv --reuid=probe --regid=probe --init-groups/);
   });
 });
