@@ -4,7 +4,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BtestServer } from '../../src/btest/server.js';
+import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import type { WebSettings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
@@ -15,6 +15,7 @@ import { Scheduler } from '../../src/runner/schedule.js';
 import { Store } from '../../src/store/store.js';
 import { buildApp, MAX_SSE, type WebTimeouts } from '../../src/web/app.js';
 import { TOKEN_FILE } from '../../src/web/token.js';
+import { startBtestServer } from '../helpers/btest.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 /**
@@ -26,19 +27,12 @@ let btest: BtestServer;
 const engine = new JsEngine();
 
 beforeAll(async () => {
-  btest = new BtestServer({
-    host: '127.0.0.1',
-    port: 0,
+  btest = await startBtestServer(engine, {
     udpPortStart: 38000,
     auth: 'none',
     user: 'x',
-    maxSessions: 4,
     maxDurationS: 60,
-    maxBytes: 0,
-    handshakeTimeoutMs: 2000,
-    engine,
   });
-  await btest.start();
 });
 afterAll(() => btest.close());
 

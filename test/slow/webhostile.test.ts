@@ -10,8 +10,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BtestServer } from '../../src/btest/server.js';
+import type { BtestServer } from '../../src/btest/server.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
+import { startBtestServer } from '../helpers/btest.js';
 import { freePort, spawnReady } from '../helpers/proc.js';
 import { tempDir } from '../helpers/rmbt.js';
 
@@ -58,19 +59,12 @@ function request(method: string, path: string, body?: string): Promise<{ status:
 }
 
 beforeAll(async () => {
-  btest = new BtestServer({
-    host: '127.0.0.1',
-    port: 0,
+  btest = await startBtestServer(new JsEngine(), {
     udpPortStart: 39000,
     auth: 'none',
     user: 'x',
-    maxSessions: 4,
     maxDurationS: 60,
-    maxBytes: 0,
-    handshakeTimeoutMs: 2000,
-    engine: new JsEngine(),
   });
-  await btest.start();
   port = await freePort();
   const dir = tempDir();
   const options = join(dir, 'options.json');
