@@ -8,6 +8,7 @@ import { JsEngine } from '../../src/engine/jsEngine.js';
 import type { Engine } from '../../src/engine/types.js';
 import type { RunResult } from '../../src/measure/result.js';
 import { Channel } from '../../src/rmbt/channel.js';
+import type { RmbtEvent } from '../../src/rmbt/client.js';
 import { measureRmbt } from '../../src/rmbt/measure.js';
 import type { RunningRmbtServers } from '../../src/rmbt/serve.js';
 import { makeToken } from '../../src/rmbt/token.js';
@@ -54,7 +55,11 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     await servers.close();
   });
 
-  const direct = (transport: Transport, over: Record<string, string> = {}) =>
+  const direct = (
+    transport: Transport,
+    over: Record<string, string> = {},
+    onEvent?: (e: RmbtEvent) => void,
+  ) =>
     measureRmbt(
       clientSettings({
         server: `127.0.0.1:${portFor(servers, transport)}`,
@@ -63,14 +68,24 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
         tls_insecure: 'true',
         ...over,
       }),
-      { engine, general: settings.general },
+      { engine, general: settings.general, ...(onEvent ? { onEvent } : {}) },
     );
 
   for (const transport of TRANSPORTS) {
     for (const threads of [1, 3]) {
-      it(`${transport}, ${threads} thread(s): full run, consistent figures`, async () => {
-        const r = await direct(transport, { threads: String(threads) });
+      it(`${transport}, ${threads} thread(s): full run, consistent figures, live progress`, async () => {
+        const live = { download: [] as number[], upload: [] as number[] };
+        const r = await direct(transport, { threads: String(threads) }, (e) => {
+          if (e.type === 'progress') live[e.phase].push(e.mbps);
+        });
         expectConsistent(r, threads);
+        // Live figures on every transport and engine (issue 15: TLS ticks were all 0 on the native engine,
+        // whose js fallback kept its own counters). Each direction lasts 1 s, ticks come every 250 ms.
+        for (const dir of ['download', 'upload'] as const) {
+          expect(live[dir].length, dir).toBeGreaterThanOrEqual(2);
+          expect(Math.max(...live[dir]), dir).toBeGreaterThan(0);
+          expect(live[dir].filter((x) => x > 0).length, dir).toBeGreaterThanOrEqual(live[dir].length - 1);
+        }
         expect(r.server.transport).toBe(transport);
         // The native loop drives plain TCP; TLS bytes stay in Node (and the result must say so).
         expect(r.engine).toBe(name === 'native' && !usesTls(transport) ? 'native' : 'js');
