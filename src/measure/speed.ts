@@ -54,7 +54,9 @@ export function tStarSpeed(threads: readonly (readonly Point[])[]): SpeedResult 
 
 /**
  * A per-interval series for charts: the summed rate of all threads in consecutive bins of `binNs`,
- * read off the same interpolated curves, up to t*.
+ * read off the same interpolated curves, up to t*. A last bin narrower than half a bin joins the one
+ * before it: a 1–2 ms tail holds one chunk's worth of bytes, which read as a rate draws a spike many
+ * times the line's speed at the end of every direction (issue 15).
  */
 export function intervalSeries(
   threads: readonly (readonly Point[])[],
@@ -63,13 +65,18 @@ export function intervalSeries(
 ): { t_ms: number; mbps: number }[] {
   const out: { t_ms: number; mbps: number }[] = [];
   let prev = 0;
+  let start = 0;
   for (let end = binNs; end - binNs < tStarNs; end += binNs) {
-    const edge = Math.min(end, tStarNs);
+    let edge = Math.min(end, tStarNs);
+    // Fold a short tail into this bin (the loop then ends: edge is t*).
+    if (tStarNs - edge > 0 && tStarNs - edge < binNs / 2) edge = tStarNs;
     const total = threads.reduce((a, s) => a + bytesAt(s, edge), 0);
-    const width = edge - (end - binNs);
+    const width = edge - start;
     if (width <= 0) break;
     out.push({ t_ms: Math.round(edge / 1e6), mbps: round3(((total - prev) * 8 * 1e3) / width) });
     prev = total;
+    start = edge;
+    if (edge >= tStarNs) break;
   }
   return out;
 }

@@ -93,6 +93,25 @@ describe('t* rule (specs/rmbt.md §4.5)', () => {
     ]);
   });
 
+  it('interval series: a short tail joins the bin before it instead of drawing a spike', () => {
+    // 1 Gbit/s steady for 2.002 s, then the last chunk (64 KiB) lands in the final 2 ms: read as its own
+    // bin that tail is 262 Mbit/s on top of the line rate; folded in, the last bin stays near the line.
+    const rate = 125e6; // bytes per second
+    const pts = [
+      { t: 1 * s, b: rate },
+      { t: 2 * s, b: 2 * rate },
+      { t: 2.002 * s, b: 2 * rate + 0.002 * rate + 65536 },
+    ];
+    const series = intervalSeries([pts], 2.002e9, 1e9);
+    expect(series.map((p) => p.t_ms)).toEqual([1000, 2002]);
+    expect(series[0]!.mbps).toBeCloseTo(1000, 3);
+    expect(series[1]!.mbps).toBeLessThan(1000 * 1.3);
+    // A tail of at least half a bin keeps its own bin.
+    const longer = intervalSeries([[{ t: 2.6 * s, b: 2.6 * rate }]], 2.6e9, 1e9);
+    expect(longer.map((p) => p.t_ms)).toEqual([1000, 2000, 2600]);
+    expect(longer.every((p) => Math.abs(p.mbps - 1000) < 1e-6)).toBe(true);
+  });
+
   it('direction result carries t* figures and per-stream numbers', () => {
     const d = directionResult(
       [
