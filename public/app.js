@@ -16,13 +16,40 @@
   };
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   const fmt = (v, digits = 1) => (v === null || v === undefined ? '–' : Number(v).toFixed(digits));
+  // Three significant figures, Gbit/s from 1000 Mbit/s on (issue 15). MQTT and the API stay in Mbit/s.
+  const sig3 = (x) =>
+    x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 0.01 || x === 0 ? x.toFixed(2) : '< 0.01';
+  const rate = (mbps) =>
+    mbps === null || mbps === undefined
+      ? { v: '–', unit: 'Mbit/s' }
+      : mbps >= 1000
+        ? { v: sig3(mbps / 1000), unit: 'Gbit/s' }
+        : { v: sig3(mbps), unit: 'Mbit/s' };
+  const rateText = (mbps) => {
+    const r = rate(mbps);
+    return r.v === '–' ? '–' : `${r.v} ${r.unit}`;
+  };
+  // Loopback pings are tens of microseconds: below 1 ms two significant figures, never "0.0".
+  const ms = (v) =>
+    v === null || v === undefined
+      ? '–'
+      : v >= 100
+        ? v.toFixed(0)
+        : v >= 1
+          ? v.toFixed(1)
+          : v >= 0.001
+            ? Number(v.toPrecision(2)).toString()
+            : v === 0
+              ? '0'
+              : '< 0.001';
+  // Dates and times in the browser's locale (24-hour where the locale is).
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+  const stampFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' });
   const when = (iso) => {
     if (!iso) return '–';
     const d = new Date(iso);
-    const sameDay = d.toDateString() === new Date().toDateString();
-    return sameDay
-      ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-      : d.toLocaleString([], { dateStyle: 'short', timeStyle: 'short' });
+    return d.toDateString() === new Date().toDateString() ? timeFmt.format(d) : stampFmt.format(d);
   };
   const rel = (iso) => {
     if (!iso) return 'not scheduled';
@@ -32,6 +59,28 @@
     if (s < 5400) return `in ${Math.round(s / 60)} min`;
     return `in ${(s / 3600).toFixed(1)} h`;
   };
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+  const targetName = (id) => status?.targets.find((t) => t.id === id)?.name || id;
+  const TRIGGER_TEXT = {
+    schedule: 'the schedule',
+    start: 'the service start',
+    manual: 'hand (Run now, CLI)',
+    mqtt: 'Home Assistant (MQTT button)',
+  };
+  const PHASE_TEXT = {
+    starting: 'starting',
+    init: 'connecting',
+    pretest_download: 'download pre-test',
+    ping: 'ping',
+    download: 'download',
+    pretest_upload: 'upload pre-test',
+    upload: 'upload',
+    end: 'finishing',
+    connect: 'connecting',
+    auth: 'logging in',
+    test: 'measuring',
+  };
+  const phaseText = (p) => PHASE_TEXT[p] || String(p).replace(/_/g, ' ');
   const FLAG_TEXT = {
     below_threshold: ['below threshold', 'bad'],
     link_busy: ['line was busy', 'warn'],
@@ -89,20 +138,16 @@
           el(
             'div',
             { class: 'figures' },
-            el(
-              'div',
-              { class: 'fig down' },
-              el('b', {}, fmt(last?.download_mbps)),
-              el('span', {}, 'Mbit/s down'),
-            ),
-            el('div', { class: 'fig up' }, el('b', {}, fmt(last?.upload_mbps)), el('span', {}, 'Mbit/s up')),
-            el('div', { class: 'fig ping' }, el('b', {}, fmt(last?.ping_ms)), el('span', {}, 'ms ping')),
+            figure('down', rate(last?.download_mbps), 'down'),
+            figure('up', rate(last?.upload_mbps), 'up'),
+            // btest has no ping: no figure that would stay "–" forever
+            t.type === 'btest' ? null : figure('ping', { v: ms(last?.ping_ms), unit: 'ms' }, 'ping'),
           ),
           last && (last.jitter_ms !== null || last.loss_percent !== null)
             ? el(
                 'div',
                 { class: 'meta' },
-                last.jitter_ms !== null ? el('span', {}, `jitter ${fmt(last.jitter_ms, 2)} ms`) : null,
+                last.jitter_ms !== null ? el('span', {}, `jitter ${ms(last.jitter_ms)} ms`) : null,
                 last.loss_percent !== null ? el('span', {}, `loss ${fmt(last.loss_percent, 2)} %`) : null,
               )
             : null,
@@ -115,10 +160,102 @@
             { class: 'meta' },
             el('span', {}, `last ${when(last?.finished_at)}`),
             el('span', {}, `next ${t.enabled ? rel(t.next_run) : 'off (disabled)'}`),
-            el('span', { class: 'hide-narrow' }, `${t.type.toUpperCase()} · ${t.schedule}`),
+            el(
+              'span',
+              { class: 'hide-narrow' },
+              `${t.type === 'btest' ? 'MikroTik btest' : 'RMBT'} · ${t.schedule}`,
+            ),
           ),
         );
       }),
+    );
+  }
+
+  const figure = (cls, r, label) =>
+    el('div', { class: `fig ${cls}` }, el('b', {}, r.v), el('span', {}, `${r.unit} ${label}`));
+
+  // ---- first run: the built-in loopback self-test, and what to set up next ----------------------
+  const NEXT_STEPS = [
+    {
+      title: 'RTR-Netztest (Austria)',
+      terms: 'https://www.rtr.at/en/tk/rtrnetztesttermsofuse',
+      snippet:
+        'targets:\n  - id: isp\n    name: ISP\n    control_url: https://c01.netztest.at/RMBTControlServer\n    accept_terms: true',
+    },
+    {
+      title: 'NetMetr (Czechia, CZ.NIC)',
+      terms: 'https://netmetr.cz/cs/podminky.html',
+      snippet:
+        'targets:\n  - id: isp\n    name: ISP\n    control_url: https://control.netmetr.cz/RMBTControlServer\n    accept_terms: true',
+    },
+    {
+      title: 'A MikroTik router (/tool bandwidth-server)',
+      snippet:
+        'targets:\n  - id: router\n    name: Router\n    type: btest\n    host: 192.168.88.1\n    user: admin\n    password: your-router-password\n    protocol: udp',
+    },
+  ];
+  function renderSelfTest() {
+    const box = $('#selftest');
+    box.hidden = !status.self_test;
+    if (!status.self_test || box.childElementCount) return;
+    const copy = (text, btn) => {
+      const done = () => {
+        btn.textContent = 'Copied';
+        setTimeout(() => {
+          btn.textContent = 'Copy';
+        }, 1500);
+      };
+      // The Clipboard API needs a secure context; plain-HTTP pages fall back to selecting the text.
+      if (navigator.clipboard && window.isSecureContext)
+        navigator.clipboard.writeText(text).then(done, () => {});
+      else {
+        const pre = btn.parentElement.querySelector('pre');
+        const r = document.createRange();
+        r.selectNodeContents(pre);
+        const sel = getSelection();
+        sel.removeAllRanges();
+        sel.addRange(r);
+        btn.textContent = 'Selected: press Ctrl+C';
+      }
+    };
+    box.replaceChildren(
+      el('h2', {}, "Loopback self-test: shows this machine's speed, not your line"),
+      el(
+        'p',
+        {},
+        'No targets are set, so the probe measures its own built-in RMBT servers on this machine. ',
+        status.self_test_published
+          ? 'Its results are published to Home Assistant (service.publish_self_test is on).'
+          : 'Its results are not sent to Home Assistant. ',
+        "To measure your line, add a target in the add-on's Configuration tab (YAML mode) and restart it:",
+      ),
+      el(
+        'ul',
+        { class: 'steps' },
+        NEXT_STEPS.map((n) => {
+          const btn = el('button', { type: 'button', class: 'ghost copy' }, 'Copy');
+          btn.addEventListener('click', () => copy(n.snippet, btn));
+          return el(
+            'li',
+            {},
+            el(
+              'div',
+              { class: 'step-head' },
+              el('b', {}, n.title),
+              n.terms
+                ? el('a', { href: n.terms, target: '_blank', rel: 'noopener noreferrer' }, 'terms of use')
+                : null,
+              btn,
+            ),
+            el('pre', {}, n.snippet),
+          );
+        }),
+      ),
+      el(
+        'p',
+        { class: 'meta' },
+        "Read an operator's terms before you schedule runs against it; the documentation lists the other public deployments and every target option.",
+      ),
     );
   }
 
@@ -155,6 +292,7 @@
   async function refresh() {
     status = await api('api/status');
     renderHeader();
+    renderSelfTest();
     renderNow();
   }
 
@@ -173,31 +311,70 @@
 
   // ---- charts ---------------------------------------------------------------------------------------
   const charts = new Map();
+  const axisStyle = () => ({
+    stroke: css('--muted'),
+    grid: { stroke: css('--line') },
+    ticks: { stroke: css('--line') },
+  });
+  /**
+   * One uPlot chart. opts.x: { min, max } fixes the x range (a time range: the chosen 24 h / 7 d / 30 d);
+   * opts.unit scales the y values (Gbit/s); the y axis always starts at 0.
+   */
   function chart(id, series, data, opts = {}) {
     const box = document.getElementById(id);
     const old = charts.get(id);
     if (old) old.destroy();
     const width = Math.max(260, box.clientWidth || 600);
+    const time = opts.time !== false;
     const u = new uPlot(
       {
         width,
         height: opts.height || 180,
-        series: [{}, ...series],
-        axes: [
-          { stroke: css('--muted'), grid: { stroke: css('--line') }, ticks: { stroke: css('--line') } },
+        series: [
           {
-            stroke: css('--muted'),
-            grid: { stroke: css('--line') },
-            ticks: { stroke: css('--line') },
+            label: time ? 'Time' : 'Seconds',
+            value: (_u, v) =>
+              v === null || v === undefined ? '–' : time ? stampFmt.format(v * 1000) : `${+v.toFixed(2)} s`,
+          },
+          ...series,
+        ],
+        axes: [
+          {
+            ...axisStyle(),
+            space: 70,
+            values: time
+              ? (_u, splits, _ax, _space, incr) =>
+                  splits.map((v) => {
+                    const d = new Date(v * 1000);
+                    // day ticks show the date; finer ticks the time, with the date at midnight
+                    if (incr >= 86400) return dayFmt.format(d);
+                    if (
+                      d.getHours() === 0 &&
+                      d.getMinutes() === 0 &&
+                      opts.x &&
+                      opts.x.max - opts.x.min > 86400
+                    )
+                      return `${timeFmt.format(d)}\n${dayFmt.format(d)}`;
+                    return timeFmt.format(d);
+                  })
+              : (_u, splits) => splits.map((v) => `${+v.toFixed(1)} s`),
+          },
+          {
+            ...axisStyle(),
             size: 56,
-            // 12,500 → 12.5k: long figures must not be clipped by the axis
-            values: (_u, vals) =>
-              vals.map((v) => (Math.abs(v) >= 1000 ? `${+(v / 1000).toFixed(1)}k` : `${+v.toFixed(2)}`)),
+            values: (_u, vals) => vals.map((v) => `${+v.toFixed(2)}`),
             label: opts.yLabel,
             labelSize: 16,
           },
         ],
-        scales: { x: { time: opts.time !== false } },
+        scales: {
+          x: {
+            time,
+            ...(opts.x ? { range: () => [opts.x.min, opts.x.max] } : {}),
+          },
+          // rates and times start at 0, so a change of a few percent does not look like a collapse
+          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.08 : 1] },
+        },
         legend: { show: true },
         cursor: { drag: { x: false, y: false } },
       },
@@ -207,18 +384,29 @@
     charts.set(id, u);
     return u;
   }
-  const line = (label, color, fill) => ({
+  const line = (label, color, o = {}) => ({
     label,
     stroke: color,
     width: 2,
-    fill: fill ? `${color}22` : undefined,
+    fill: o.fill ? `${color}22` : undefined,
+    dash: o.dash,
+    // null is a failed run (a gap); undefined only means "another target's time" and is spanned
     spanGaps: false,
     points: { size: 4 },
+    value: (_u, v) => (v === null || v === undefined ? '–' : `${+v.toFixed(3)}`),
   });
+  /** The unit for a set of Mbit/s figures: Gbit/s when the largest is 1000 or more. */
+  const scaleFor = (values) => {
+    const max = Math.max(0, ...values.filter((v) => typeof v === 'number'));
+    return max >= 1000 ? { unit: 'Gbit/s', div: 1000 } : { unit: 'Mbit/s', div: 1 };
+  };
+  const scaled = (arr, sc) => arr.map((v) => (typeof v === 'number' ? v / sc.div : v));
+  const PALETTE = ['--down', '--up', '--ping', '--accent', '--bad', '--muted'];
 
   async function renderHistory() {
     const target = $('#h-target').value;
-    const since = new Date(Date.now() - range * 86400e3).toISOString();
+    const nowS = Date.now() / 1000;
+    const since = new Date((nowS - range * 86400) * 1000).toISOString();
     const q = new URLSearchParams({ since, limit: '10000' });
     if (target) q.set('target', target);
     const { runs } = await api(`api/runs?${q}`);
@@ -228,39 +416,79 @@
     $('#export-json').href = `api/export.json?${exp}`;
     const asc = runs.slice().reverse();
     const xs = asc.map((r) => Date.parse(r.finished_at) / 1000);
-    chart(
-      'chart-speed',
-      [line('Download Mbit/s', css('--down'), true), line('Upload Mbit/s', css('--up'), true)],
-      [xs, asc.map((r) => r.download_mbps), asc.map((r) => r.upload_mbps)],
-      { yLabel: 'Mbit/s' },
-    );
-    chart(
-      'chart-ping',
-      [line('Ping ms', css('--ping')), line('Jitter ms', css('--muted'))],
-      [xs, asc.map((r) => r.ping_ms), asc.map((r) => r.jitter_ms)],
-      { yLabel: 'ms', height: 140 },
-    );
+    const x = { min: nowS - range * 86400, max: nowS };
+    const sc = scaleFor(asc.flatMap((r) => [r.download_mbps, r.upload_mbps]));
+    // One series per target and direction: lines never join figures of different targets.
+    const ids = target ? [target] : [...new Set(asc.map((r) => r.target))];
     const names = new Map(status.targets.map((t) => [t.id, t.name]));
+    const speedSeries = [];
+    const speedData = [xs];
+    const pingSeries = [];
+    const pingData = [xs];
+    ids.forEach((id, k) => {
+      const mine = (key) => asc.map((r) => (r.target === id ? (r[key] ?? null) : undefined));
+      const name = ids.length > 1 ? `${names.get(id) || id} ` : '';
+      const c = ids.length > 1 ? css(PALETTE[k % PALETTE.length]) : null;
+      speedSeries.push(line(`${name}download ${sc.unit}`, c || css('--down'), { fill: ids.length === 1 }));
+      speedData.push(scaled(mine('download_mbps'), sc));
+      speedSeries.push(
+        line(`${name}upload ${sc.unit}`, c || css('--up'), {
+          fill: ids.length === 1,
+          dash: c ? [6, 4] : undefined,
+        }),
+      );
+      speedData.push(scaled(mine('upload_mbps'), sc));
+      const pings = mine('ping_ms');
+      if (pings.some((v) => typeof v === 'number')) {
+        pingSeries.push(line(`${name}ping ms`, c || css('--ping')));
+        pingData.push(pings);
+        if (ids.length === 1) {
+          pingSeries.push(line('jitter ms', css('--muted')));
+          pingData.push(mine('jitter_ms'));
+        }
+      }
+    });
+    chart('chart-speed', speedSeries, speedData, { yLabel: sc.unit, x });
+    if (pingSeries.length) chart('chart-ping', pingSeries, pingData, { yLabel: 'ms', height: 140, x });
+    else {
+      charts.get('chart-ping')?.destroy();
+      charts.delete('chart-ping');
+      $('#chart-ping').replaceChildren();
+    }
     $('#runs tbody').replaceChildren(
-      ...runs
-        .slice(0, 50)
-        .map((r) =>
+      ...runs.slice(0, 50).map((r) =>
+        el(
+          'tr',
+          {
+            'data-run': r.id,
+            // a row opens its detail by mouse and by keyboard (Tab to it, Enter or Space)
+            tabindex: 0,
+            'aria-label': `Run of ${names.get(r.target) || r.target} at ${when(r.finished_at)}: open details`,
+            onclick: () => showRun(r.id),
+            onkeydown: (e) => {
+              if (e.key === 'Enter' || e.key === ' ') {
+                e.preventDefault();
+                showRun(r.id);
+              }
+            },
+          },
+          el('td', {}, when(r.finished_at)),
+          el('td', {}, names.get(r.target) || r.target),
           el(
-            'tr',
-            { 'data-run': r.id, onclick: () => showRun(r.id) },
-            el('td', {}, when(r.finished_at)),
-            el('td', {}, names.get(r.target) || r.target),
-            el(
-              'td',
-              { class: `status-${r.status}`, title: r.error || '' },
-              r.status === 'ok' ? 'ok' : `${r.status} ${r.error_code || ''}`,
-            ),
-            el('td', { class: 'num' }, fmt(r.download_mbps)),
-            el('td', { class: 'num' }, fmt(r.upload_mbps)),
-            el('td', { class: 'num' }, fmt(r.ping_ms)),
-            el('td', {}, flagPills(r.flags)),
+            'td',
+            { class: `status-${r.status}`, title: r.error || '' },
+            r.status === 'ok' ? 'ok' : `${r.status} ${r.error_code || ''}`,
           ),
+          el('td', { class: 'num' }, rateText(r.download_mbps)),
+          el('td', { class: 'num' }, rateText(r.upload_mbps)),
+          el(
+            'td',
+            { class: 'num' },
+            r.ping_ms === null || r.ping_ms === undefined ? '–' : `${ms(r.ping_ms)} ms`,
+          ),
+          el('td', {}, flagPills(r.flags)),
         ),
+      ),
     );
     if (!runs.length)
       $('#runs tbody').append(el('tr', {}, el('td', { colspan: 7 }, 'No runs in this range yet.')));
@@ -272,7 +500,7 @@
     const row = (k, v) =>
       v === undefined || v === null || v === '' ? null : [el('dt', {}, k), el('dd', {}, v)];
     $('#detail-body').replaceChildren(
-      el('h2', {}, `Run ${r.id} · ${r.target.id}`),
+      el('h2', {}, `${targetName(r.target.id)} · ${stampFmt.format(new Date(r.started_at))}`),
       el(
         'dl',
         {},
@@ -281,33 +509,34 @@
           r.status === 'ok' ? 'ok' : `${r.status}: ${r.error ? `${r.error.code} — ${r.error.message}` : ''}`,
         ),
         row('Started', new Date(r.started_at).toLocaleString()),
+        row('Started by', TRIGGER_TEXT[r.trigger] || r.trigger),
         row(
           'Server',
           `${r.server.name ? `${r.server.name} · ` : ''}${r.server.host}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
         ),
-        row('Engine', r.engine),
+        row('Engine', r.engine === 'native' ? 'native loop' : 'JavaScript'),
         row(
           'Download',
           r.download
-            ? `${fmt(r.download.mbps)} Mbit/s, ${r.download.streams} streams, timed by the ${r.download.timing}`
+            ? `${rateText(r.download.mbps)}, ${plural(r.download.streams, 'stream', 'streams')}, timed by the ${r.download.timing}`
             : null,
         ),
         row(
           'Upload',
           r.upload
-            ? `${fmt(r.upload.mbps)} Mbit/s, ${r.upload.streams} streams, timed by the ${r.upload.timing}`
+            ? `${rateText(r.upload.mbps)}, ${plural(r.upload.streams, 'stream', 'streams')}, timed by the ${r.upload.timing}`
             : null,
         ),
         row(
           'Ping',
           r.ping
-            ? `median ${fmt(r.ping.median_ms, 2)} ms (min ${fmt(r.ping.min_ms, 2)}, p95 ${fmt(r.ping.p95_ms, 2)}, ${r.ping.count} pings)`
+            ? `median ${ms(r.ping.median_ms)} ms (min ${ms(r.ping.min_ms)}, p95 ${ms(r.ping.p95_ms)}, ${plural(r.ping.count, 'ping', 'pings')})`
             : null,
         ),
         row(
           'UDP',
           r.download?.udp
-            ? `${r.download.udp.lost} of ${r.download.udp.packets + r.download.udp.lost} lost (${fmt(r.download.udp.loss_percent, 2)} %), jitter ${fmt(r.download.udp.jitter_ms, 2)} ms`
+            ? `${r.download.udp.lost} of ${r.download.udp.packets + r.download.udp.lost} lost (${fmt(r.download.udp.loss_percent, 2)} %), jitter ${ms(r.download.udp.jitter_ms)} ms`
             : null,
         ),
         row(
@@ -323,27 +552,29 @@
           'Before the run',
           r.pre ? (r.pre.busy ? `busy: ${r.pre.reasons.join('; ')}` : 'line quiet') : null,
         ),
-        row('Flags', r.flags.length ? r.flags.join(', ') : null),
+        row('Flags', r.flags.length ? r.flags.map((f) => (FLAG_TEXT[f] || [f])[0]).join(', ') : null),
       ),
     );
-    const series = [];
-    const data = [];
+    // Each direction against its own times (seconds into that direction), joined on one x axis.
     const dir = (x) => (x?.series.length ? x.series : null);
     const down = dir(r.download);
     const up = dir(r.upload);
-    const xs = (down || up || []).map((p) => p.t_ms / 1000);
+    const sc = scaleFor([...(down || []), ...(up || [])].map((p) => p.mbps));
+    const series = [];
+    const tables = [];
     if (down) {
-      series.push(line('Download Mbit/s', css('--down'), true));
-      data.push(down.map((p) => p.mbps));
+      series.push(line(`download ${sc.unit}`, css('--down'), { fill: true }));
+      tables.push([down.map((p) => p.t_ms / 1000), down.map((p) => p.mbps / sc.div)]);
     }
     if (up) {
-      series.push(line('Upload Mbit/s', css('--up'), true));
-      data.push(xs.map((_, i) => (up[i] ? up[i].mbps : null)));
+      series.push(line(`upload ${sc.unit}`, css('--up'), { fill: true }));
+      tables.push([up.map((p) => p.t_ms / 1000), up.map((p) => p.mbps / sc.div)]);
     }
     d.showModal();
-    if (series.length)
-      chart('detail-chart', series, [xs, ...data], { time: false, height: 160, yLabel: 'Mbit/s' });
-    else $('#detail-chart').replaceChildren();
+    if (series.length) {
+      const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+      chart('detail-chart', series, data, { time: false, height: 160, yLabel: sc.unit });
+    } else $('#detail-chart').replaceChildren();
     const streams = [
       ...(r.download?.per_stream || []).map((s) => ['down', s]),
       ...(r.upload?.per_stream || []).map((s) => ['up', s]),
@@ -372,7 +603,7 @@
                   'tr',
                   {},
                   el('td', {}, `${k} ${s.stream}`),
-                  el('td', { class: 'num' }, fmt(s.mbps)),
+                  el('td', { class: 'num' }, fmt(s.mbps, s.mbps >= 100 ? 0 : 1)),
                   el('td', { class: 'num' }, fmt(s.bytes / 1e6)),
                 ),
               ),
@@ -393,7 +624,7 @@
     live.xs = [];
     live.ys = [];
     live.t0 = Date.now();
-    live.u = chart('live-chart', [line('Mbit/s', css('--accent'), true)], [[], []], {
+    live.u = chart('live-chart', [line('Mbit/s', css('--accent'), { fill: true })], [[], []], {
       time: false,
       height: 140,
     });
@@ -404,7 +635,7 @@
       const h = JSON.parse(m.data);
       if (h.running) {
         liveStart(h.running.target);
-        $('#live-phase').textContent = h.running.phase;
+        $('#live-phase').textContent = phaseText(h.running.phase);
       }
     });
     es.addEventListener('queued', () => refresh());
@@ -416,12 +647,14 @@
     });
     es.addEventListener('phase', (m) => {
       if ($('#live').hidden) liveStart(JSON.parse(m.data).target);
-      $('#live-phase').textContent = JSON.parse(m.data).phase;
+      $('#live-phase').textContent = phaseText(JSON.parse(m.data).phase);
     });
     es.addEventListener('progress', (m) => {
       const p = JSON.parse(m.data);
       if ($('#live').hidden) liveStart(p.target);
-      $('#live-mbps').textContent = fmt(p.mbps);
+      const r = rate(p.mbps);
+      $('#live-mbps').textContent = r.v;
+      $('#live-unit').textContent = r.unit;
       $('#live-dir').textContent = p.direction;
       live.xs.push((Date.now() - live.t0) / 1000);
       live.ys.push(p.mbps);

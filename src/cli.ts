@@ -10,7 +10,7 @@ import { loadSettings, type RawSettings } from './config/load.js';
 import type { GroupName, Settings } from './config/schema.js';
 import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger, resolveLogFormat } from './log.js';
 import { startService } from './main.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt, splitHostPort } from './rmbt/measure.js';
@@ -336,6 +336,7 @@ export async function main(argv: string[]): Promise<number> {
     settings.general.log_level,
     process.stderr,
     sys && { host: sys.host, port: sys.port ?? 514, format: settings.general.syslog_format },
+    resolveLogFormat(settings.general.log_format),
   );
   const ctrl = new AbortController();
   const stop = () => ctrl.abort();

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { MqttSettings, Settings } from './config/schema.js';
-import { type BrokerConfig, supervisorMqtt } from './config/supervisor.js';
+import { type BrokerConfig, supervisorMqtt, supervisorSelfSlug } from './config/supervisor.js';
 import { resolveTargets, type TargetSettings } from './config/targets.js';
 import { loadEngine } from './engine/loader.js';
 import type { Engine } from './engine/types.js';
@@ -15,7 +16,7 @@ import { MqttPublisher } from './mqtt/publisher.js';
 import { Topics } from './mqtt/topics.js';
 import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
 import { Runner } from './runner/runner.js';
-import { nextPlanned, Scheduler } from './runner/schedule.js';
+import { nextPlanned, Scheduler, setScheduleTimezone } from './runner/schedule.js';
 import { DataDirLock } from './store/lock.js';
 import { Store } from './store/store.js';
 import { raiseFdLimit, webConnectionBudget } from './util/fdlimit.js';
@@ -47,6 +48,9 @@ export interface ServiceOptions {
   birthDelayMs?: [number, number];
   backoffMs?: [number, number];
 }
+
+/** Where a user finds help: the origin's support_url in HA's device page and MQTT log lines. */
+export const SUPPORT_URL = 'https://github.com/bandwidth-probe/bandwidth-probe/issues';
 
 /** A random id made once per data directory: stable unique_ids across restarts (specs/ha-mqtt.md §8.5). */
 export function installId(dataDir: string): string {
@@ -126,15 +130,59 @@ async function startLocked(
   env: NodeJS.ProcessEnv,
   lock: DataDirLock,
 ): Promise<Service> {
+  // Everything started so far, closed in reverse if a later part fails: a service that cannot have
+  // every part it needs exits non-zero before it ever says `online` (issue 15: a taken page port left a
+  // healthy-looking device that never measured).
+  const undo: (() => Promise<void> | void)[] = [];
+  try {
+    return await startParts(s, log, opts, env, lock, undo);
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      try {
+        await u();
+      } catch {
+        // best effort: the original error is what the user needs to see
+      }
+    }
+    throw err;
+  }
+}
+
+/** The device's link to the status page: HA's ingress panel for the add-on, the page's URL otherwise. */
+async function configurationUrl(
+  env: NodeJS.ProcessEnv,
+  ingress: boolean,
+  bind: string | undefined,
+  port: number | undefined,
+): Promise<string | undefined> {
+  if (ingress) {
+    const slug = await supervisorSelfSlug(env).catch(() => undefined);
+    return slug ? `homeassistant://hassio/ingress/${slug}` : undefined;
+  }
+  if (port === undefined || !bind || isLoopbackBind(bind)) return undefined;
+  const host = bind === '0.0.0.0' || bind === '::' ? hostname() : bind;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+}
+
+async function startParts(
+  s: Settings,
+  log: Logger,
+  opts: ServiceOptions,
+  env: NodeJS.ProcessEnv,
+  lock: DataDirLock,
+  undo: (() => Promise<void> | void)[],
+): Promise<Service> {
+  const zone = setScheduleTimezone(s.service.timezone ?? env.TZ);
   const store = Store.open(s.general.data_dir, log, { resetCorrupt: s.service.reset_corrupt_db });
+  undo.push(() => store.close());
   const engine: Engine = loadEngine(s.general.engine, log);
   let loopback: RunningRmbtServers | undefined;
   let targets = s.targets;
-  let demoRun = false;
-  if (!targets.length) {
+  const selfTest = !targets.length;
+  if (selfTest) {
     // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
-    // a real result and the whole pipeline (store, MQTT, page) works before anything is set up.
-    loopback = await startRmbtServers(
+    // a real result and the whole pipeline (store, page) works before anything is set up.
+    const servers = await startRmbtServers(
       // plain HTTP Upgrade: the native loop moves the bytes (TLS streams stay on the js engine)
       // (port and control_port: any non-zero value means "on"; ephemeralPorts picks free ones)
       {
@@ -151,14 +199,16 @@ async function startLocked(
       log,
       { ephemeralPorts: true },
     );
+    loopback = servers;
+    undo.push(() => servers.close());
     const r = resolveTargets(
       [
         {
           id: 'loopback',
-          name: 'Loopback',
+          name: 'Loopback self-test',
           type: 'rmbt',
-          control_url: `http://127.0.0.1:${loopback.control!.port}/RMBTControlServer`,
-          tls_ca: loopback.certPath,
+          control_url: `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`,
+          tls_ca: servers.certPath,
           accept_terms: true,
           jitter: 0,
         },
@@ -167,10 +217,14 @@ async function startLocked(
       'built-in loopback target',
     );
     targets = r.targets;
-    log.warn('no targets configured: measuring the built-in loopback servers (see DOCS.md "Targets")');
-    // so a first start shows a result on the page at once
-    demoRun = true;
+    log.warn(
+      { publish_self_test: s.service.publish_self_test },
+      'no targets configured: running the loopback self-test (this machine\'s speed, not your line); add a target (DOCS.md "Targets")',
+    );
   }
+  // The self-test stays off HA unless asked for: 60 Gbit/s loopback figures would seed HA's long-term
+  // statistics of the very entities a real target later reuses.
+  const mqttOn = !selfTest || s.service.publish_self_test;
   const runner = new Runner({
     targets,
     general: s.general,
@@ -180,32 +234,98 @@ async function startLocked(
     log,
     ...(opts.busyWindowMs !== undefined ? { busyWindowMs: opts.busyWindowMs } : {}),
   });
+  undo.push(() => runner.stop());
   const scheduler = new Scheduler(targets, (id) => runner.enqueue(id, 'schedule'), { log });
-  const prune = () => {
-    try {
-      const n = store.prune(s.service.retention_days);
-      if (n) log.info({ deleted: n, retention_days: s.service.retention_days }, 'old runs deleted');
-    } catch (err) {
-      log.error({ code: toProbeError(err).code, err: String(err) }, 'pruning failed');
-    }
-  };
-  prune();
-  const pruneTimer = setInterval(prune, 86_400_000);
-  pruneTimer.unref();
+  undo.push(() => scheduler.stop());
 
   const deviceId = `bwprobe_${installId(s.general.data_dir)}`;
   let publisher: MqttPublisher | undefined;
   let brokerRetry: NodeJS.Timeout | undefined;
   let closed = false;
+  undo.push(() => {
+    closed = true;
+    clearTimeout(brokerRetry);
+  });
   const topics = new Topics(s.mqtt.base_topic, deviceId, s.mqtt.discovery_prefix);
+
+  // The page first: it is the part most likely to fail at start (a taken port), and nothing has been
+  // announced on MQTT yet when it does.
+  let web: FastifyInstance | undefined;
+  let webPort: number | undefined;
+  let bind: string | undefined;
+  const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
+  if (s.web.enabled) {
+    // Safe by default (issue 14 row 5): loopback standalone; wider only with credentials, which are
+    // generated when none are set, unless the user says `unauthenticated` (and is warned every start).
+    bind = s.web.bind ?? (ingress ? '0.0.0.0' : '127.0.0.1');
+    const wide = !ingress && !isLoopbackBind(bind);
+    const hasCreds = Boolean((s.web.username && s.web.password) || s.web.api_token);
+    let webSettings = s.web;
+    let tokenAsPassword = false;
+    if (wide && !hasCreds && !s.web.unauthenticated) {
+      const t = ensureWebToken(s.general.data_dir);
+      webSettings = { ...s.web, api_token: t.token };
+      tokenAsPassword = true;
+      if (t.created)
+        log.warn(
+          { bind, token_file: t.path },
+          `the page is bound to ${bind} without credentials: it now requires this generated token (as "Authorization: Bearer <token>", or as the password with any user name): ${t.token}`,
+        );
+      else log.info({ bind, token_file: t.path }, 'the page requires the token kept in the token file');
+    } else if (wide && !hasCreds) {
+      log.warn(
+        { bind },
+        `UNAUTHENTICATED: the page, its JSON API, POST api/run and /metrics are open to anyone who can reach ${bind} (web.unauthenticated is on)`,
+      );
+    }
+    const fds = raiseFdLimit(log);
+    const app = await buildApp({
+      runner,
+      scheduler,
+      store,
+      targets,
+      deviceId,
+      version: opts.version,
+      engine: engine.kind,
+      mqtt: () => publisher?.status(),
+      settings: webSettings,
+      ingress,
+      bind,
+      tokenAsPassword,
+      maxConnections: webConnectionBudget(fds.soft),
+      selfTest: selfTest ? { published: mqttOn } : undefined,
+      timezone: zone,
+      log: log.child({ module: 'web' }),
+    });
+    web = app;
+    // SSE streams never end by themselves: close them so the server can stop
+    undo.push(() => Promise.race([app.close(), new Promise((r) => setTimeout(r, 1000))]).then(() => {}));
+    try {
+      await app.listen({ host: bind, port: s.web.port });
+    } catch (err) {
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`,
+      );
+    }
+    webPort = (app.server.address() as AddressInfo).port;
+    log.info(
+      { bind, port: webPort, ingress, max_connections: app.server.maxConnections, nofile: fds.soft },
+      'status page listening',
+    );
+  }
+
   const discovery = discoveryPayload({
     topics,
     deviceName: s.mqtt.device_name,
     version: opts.version,
     model: env.SUPERVISOR_TOKEN ? 'Home Assistant add-on' : 'standalone',
+    supportUrl: SUPPORT_URL,
+    ...(s.web.enabled ? { configurationUrl: await configurationUrl(env, ingress, bind, webPort) } : {}),
     targets: targets.map((t) => ({
       id: t.id,
       name: t.name,
+      kind: t.type,
       udp: t.type === 'btest' && t.btest?.protocol === 'udp',
       expireAfter: expireAfter(
         periodS(t),
@@ -242,71 +362,28 @@ async function startLocked(
       ...(opts.birthDelayMs ? { birthDelayMs: opts.birthDelayMs } : {}),
       ...(opts.backoffMs ? { backoffMs: opts.backoffMs } : {}),
     });
+    undo.push(() => publisher?.stop());
     publisher.start();
   };
-  await startMqtt();
+  if (mqttOn) await startMqtt();
+  else log.info('MQTT not used for the loopback self-test (service.publish_self_test is off)');
 
-  let web: FastifyInstance | undefined;
-  let webPort: number | undefined;
-  if (s.web.enabled) {
-    const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
-    // Safe by default (issue 14 row 5): loopback standalone; wider only with credentials, which are
-    // generated when none are set, unless the user says `unauthenticated` (and is warned every start).
-    const bind = s.web.bind ?? (ingress ? '0.0.0.0' : '127.0.0.1');
-    const wide = !ingress && !isLoopbackBind(bind);
-    const hasCreds = Boolean((s.web.username && s.web.password) || s.web.api_token);
-    let webSettings = s.web;
-    let tokenAsPassword = false;
-    if (wide && !hasCreds && !s.web.unauthenticated) {
-      const t = ensureWebToken(s.general.data_dir);
-      webSettings = { ...s.web, api_token: t.token };
-      tokenAsPassword = true;
-      if (t.created)
-        log.warn(
-          { bind, token_file: t.path },
-          `the page is bound to ${bind} without credentials: it now requires this generated token (as "Authorization: Bearer <token>", or as the password with any user name): ${t.token}`,
-        );
-      else log.info({ bind, token_file: t.path }, 'the page requires the token kept in the token file');
-    } else if (wide && !hasCreds) {
-      log.warn(
-        { bind },
-        `UNAUTHENTICATED: the page, its JSON API, POST api/run and /metrics are open to anyone who can reach ${bind} (web.unauthenticated is on)`,
-      );
-    }
-    const fds = raiseFdLimit(log);
-    web = await buildApp({
-      runner,
-      scheduler,
-      store,
-      targets,
-      deviceId,
-      version: opts.version,
-      engine: engine.kind,
-      mqtt: () => publisher?.status(),
-      settings: webSettings,
-      ingress,
-      bind,
-      tokenAsPassword,
-      maxConnections: webConnectionBudget(fds.soft),
-      log: log.child({ module: 'web' }),
-    });
+  const prune = () => {
     try {
-      await web.listen({ host: bind, port: s.web.port });
+      const n = store.prune(s.service.retention_days);
+      if (n) log.info({ deleted: n, retention_days: s.service.retention_days }, 'old runs deleted');
     } catch (err) {
-      throw new ProbeError(
-        'BP_ERR_CONFIG',
-        `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`,
-      );
+      log.error({ code: toProbeError(err).code, err: String(err) }, 'pruning failed');
     }
-    webPort = (web.server.address() as AddressInfo).port;
-    log.info(
-      { bind, port: webPort, ingress, max_connections: web.server.maxConnections, nofile: fds.soft },
-      'status page listening',
-    );
-  }
+  };
+  prune();
+  const pruneTimer = setInterval(prune, 86_400_000);
+  pruneTimer.unref();
 
   scheduler.start();
-  if (s.service.run_on_start || demoRun) runner.enqueue('all', 'start');
+  // The self-test also runs once at start (whatever run_on_start says), so a first start shows a result.
+  if (s.service.run_on_start || selfTest) runner.enqueue('all', 'start');
+  log.info({ timezone: zone }, 'cron schedules use this time zone');
   for (const e of scheduler.entries())
     log.info({ target: e.target, next_run: new Date(e.due).toISOString() }, 'scheduled');
 

@@ -13,7 +13,14 @@ export const generalSchema = {
     type: 'enum',
     values: LOG_LEVELS,
     default: 'info',
-    description: 'How much the probe logs (JSON lines on stderr).',
+    description: 'How much the probe logs (on stderr, in the form log_format sets).',
+  },
+  log_format: {
+    type: 'enum',
+    values: ['auto', 'json', 'pretty'],
+    default: 'auto',
+    description:
+      'Log lines: pretty (one readable line each, with time, level and fields) or json (one JSON object each, for log collectors); auto is pretty on a terminal and in the add-on, json otherwise.',
   },
   syslog: {
     type: 'str',
@@ -499,6 +506,20 @@ export const btestServerSchema = {
 } as const satisfies Group;
 
 export const serviceSchema = {
+  publish_self_test: {
+    type: 'bool',
+    default: false,
+    description:
+      'With no targets the probe measures its own loopback servers (a self-test of this machine, not your line). Publish those results to Home Assistant too (off: the page shows them, HA gets nothing, so its statistics are not seeded with loopback speeds).',
+  },
+  timezone: {
+    type: 'str',
+    optional: true,
+    pattern: /^[A-Za-z0-9_+\-/]{1,64}$/,
+    patternHint: 'an IANA time zone name such as Europe/Vienna',
+    description:
+      "Time zone of the cron schedules (an IANA name such as Europe/Vienna). Default: the TZ environment variable (the add-on gets Home Assistant's time zone from the Supervisor), else UTC.",
+  },
   run_on_start: {
     type: 'bool',
     default: false,

@@ -63,3 +63,26 @@ export async function supervisorMqtt(env: NodeJS.ProcessEnv, timeoutMs = 5000): 
   }
   return parseMqttService(body);
 }
+
+/**
+ * The add-on's own slug as the Supervisor knows it (`GET /addons/self/info`, e.g. `a0d7b954_bandwidth_probe`
+ * with the repository's hash), for the device's link to the ingress panel. Throws BP_ERR_SUPERVISOR.
+ */
+export async function supervisorSelfSlug(env: NodeJS.ProcessEnv, timeoutMs = 3000): Promise<string> {
+  const token = env.SUPERVISOR_TOKEN ?? env.HASSIO_TOKEN;
+  if (!token) throw new ProbeError('BP_ERR_SUPERVISOR', 'not running as an add-on (no SUPERVISOR_TOKEN)');
+  let body: unknown;
+  try {
+    const res = await fetch(`${supervisorUrl(env)}/addons/self/info`, {
+      headers: { Authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    body = await res.json();
+  } catch (err) {
+    throw new ProbeError('BP_ERR_SUPERVISOR', `/addons/self/info: ${(err as Error).message}`);
+  }
+  const slug = (body as { data?: { slug?: unknown } } | null)?.data?.slug;
+  if (typeof slug !== 'string' || !/^[a-z0-9_]{1,64}$/.test(slug))
+    throw new ProbeError('BP_ERR_SUPERVISOR', '/addons/self/info: no valid slug');
+  return slug;
+}

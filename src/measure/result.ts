@@ -110,7 +110,7 @@ export interface RunResult {
   };
   flags: QualityFlag[];
   /** how the run came about (the service sets it; a CLI run has none) */
-  trigger?: 'schedule' | 'manual' | 'start';
+  trigger?: 'schedule' | 'manual' | 'start' | 'mqtt';
   /** the busy-line check before the run (service only) */
   pre?: {
     busy: boolean;

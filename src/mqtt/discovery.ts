@@ -8,6 +8,8 @@ import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
 export interface DiscoveryTarget {
   id: string;
   name: string;
+  /** btest has no ping (only RMBT measures it); absent: rmbt */
+  kind?: 'rmbt' | 'btest';
   /** UDP loss is only measured by btest UDP */
   udp: boolean;
   /** seconds after which HA shows the figures as unavailable (0: never; disabled targets) */
@@ -20,6 +22,8 @@ export interface DiscoveryInput {
   version: string;
   model: string;
   supportUrl?: string;
+  /** the device page's link to the status page (HA ingress: homeassistant://hassio/ingress/<slug>) */
+  configurationUrl?: string;
   targets: readonly DiscoveryTarget[];
 }
 
@@ -34,7 +38,8 @@ const SENSORS: readonly {
   unit: string;
   precision: number;
   icon?: string;
-  udpOnly?: boolean;
+  /** which targets measure it */
+  on: (t: DiscoveryTarget) => boolean;
 }[] = [
   {
     key: 'download',
@@ -44,6 +49,7 @@ const SENSORS: readonly {
     unit: 'Mbit/s',
     precision: 1,
     icon: 'mdi:download-network',
+    on: () => true,
   },
   {
     key: 'upload',
@@ -53,9 +59,28 @@ const SENSORS: readonly {
     unit: 'Mbit/s',
     precision: 1,
     icon: 'mdi:upload-network',
+    on: () => true,
   },
-  { key: 'ping', label: 'ping', field: 'ping_ms', device_class: 'duration', unit: 'ms', precision: 1 },
-  { key: 'jitter', label: 'jitter', field: 'jitter_ms', device_class: 'duration', unit: 'ms', precision: 2 },
+  // btest has no ping: a btest target would keep an entity that stays unknown forever
+  {
+    key: 'ping',
+    label: 'ping',
+    field: 'ping_ms',
+    device_class: 'duration',
+    unit: 'ms',
+    precision: 2,
+    on: (t) => t.kind !== 'btest',
+  },
+  // jitter: RMBT's ping jitter, or btest UDP's packet jitter (btest TCP has none)
+  {
+    key: 'jitter',
+    label: 'jitter',
+    field: 'jitter_ms',
+    device_class: 'duration',
+    unit: 'ms',
+    precision: 2,
+    on: (t) => t.kind !== 'btest' || t.udp,
+  },
   // Packet loss has no device class (§5): a plain % measurement.
   {
     key: 'loss',
@@ -65,9 +90,20 @@ const SENSORS: readonly {
     unit: '%',
     precision: 2,
     icon: 'mdi:package-variant-remove',
-    udpOnly: true,
+    on: (t) => t.udp,
   },
 ];
+
+/**
+ * An entity's name: the target's name and the label, without repeating a word the target name already
+ * ends with or contains ("Router UDP" + "UDP loss" → "Router UDP loss", "ISP server" + "server" →
+ * "ISP server"). HA puts the device name in front.
+ */
+export function entityName(target: string, label: string): string {
+  const words = new Set(target.toLowerCase().split(/\s+/));
+  const rest = label.split(' ').filter((w, i) => !(i === 0 && words.has(w.toLowerCase())));
+  return rest.length ? `${target} ${rest.join(' ')}` : target;
+}
 
 /** `{{ value_json.x }}` renders "None" for null, which HA takes as unknown (§5 "publish null, not 0"). */
 const tpl = (field: string) => `{{ value_json.${field} }}`;
@@ -81,15 +117,22 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   const dev = topics.deviceId;
   const state = topics.state(t.id);
   const expire = t.expireAfter > 0 ? { expire_after: t.expireAfter } : {};
-  const entityId = (platform: string, key: string) => `${platform}.${dev}_${t.id}_${key}`;
+  // Predictable ids on every HA we support: `default_entity_id` (read from HA 2025.10 on) and the older
+  // `object_id` (what HA 2024.12–2025.9 read). HA ≥ 2025.10 takes the new key and logs no deprecation
+  // when both are present (home-assistant/core#151996; zigbee2mqtt sends both the same way, #28560).
+  const ids = (platform: string, key: string) => ({
+    default_entity_id: `${platform}.${dev}_${t.id}_${key}`,
+    object_id: `${dev}_${t.id}_${key}`,
+  });
+  const name = (label: string) => entityName(t.name, label);
   const out: Record<string, Component> = {};
   for (const s of SENSORS) {
-    if (s.udpOnly && !t.udp) continue;
+    if (!s.on(t)) continue;
     out[`${t.id}_${s.key}`] = {
       platform: 'sensor',
       unique_id: uniqueId(dev, t.id, s.key),
-      default_entity_id: entityId('sensor', s.key),
-      name: `${t.name} ${s.label}`,
+      ...ids('sensor', s.key),
+      name: name(s.label),
       state_topic: state,
       value_template: tpl(s.field),
       ...(s.device_class ? { device_class: s.device_class } : {}),
@@ -103,8 +146,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_last_run`] = {
     platform: 'sensor',
     unique_id: uniqueId(dev, t.id, 'last_run'),
-    default_entity_id: entityId('sensor', 'last_run'),
-    name: `${t.name} last run`,
+    ...ids('sensor', 'last_run'),
+    name: name('last run'),
     state_topic: state,
     value_template: tpl('finished_at'),
     device_class: 'timestamp',
@@ -113,8 +156,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_status`] = {
     platform: 'sensor',
     unique_id: uniqueId(dev, t.id, 'status'),
-    default_entity_id: entityId('sensor', 'status'),
-    name: `${t.name} last result`,
+    ...ids('sensor', 'status'),
+    name: name('last result'),
     state_topic: state,
     value_template: tpl('status'),
     device_class: 'enum',
@@ -127,8 +170,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_server`] = {
     platform: 'sensor',
     unique_id: uniqueId(dev, t.id, 'server'),
-    default_entity_id: entityId('sensor', 'server'),
-    name: `${t.name} server`,
+    ...ids('sensor', 'server'),
+    name: name('server'),
     state_topic: state,
     value_template: tpl('server'),
     icon: 'mdi:server-network',
@@ -137,8 +180,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_below_threshold`] = {
     platform: 'binary_sensor',
     unique_id: uniqueId(dev, t.id, 'below_threshold'),
-    default_entity_id: entityId('binary_sensor', 'below_threshold'),
-    name: `${t.name} below threshold`,
+    ...ids('binary_sensor', 'below_threshold'),
+    name: name('below threshold'),
     state_topic: state,
     value_template: tpl('below_threshold'),
     device_class: 'problem',
@@ -147,8 +190,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_running`] = {
     platform: 'binary_sensor',
     unique_id: uniqueId(dev, t.id, 'running'),
-    default_entity_id: entityId('binary_sensor', 'running'),
-    name: `${t.name} running`,
+    ...ids('binary_sensor', 'running'),
+    name: name('running'),
     state_topic: topics.running(t.id),
     device_class: 'running',
     entity_category: 'diagnostic',
@@ -156,8 +199,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_run`] = {
     platform: 'button',
     unique_id: uniqueId(dev, t.id, 'run'),
-    default_entity_id: entityId('button', 'run'),
-    name: `${t.name} run now`,
+    ...ids('button', 'run'),
+    name: name('run now'),
     command_topic: topics.run(t.id),
     payload_press: PAYLOAD_RUN,
     icon: 'mdi:play-speed',
@@ -165,8 +208,8 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   out[`${t.id}_event`] = {
     platform: 'event',
     unique_id: uniqueId(dev, t.id, 'event'),
-    default_entity_id: entityId('event', 'run'),
-    name: `${t.name} run`,
+    ...ids('event', 'run'),
+    name: name('run'),
     state_topic: topics.event(t.id),
     event_types: [...EVENT_TYPES],
   };
@@ -181,6 +224,7 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
       platform: 'button',
       unique_id: `${topics.deviceId}_run_all`,
       default_entity_id: `button.${topics.deviceId}_run_all`,
+      object_id: `${topics.deviceId}_run_all`,
       name: 'Run all now',
       command_topic: topics.runAll,
       payload_press: 'all',
@@ -188,6 +232,9 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
     },
   };
   for (const t of input.targets) Object.assign(components, targetComponents(input, t));
+  // qos on every component as well as at the root: the root's shared options before HA 2025.x had no
+  // qos, so commands and state would otherwise be subscribed at QoS 0.
+  for (const c of Object.values(components)) c.qos = 1;
   return {
     device: {
       identifiers: [topics.deviceId],
@@ -195,6 +242,7 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
       manufacturer: 'Bandwidth Probe',
       model: input.model,
       sw_version: input.version,
+      ...(input.configurationUrl ? { configuration_url: input.configurationUrl } : {}),
     },
     origin: {
       name: 'bandwidth-probe',

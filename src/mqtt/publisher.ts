@@ -388,7 +388,7 @@ export class MqttPublisher {
       return;
     }
     try {
-      const queued = this.o.runner.enqueue(which, 'manual');
+      const queued = this.o.runner.enqueue(which, 'mqtt');
       this.o.log?.info({ target: which, queued }, 'run requested over MQTT');
     } catch (err) {
       this.refuse({ target: which, err: (err as Error).message }, 'run request refused');

@@ -83,10 +83,34 @@ export interface TargetState {
 export type RunEventType = 'completed' | 'failed' | 'aborted';
 export const EVENT_TYPES: readonly RunEventType[] = ['completed', 'failed', 'aborted'];
 
-/** One finished run for the HA event entity: `event_type` plus attributes. */
-export interface RunEvent extends TargetState {
+/**
+ * One finished run for the HA event entity: `event_type` plus attributes. Unlike the state (read by a
+ * binary sensor's template, which wants ON/OFF), `below_threshold` is a boolean here: automations read
+ * event attributes as they are (`trigger.to_state.attributes.below_threshold`).
+ */
+export interface RunEvent extends Omit<TargetState, 'below_threshold'> {
   event_type: RunEventType;
   target: string;
+  below_threshold: boolean | null;
+}
+
+/**
+ * What the server sensor shows: the server's name, else host:port, else the host of a URL (a run that
+ * failed before a measurement server was known carries the control URL and port 0).
+ */
+export function serverLabel(server: RunResult['server']): string {
+  if (server.name) return server.name;
+  const host = server.host ?? '';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+    try {
+      return new URL(host).host;
+    } catch {
+      return host;
+    }
+  }
+  if (!host) return '';
+  if (!server.port) return host;
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`;
 }
 
 export function targetState(r: RunResult, runId: number | undefined): TargetState {
@@ -97,7 +121,7 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
     finished_at: r.finished_at,
     started_at: r.started_at,
     // bounded again here: the retained state is what every HA restart reads (issue 14 row 12)
-    server: bounded(r.server.name ?? (r.server.host ? `${r.server.host}:${r.server.port}` : ''), 160),
+    server: bounded(serverLabel(r.server), 160),
     below_threshold: ok ? (r.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
     flags: r.flags,
     error_code: r.error?.code ?? null,
@@ -111,5 +135,11 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
 export function runEvent(r: RunResult, runId: number | undefined): RunEvent {
   const event_type: RunEventType =
     r.status === 'ok' ? 'completed' : r.status === 'aborted' ? 'aborted' : 'failed';
-  return { event_type, target: r.target.id, ...targetState(r, runId) };
+  const st = targetState(r, runId);
+  return {
+    event_type,
+    target: r.target.id,
+    ...st,
+    below_threshold: st.below_threshold === null ? null : st.below_threshold === 'ON',
+  };
 }

@@ -17,7 +17,9 @@ import { spacingMin } from './schedule.js';
  * queue without duplicates, the busy-line check, a per-run timeout, abort on shutdown, quality flags,
  * and the store. It knows nothing of MQTT or HTTP: those listen to its events.
  */
-export type Trigger = 'schedule' | 'manual' | 'start';
+/** Who started a run: `manual` (page, API, CLI) and `mqtt` (HA's button) are a person asking. */
+export type Trigger = 'schedule' | 'manual' | 'start' | 'mqtt';
+const byPerson = (t: Trigger | undefined) => t === 'manual' || t === 'mqtt';
 
 export type RunnerEvent =
   | { type: 'queued'; target: string; trigger: Trigger }
@@ -67,7 +69,7 @@ export const measureTarget: MeasureFn = (t, ctx) => {
   }
   return measureRmbt(t.rmbt!, {
     ...withLog,
-    ...(ctx.trigger && ctx.trigger !== 'manual' ? { automated: { everyMin: spacingMin(t) } } : {}),
+    ...(ctx.trigger && !byPerson(ctx.trigger) ? { automated: { everyMin: spacingMin(t) } } : {}),
     onEvent: (e) => {
       if (e.type === 'phase') ctx.onPhase(e.phase);
       else if (e.type === 'progress') ctx.onProgress(e.phase, e.mbps);
@@ -184,7 +186,7 @@ export class Runner {
     if (this.stopped) return [];
     const list =
       target === 'all'
-        ? this.d.targets.filter((t) => t.enabled || trigger === 'manual')
+        ? this.d.targets.filter((t) => t.enabled || byPerson(trigger))
         : [this.byId.get(target)].filter((t): t is TargetSettings => Boolean(t));
     if (!list.length && target !== 'all')
       throw new ProbeError(
@@ -254,7 +256,7 @@ export class Runner {
       if (
         verdict.busy &&
         s.busy_check === 'postpone' &&
-        job.trigger !== 'manual' &&
+        !byPerson(job.trigger) &&
         job.postponed < s.busy_retries &&
         !this.stopped
       ) {

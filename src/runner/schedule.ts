@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
 import type { TargetSettings } from '../config/targets.js';
+import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -8,9 +9,38 @@ import type { Logger } from '../log.js';
  * the previous planned time, not on when a run ended, so they do not drift; times missed while the
  * machine slept or a long run held the queue are skipped, not made up in a burst.
  */
+/** The time zone cron schedules are read in; undefined is the process's own (the TZ variable). */
+let zone: string | undefined;
+
+/**
+ * Sets the time zone of every cron schedule (`service.timezone`). Throws BP_ERR_CONFIG for a name the
+ * runtime's time-zone data does not know. Returns the zone in effect, for the log and the page.
+ */
+export function setScheduleTimezone(tz: string | undefined): string {
+  if (tz) {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz });
+    } catch {
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        `service.timezone: unknown time zone "${tz}" (use an IANA name such as Europe/Vienna)`,
+      );
+    }
+  }
+  zone = tz || undefined;
+  return scheduleTimezone();
+}
+
+/** The zone cron schedules are read in (an IANA name, or what the process uses). */
+export function scheduleTimezone(): string {
+  return zone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
+}
+
 export function nextPlanned(t: Pick<TargetSettings, 'schedule' | 'interval'>, after: number): number {
   if (t.schedule) {
-    const next = new Cron(t.schedule, { paused: true }).nextRun(new Date(after));
+    const next = new Cron(t.schedule, { paused: true, ...(zone ? { timezone: zone } : {}) }).nextRun(
+      new Date(after),
+    );
     // A valid expression with no future time (e.g. a date long gone) never runs again.
     return next ? next.getTime() : Number.POSITIVE_INFINITY;
   }

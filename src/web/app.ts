@@ -42,6 +42,10 @@ export interface WebDeps {
   tokenAsPassword?: boolean;
   /** most connections the page may hold at once (the descriptor budget, src/util/fdlimit.ts) */
   maxConnections?: number;
+  /** no targets: the only target is the built-in loopback self-test (published: sent to HA as well) */
+  selfTest?: { published: boolean } | undefined;
+  /** the zone cron schedules are read in */
+  timezone?: string;
   /** tests: a shorter header timeout and check interval than the defaults below */
   timeouts?: Partial<WebTimeouts>;
   log?: Logger;
@@ -244,6 +248,9 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       running: now.running ?? null,
       queued: now.queued,
       store_error: now.store_error ?? null,
+      self_test: Boolean(d.selfTest),
+      self_test_published: Boolean(d.selfTest?.published),
+      timezone: d.timezone ?? null,
       targets,
     };
   });
@@ -289,8 +296,17 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       if (target !== 'all' && !byId.has(target))
         return reply.code(400).send({ error: 'bad_request', message: `unknown target "${target}"` });
       try {
-        const queued = d.runner.enqueue(target, 'manual');
-        return reply.code(202).send({ queued, running: d.runner.status().running ?? null });
+        const asked = d.runner.enqueue(target, 'manual');
+        // A target that starts at once is `started`, not queued; one asked for while it was already
+        // queued or running is `already` (nothing new happens for it).
+        const running = d.runner.status().running ?? null;
+        const started = running && asked.includes(running.target) ? running.target : null;
+        return reply.code(202).send({
+          started,
+          queued: asked.filter((id) => id !== started),
+          already: target !== 'all' && !asked.includes(target) ? [target] : [],
+          running,
+        });
       } catch (err) {
         const e = err instanceof ProbeError ? err : new ProbeError('BP_ERR_USAGE', String(err));
         return reply.code(400).send({ error: 'bad_request', message: e.message });

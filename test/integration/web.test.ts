@@ -136,7 +136,12 @@ describe('web routes', () => {
     const done = h.finished();
     const r = await app.inject({ method: 'POST', url: '/api/run', payload: { target: 'a' } });
     expect(r.statusCode).toBe(202);
-    expect(r.json().queued).toEqual(['a']);
+    // nothing else runs: it starts at once, and is not reported as queued
+    expect(r.json()).toMatchObject({ started: 'a', queued: [], already: [] });
+    expect(r.json().running.target).toBe('a');
+    // asked again while it runs: nothing new is queued
+    const again = await app.inject({ method: 'POST', url: '/api/run', payload: { target: 'a' } });
+    expect(again.json()).toMatchObject({ started: null, queued: [], already: ['a'] });
     const id = await done;
     const runs = (await app.inject({ url: '/api/runs?target=a&limit=5' })).json().runs;
     expect(runs).toHaveLength(1);

@@ -51,7 +51,7 @@ describe('device discovery payload', () => {
     expect(Object.keys(table.abbreviations).length).toBeGreaterThan(200);
   });
 
-  it('uses only keys Home Assistant knows, never the deprecated object_id', () => {
+  it('uses only keys Home Assistant knows; object_id only beside an equal default_entity_id', () => {
     const rootKeys = Object.keys(payload).filter((k) => k !== 'device' && k !== 'origin');
     for (const k of rootKeys) expect(entityKeys, `root key ${k}`).toContain(k);
     for (const k of Object.keys(payload.device as object))
@@ -61,10 +61,57 @@ describe('device discovery payload', () => {
     for (const [id, c] of Object.entries(payload.components)) {
       for (const k of Object.keys(c)) {
         expect(entityKeys, `${id}.${k}`).toContain(k);
-        expect(Object.values(table.deprecated)).not.toContain(k);
+        // object_id is deprecated (HA 2025.10) but is what HA 2024.12–2025.9 read for the entity id; HA
+        // ≥ 2025.10 prefers default_entity_id and logs nothing when both are there (core#151996).
+        if (k !== 'object_id') expect(Object.keys(table.deprecated)).not.toContain(k);
       }
+      expect(c.default_entity_id, id).toBe(`${c.platform}.${c.object_id}`);
     }
-    expect(JSON.stringify(payload)).not.toMatch(/"object_id"|"obj_id"/);
+    expect(JSON.stringify(payload)).not.toMatch(/"obj_id"/);
+  });
+
+  it('names and entity ids as Home Assistant composes them, on HA before and after 2025.10', () => {
+    const p = discoveryPayload({
+      topics,
+      deviceName: 'Bandwidth Probe',
+      version: '1.2.3',
+      model: 'standalone',
+      targets: [
+        { id: 'isp', name: 'ISP', kind: 'rmbt', udp: false, expireAfter: 11100 },
+        { id: 'router', name: 'Router', kind: 'btest', udp: false, expireAfter: 0 },
+        { id: 'router_udp', name: 'Router UDP', kind: 'btest', udp: true, expireAfter: 0 },
+        { id: 'lab', name: 'Lab server', kind: 'rmbt', udp: false, expireAfter: 0 },
+      ],
+    }) as { components: Record<string, Record<string, string>> };
+    // HA < 2025.10: entity id = <platform>.<object_id>; ≥ 2025.10: default_entity_id. The friendly name
+    // is "<device name> <entity name>" (has_entity_name). Every id is the one DOCS shows.
+    const seen = Object.values(p.components).map((c) => ({
+      old: `${c.platform}.${c.object_id}`,
+      now: c.default_entity_id,
+      friendly: `Bandwidth Probe ${c.name}`,
+    }));
+    for (const x of seen) {
+      expect(x.old).toBe(x.now);
+      expect(x.now).toMatch(/^(sensor|binary_sensor|button|event)\.bwprobe_0a1b2c3d_[a-z0-9_]+$/);
+      // no word twice in a row ("Router UDP UDP loss", "Lab server server")
+      expect(x.friendly, x.friendly).not.toMatch(/\b(\w+) \1\b/i);
+    }
+    const ids = seen.map((x) => x.now);
+    expect(ids).toContain('sensor.bwprobe_0a1b2c3d_isp_download');
+    expect(ids).toContain('binary_sensor.bwprobe_0a1b2c3d_isp_below_threshold');
+    expect(ids).toContain('button.bwprobe_0a1b2c3d_isp_run');
+    expect(ids).toContain('event.bwprobe_0a1b2c3d_isp_run');
+    expect(ids).toContain('button.bwprobe_0a1b2c3d_run_all');
+    expect(p.components.router_udp_loss!.name).toBe('Router UDP loss');
+    expect(p.components.lab_server!.name).toBe('Lab server');
+    // btest measures no ping; btest TCP no jitter either: no entity that stays unknown forever
+    expect(p.components.router_ping).toBeUndefined();
+    expect(p.components.router_jitter).toBeUndefined();
+    expect(p.components.router_udp_ping).toBeUndefined();
+    expect(p.components.router_udp_jitter).toBeDefined();
+    expect(p.components.isp_ping).toBeDefined();
+    // every component carries qos itself (older HA did not inherit it from the root)
+    for (const c of Object.values(p.components)) expect(c.qos).toBe(1);
   });
 
   it('builds the exact components of a target', () => {
@@ -82,6 +129,8 @@ describe('device discovery payload', () => {
       platform: 'sensor',
       unique_id: 'bwprobe_0a1b2c3d_isp_download',
       default_entity_id: 'sensor.bwprobe_0a1b2c3d_isp_download',
+      object_id: 'bwprobe_0a1b2c3d_isp_download',
+      qos: 1,
       name: 'ISP download',
       state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/state',
       value_template: '{{ value_json.download_mbps }}',
@@ -92,6 +141,18 @@ describe('device discovery payload', () => {
       icon: 'mdi:download-network',
       expire_after: 11100,
     });
+    // the device links to the status page when one is known
+    const linked = discoveryPayload({
+      topics,
+      deviceName: 'Bandwidth Probe',
+      version: '1.2.3',
+      model: 'Home Assistant add-on',
+      supportUrl: 'https://example.org/issues',
+      configurationUrl: 'homeassistant://hassio/ingress/abc_bandwidth_probe',
+      targets: [],
+    }) as { device: Record<string, unknown>; origin: Record<string, unknown> };
+    expect(linked.device.configuration_url).toBe('homeassistant://hassio/ingress/abc_bandwidth_probe');
+    expect(linked.origin.support_url).toBe('https://example.org/issues');
     expect(payload.components.isp_ping).toMatchObject({
       device_class: 'duration',
       unit_of_measurement: 'ms',
@@ -119,6 +180,8 @@ describe('device discovery payload', () => {
       platform: 'button',
       unique_id: 'bwprobe_0a1b2c3d_isp_run',
       default_entity_id: 'button.bwprobe_0a1b2c3d_isp_run',
+      object_id: 'bwprobe_0a1b2c3d_isp_run',
+      qos: 1,
       name: 'ISP run now',
       command_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/run',
       payload_press: 'RUN',
@@ -204,7 +267,24 @@ describe('state and event payloads', () => {
       run_id: 7,
       server: 'Vienna',
     });
-    expect(runEvent(base, 7)).toMatchObject({ event_type: 'completed', target: 'isp', run_id: 7 });
+    // the event's attribute is a boolean an automation can test as is
+    expect(runEvent(base, 7)).toMatchObject({
+      event_type: 'completed',
+      target: 'isp',
+      run_id: 7,
+      below_threshold: true,
+    });
+    expect(runEvent({ ...base, flags: [] }, 7).below_threshold).toBe(false);
+  });
+
+  it('the server sensor: a name, host:port, or the host of a control URL (never "…:0")', () => {
+    expect(targetState(base, 1).server).toBe('Vienna');
+    const at = (server: RunResult['server']) => targetState({ ...base, server }, 1).server;
+    expect(at({ host: 'example.net', port: 443 })).toBe('example.net:443');
+    expect(at({ host: '2001:db8::1', port: 8081 })).toBe('[2001:db8::1]:8081');
+    expect(at({ host: 'http://127.0.0.1:9/RMBTControlServer', port: 0 })).toBe('127.0.0.1:9');
+    expect(at({ host: 'https://c01.netztest.at/RMBTControlServer', port: 0 })).toBe('c01.netztest.at');
+    expect(at({ host: 'router.lan', port: 0 })).toBe('router.lan');
   });
 
   it('a failed run publishes null figures (HA: unknown, not 0) and its error code', () => {
@@ -217,6 +297,7 @@ describe('state and event payloads', () => {
     const s = targetState(failed, 8);
     expect(s.download_mbps).toBeNull();
     expect(s.below_threshold).toBeNull();
+    expect(runEvent(failed, 8).below_threshold).toBeNull();
     expect(s.error_code).toBe('BP_ERR_CONNECT');
     expect(runEvent(failed, 8).event_type).toBe('failed');
     expect(runEvent({ ...failed, status: 'aborted' }, 9).event_type).toBe('aborted');

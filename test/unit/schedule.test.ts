@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TargetSettings } from '../../src/config/targets.js';
-import { advance, nextPlanned, Scheduler } from '../../src/runner/schedule.js';
+import { advance, nextPlanned, Scheduler, setScheduleTimezone } from '../../src/runner/schedule.js';
 
 const T0 = Date.parse('2026-11-21T10:07:30.000Z');
 const target = (over: Partial<TargetSettings>): TargetSettings => ({
@@ -31,6 +31,23 @@ describe('schedule arithmetic', () => {
         advance(t, Date.parse('2026-11-21T12:00:00Z'), Date.parse('2026-11-21T12:00:05Z')),
       ).toISOString(),
     ).toBe('2026-11-21T14:00:00.000Z');
+  });
+
+  it('cron schedules are read in service.timezone', () => {
+    const t = target({ schedule: '0 7 * * *' });
+    try {
+      // 07:00 in Vienna on 22 Nov 2026 is 06:00 UTC (CET, UTC+1); in New York 12:00 UTC (EST, UTC−5)
+      expect(setScheduleTimezone('Europe/Vienna')).toBe('Europe/Vienna');
+      expect(new Date(nextPlanned(t, T0)).toISOString()).toBe('2026-11-22T06:00:00.000Z');
+      setScheduleTimezone('America/New_York');
+      expect(new Date(nextPlanned(t, T0)).toISOString()).toBe('2026-11-21T12:00:00.000Z');
+      expect(() => setScheduleTimezone('Mars/Olympus')).toThrow(/BP_ERR_CONFIG|unknown time zone/);
+    } finally {
+      setScheduleTimezone(undefined);
+    }
+    // without one, the process's zone (TZ; vitest runs in whatever the machine has)
+    const local = new Date(nextPlanned(t, T0));
+    expect(local.getHours()).toBe(7);
   });
 });
 
