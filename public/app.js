@@ -311,6 +311,8 @@
 
   // ---- charts ---------------------------------------------------------------------------------------
   const charts = new Map();
+  // Read-only handle on the charts for the page test (their axes are drawn on a canvas) and devtools.
+  window.bandwidthProbe = { charts };
   const axisStyle = () => ({
     stroke: css('--muted'),
     grid: { stroke: css('--line') },

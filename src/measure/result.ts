@@ -230,3 +230,22 @@ export function headlineFigures(r: RunResult): {
     loss_percent: val(r.download?.udp?.loss_percent),
   };
 }
+
+/**
+ * What the server sensor shows: the server's name, else host:port, else the host of a URL (a run that
+ * failed before a measurement server was known carries the control URL and port 0).
+ */
+export function serverLabel(server: RunResult['server']): string {
+  if (server.name) return server.name;
+  const host = server.host ?? '';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
+    try {
+      return new URL(host).host;
+    } catch {
+      return host;
+    }
+  }
+  if (!host) return '';
+  if (!server.port) return host;
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`;
+}

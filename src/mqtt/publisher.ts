@@ -32,7 +32,15 @@ export interface PublisherOptions {
   retainedWaitMs?: number;
   /** a publish that gets no PUBACK in this time counts as failed (the run stays queued) */
   publishTimeoutMs?: number;
+  /** how long after a removal the removed targets' retained state is emptied (HA unsubscribes first) */
+  staleClearDelayMs?: number;
 }
+
+/**
+ * HA takes ~110 ms to unsubscribe a removed entity (measured against real HA core); state emptied
+ * before that reaches its templates as "" and logs template errors and "Erroneous JSON".
+ */
+const STALE_CLEAR_DELAY_MS = 3000;
 
 export interface PublisherStatus {
   connected: boolean;
@@ -90,6 +98,8 @@ export class MqttPublisher {
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private birthTimer: NodeJS.Timeout | undefined;
+  /** a removal's previous config whose retained state topics are still to be emptied */
+  private staleClear: { previous: Record<string, unknown>; timer: NodeJS.Timeout } | undefined;
   /** the discovery payload the broker holds, as far as we know (retained copy or our last publish) */
   private brokerConfig: string | undefined;
   private retainedSeen: (() => void) | undefined;
@@ -229,9 +239,13 @@ export class MqttPublisher {
     // The broker sends its retained discovery copy (if any) right after the SUBACK.
     await Promise.race([retained, new Promise((r) => setTimeout(r, this.o.retainedWaitMs ?? 500))]);
     this.retainedSeen = undefined;
+    const before = this.staleClear;
     await this.announce(client, false);
+    const announcedNow = this.staleClear !== before;
     await this.publishStates(client);
     await this.flush(client);
+    // a removal's clean-up that came due while we were offline (HA let go of those entities long ago)
+    if (this.staleClear && !announcedNow) await this.runStaleClear(client);
   }
 
   /** Discovery: sent when the broker's copy differs (or HA asked for it), with removals first (§2). */
@@ -243,14 +257,32 @@ export class MqttPublisher {
     }
     const previous = parseRetainedDiscovery(this.brokerConfig);
     const removal = removalPayload(previous, this.o.discovery);
-    if (removal) {
+    if (removal)
       await this.publish(client, this.o.topics.discovery, JSON.stringify(removal), { retain: true });
-      await this.clearStale(client, previous!);
-    }
     await this.publish(client, this.o.topics.discovery, payload, { retain: true });
     this.brokerConfig = payload;
     this.stats.discovery_sent++;
     this.o.log?.info({ topic: this.o.topics.discovery, removed: Boolean(removal) }, 'discovery published');
+    // The removed targets' retained state goes only once HA has let go of their entities (§2 order:
+    // reduced config, final config, then the data topics), or HA renders "" in their templates.
+    if (removal) {
+      clearTimeout(this.staleClear?.timer);
+      const timer = setTimeout(() => {
+        // on the connection of the moment; while offline it waits for the next connect
+        const c = this.client;
+        if (c && this.connected) void this.enqueue(() => this.runStaleClear(c));
+      }, this.o.staleClearDelayMs ?? STALE_CLEAR_DELAY_MS);
+      timer.unref?.();
+      this.staleClear = { previous: previous!, timer };
+    }
+  }
+
+  private async runStaleClear(client: MqttClient): Promise<void> {
+    const pending = this.staleClear;
+    if (!pending) return;
+    this.staleClear = undefined;
+    clearTimeout(pending.timer);
+    await this.clearStale(client, pending.previous);
   }
 
   /**
@@ -412,6 +444,8 @@ export class MqttPublisher {
     const client = this.client;
     if (!client) return;
     if (this.connected) {
+      // A removal's clean-up still waiting is done now, so no stale retained state outlives us.
+      if (this.staleClear) void this.enqueue(() => this.runStaleClear(client));
       // Let what is in flight (the aborted run's event) go out first, bounded.
       await Promise.race([this.chain, new Promise((r) => setTimeout(r, 1500))]);
       await this.publish(client, this.o.topics.availability, 'offline', { retain: true }).catch(() => {});

@@ -1,5 +1,7 @@
 import { bounded, MAX_DETAIL } from '../errors.js';
-import { headlineFigures, type RunResult, type RunStatus } from '../measure/result.js';
+import { headlineFigures, type RunResult, type RunStatus, serverLabel } from '../measure/result.js';
+
+export { serverLabel };
 
 /**
  * Every topic the probe uses and the payload it carries (zigbee2mqtt-style: one type per topic).
@@ -92,25 +94,6 @@ export interface RunEvent extends Omit<TargetState, 'below_threshold'> {
   event_type: RunEventType;
   target: string;
   below_threshold: boolean | null;
-}
-
-/**
- * What the server sensor shows: the server's name, else host:port, else the host of a URL (a run that
- * failed before a measurement server was known carries the control URL and port 0).
- */
-export function serverLabel(server: RunResult['server']): string {
-  if (server.name) return server.name;
-  const host = server.host ?? '';
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) {
-    try {
-      return new URL(host).host;
-    } catch {
-      return host;
-    }
-  }
-  if (!host) return '';
-  if (!server.port) return host;
-  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`;
 }
 
 export function targetState(r: RunResult, runId: number | undefined): TargetState {

@@ -82,6 +82,15 @@ beforeAll(async () => {
           threshold_download: 100,
         },
         {
+          id: 'lab',
+          name: 'Lab 25G',
+          type: 'btest',
+          host: `127.0.0.1:${btest.port}`,
+          direction: 'receive',
+          duration: 1,
+          schedule: '0 3 * * *',
+        },
+        {
           id: 'router_udp',
           name: 'Router UDP',
           type: 'btest',
@@ -124,6 +133,19 @@ beforeAll(async () => {
         : {}),
     });
   }
+  // A fast LAN target: figures in Gbit/s, five digits in Mbit/s (they used to overflow the card).
+  for (let h = 20; h >= 0; h -= 4) {
+    const at = new Date(Date.now() - h * 3600_000 - 60_000).toISOString();
+    svc.store.insert({
+      ...seed,
+      target: { id: 'lab', kind: 'btest' },
+      started_at: at,
+      finished_at: at,
+      download: seed.download && { ...seed.download, mbps: 21_800 + h * 10 },
+      upload: { ...(seed.upload ?? seed.download!), mbps: 13_000 },
+      flags: h === 8 ? ['cpu_limited'] : [],
+    });
+  }
   proxy = ingressProxy(svc.webPort!);
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}${PREFIX}/`;
@@ -148,6 +170,53 @@ afterAll(async () => {
   await svc?.close();
   await btest?.close();
 });
+
+/**
+ * WCAG contrast of every element matching `sel` against the first opaque background behind it, from
+ * computed colours (runs in the page). Returns the lowest ratios with what they belong to.
+ */
+function contrastReport(sel: string): { what: string; ratio: number }[] {
+  const parse = (c: string) => {
+    const m = /rgba?\(([^)]+)\)/.exec(c);
+    if (!m) return null;
+    const [r, g, b, a = 1] = m[1]!
+      .split(/[ ,/]+/)
+      .filter(Boolean)
+      .map(Number);
+    return { r: r!, g: g!, b: b!, a };
+  };
+  const lum = (c: { r: number; g: number; b: number }) => {
+    const f = (v: number) => {
+      const x = v / 255;
+      return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+  };
+  const bgOf = (el: Element | null): { r: number; g: number; b: number } => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0.5) return c;
+    }
+    return { r: 255, g: 255, b: 255 };
+  };
+  const out: { what: string; ratio: number }[] = [];
+  for (const el of document.querySelectorAll(sel)) {
+    const st = getComputedStyle(el);
+    if (st.display === 'none' || st.visibility === 'hidden' || (el as HTMLButtonElement).disabled) continue;
+    if (!el.textContent?.trim()) continue;
+    const fg = parse(st.color)!;
+    const bg = bgOf(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a) as [number, number];
+    out.push({
+      what: `${el.tagName.toLowerCase()}.${(el as HTMLElement).className} "${el.textContent.trim().slice(0, 20)}"`,
+      ratio: Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100,
+    });
+  }
+  return out.sort((a, b) => a.ratio - b.ratio);
+}
+
+const READ_TEXT =
+  '.pill, button, .fig b, .fig span, .meta span, td, th, h1, h2, .status-ok, .status-failed, a, footer, .err';
 
 describe('status page in Chromium behind an ingress-like prefix', () => {
   it('shows the targets, runs one on "Run now" with live progress, and lists it in the history', async () => {
@@ -188,15 +257,80 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     );
     const card = page.locator('article[data-target="router"]');
     await expect.poll(async () => card.locator('.pill.ok').count()).toBeGreaterThan(0);
-    expect(await card.locator('.fig.down b').textContent()).toMatch(/^\d+\.\d$/);
+    expect(await card.locator('.fig.down b').textContent()).toMatch(/^\d+(\.\d{1,2})?$/);
+    expect(await card.locator('.fig.down span').textContent()).toMatch(/^[MG]bit\/s down$/);
     await page.screenshot({ path: join(SCREENS, 'page-light.png'), fullPage: true });
 
-    // one run's detail
-    await page.locator('#runs tbody tr[data-run]').first().click();
+    // one run's detail, opened from the keyboard: rows are focusable and Enter opens them
+    const row = page.locator('#runs tbody tr[data-run]').first();
+    expect(await row.getAttribute('tabindex')).toBe('0');
+    await row.focus();
+    await page.keyboard.press('Enter');
     await page.locator('#detail[open]').waitFor();
-    expect(await page.locator('#detail-body').textContent()).toMatch(/Engine/);
+    const detail = await page.locator('#detail-body').textContent();
+    expect(detail).toMatch(/Engine/);
+    // the title names the target, streams are counted in words, the trigger is said
+    expect(await page.locator('#detail-body h2').textContent()).toMatch(/^Router · /);
+    expect(detail).toMatch(/Started byhand/);
+    expect(detail).not.toMatch(/\b1 streams\b/);
+    // download and upload each against their own times: the x values are seconds into the direction
+    await page.locator('#detail-chart .u-legend').waitFor();
     await page.screenshot({ path: join(SCREENS, 'detail-light.png') });
     await page.keyboard.press('Escape');
+    await page.locator('#detail[open]').waitFor({ state: 'detached' });
+
+    // units: five-digit Mbit/s figures read as Gbit/s and fit their card
+    const lab = page.locator('article[data-target="lab"]');
+    expect(await lab.locator('.fig.down b').textContent()).toBe('21.8');
+    expect(await lab.locator('.fig.down span').textContent()).toBe('Gbit/s down');
+    const fits = await lab.evaluate((card) =>
+      [...card.querySelectorAll('.fig b')].every((b) => b.scrollWidth <= (b as HTMLElement).offsetWidth + 1),
+    );
+    expect(fits).toBe(true);
+    // btest has no ping: no ping figure on its cards
+    expect(await lab.locator('.fig.ping').count()).toBe(0);
+    expect(await page.locator('#runs tbody').textContent()).toMatch(/21\.8 Gbit\/s/);
+
+    // History, all targets: one download and one upload series per target with runs, never one line
+    // across targets; the 24 h axis shows times of day, not years
+    await page.locator('#h-target').selectOption('');
+    const legend = await page.locator('#chart-speed .u-legend .u-series').allTextContents();
+    for (const name of ['Router download', 'Router upload', 'Lab 25G download', 'Router UDP download'])
+      expect(
+        legend.some((l) => l.includes(name)),
+        `${name} in ${legend.join(' | ')}`,
+      ).toBe(true);
+    expect(legend.some((l) => /Gbit\/s/.test(l))).toBe(true);
+    // (the axes are drawn on a canvas: read what uPlot computed through the page's chart handle)
+    type Axis = { labels: string[]; min: number; max: number; yMin: number };
+    const xAxis = () =>
+      page.evaluate((): Axis => {
+        const u = (
+          window as unknown as { bandwidthProbe: { charts: Map<string, any> } }
+        ).bandwidthProbe.charts.get('chart-speed');
+        return {
+          labels: (u.axes[0]._values ?? []).map(String),
+          min: u.scales.x.min,
+          max: u.scales.x.max,
+          yMin: u.scales.y.min,
+        };
+      });
+    const day = await xAxis();
+    expect(day.max - day.min).toBeCloseTo(86_400, -2);
+    expect(day.yMin).toBe(0);
+    expect(day.labels.length).toBeGreaterThan(2);
+    for (const l of day.labels) expect(l, day.labels.join(' | ')).toMatch(/^\d{1,2}[:.]\d{2}/);
+    expect(day.labels.join(' ')).not.toMatch(/20\d\d/);
+    // 7 d: the axis spans the week, though all runs are from the last day
+    await page.locator('.seg button[data-days="7"]').click();
+    await expect.poll(async () => (await xAxis()).max - (await xAxis()).min).toBeGreaterThan(6.9 * 86_400);
+    expect((await xAxis()).labels.join(' ')).not.toMatch(/20\d\d/);
+    await page.screenshot({ path: join(SCREENS, 'history-7d-light.png'), fullPage: true });
+    await page.locator('.seg button[data-days="1"]').click();
+
+    // contrast: every text a person reads, ≥ 4.5:1 from computed colours
+    const low = (await page.evaluate(contrastReport, READ_TEXT)).filter((x) => x.ratio < 4.5);
+    expect(low).toEqual([]);
 
     expect(errors).toEqual([]);
     expect(outside).toEqual([]); // no CDN, no fonts: everything came through the prefix
@@ -210,6 +344,9 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     await p1.locator('#runs tbody tr[data-run]').first().waitFor();
     const bg = await p1.evaluate(() => getComputedStyle(document.body).backgroundColor);
     expect(bg).toBe('rgb(17, 20, 24)');
+    await p1.locator('article[data-target="router"] .pill').first().waitFor();
+    const lowDark = (await p1.evaluate(contrastReport, READ_TEXT)).filter((x) => x.ratio < 4.5);
+    expect(lowDark).toEqual([]);
     await p1.screenshot({ path: join(SCREENS, 'page-dark.png'), fullPage: true });
     await dark.close();
 
@@ -232,6 +369,67 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     expect(wide).toEqual([]);
     const overflow = await p2.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(overflow).toBeLessThanOrEqual(0);
+    // the phone header stays a header (not half the screen) and its button stays on screen
+    const head = await p2.locator('header').boundingBox();
+    expect(head!.height).toBeLessThan(110);
+    const btn = await p2.locator('#run-all').boundingBox();
+    expect(btn!.x + btn!.width).toBeLessThanOrEqual(390);
+    // the runs table scrolls inside its own box and its rows open by tap
+    await p2.locator('#runs tbody tr[data-run]').first().click();
+    await p2.locator('#detail[open]').waitFor();
+    await p2.screenshot({ path: join(SCREENS, 'detail-narrow.png') });
     await phone.close();
   }, 60_000);
+
+  it('first run without targets: a labelled loopback self-test with the next steps', async () => {
+    const s = loadSettings({
+      flags: {
+        general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
+        service: { busy_check: 'off' },
+        web: { bind: '127.0.0.1', port: '0' },
+        mqtt: { enabled: 'off' },
+      },
+      env: {},
+    });
+    const first = await startService(s, createLogger('silent'), { version: 'e2e' });
+    try {
+      const done = new Promise<void>((r) => {
+        const off = first.runner.on((e) => {
+          if (e.type === 'finished') {
+            off();
+            r();
+          }
+        });
+      });
+      const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 }, colorScheme: 'light' });
+      const page = await ctx.newPage();
+      await page.goto(`http://127.0.0.1:${first.webPort}/`);
+      const box = page.locator('#selftest');
+      await box.waitFor({ state: 'visible' });
+      expect(await box.locator('h2').textContent()).toBe(
+        "Loopback self-test: shows this machine's speed, not your line",
+      );
+      expect(await box.textContent()).toMatch(/not sent to Home Assistant/);
+      const snippets = await box.locator('pre').allTextContents();
+      expect(snippets.some((x) => x.includes('control_url: https://c01.netztest.at/RMBTControlServer'))).toBe(
+        true,
+      );
+      expect(snippets.some((x) => x.includes('type: btest'))).toBe(true);
+      const terms = await box.locator('a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).href));
+      expect(terms).toContain('https://www.rtr.at/en/tk/rtrnetztesttermsofuse');
+      await done;
+      await page.reload();
+      const card = page.locator('article[data-target="loopback"]');
+      await card.locator('.pill.ok').waitFor();
+      expect(await card.locator('h2').textContent()).toBe('Loopback self-test');
+      // loopback pings are tens of microseconds: never "0.0"
+      const ping = await card.locator('.fig.ping b').textContent();
+      expect(ping).not.toBe('0.0');
+      expect(Number.parseFloat(ping!.replace('< ', ''))).toBeGreaterThan(0);
+      await page.screenshot({ path: join(SCREENS, 'selftest-light.png'), fullPage: true });
+      await ctx.close();
+    } finally {
+      await first.close();
+    }
+  }, 90_000);
 });

@@ -148,7 +148,7 @@ export class Recorder {
     pred: (payload: string, m: { retain: boolean }) => boolean = () => true,
     timeoutMs = 20_000,
     from = 0,
-  ): Promise<{ topic: string; payload: string; retain: boolean }> {
+  ): Promise<{ topic: string; payload: string; retain: boolean; at: number }> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const m = this.messages.slice(from).find((x) => x.topic === topic && pred(x.payload, x));

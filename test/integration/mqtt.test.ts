@@ -139,7 +139,7 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     ) as RunEvent;
     expect(ev.event_type).toBe('completed');
     expect(ev.download_mbps).toBeGreaterThan(0);
-    expect(ev.below_threshold).toBe('ON');
+    expect(ev.below_threshold).toBe(true);
     const st = await rec.waitFor(`${root}/lan/state`, () => true, 5000, from);
     expect(st.retain).toBe(false); // live delivery; the broker keeps it retained for new subscribers
     const state = JSON.parse(st.payload) as TargetState;
@@ -186,9 +186,13 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     const topic = `homeassistant/device/${svc.deviceId}/config`;
     const first = JSON.parse((await rec.waitFor(topic, () => true, 10_000, from)).payload) as Discovery;
     expect(first.components.lan_udp_download).toEqual({ platform: 'sensor' });
-    await rec.waitFor(`${root}/lan_udp/state`, (p) => p === '', 10_000, from);
     const second = await rec.waitFor(topic, (p) => !JSON.parse(p).components.lan_udp_download, 10_000, from);
     expect(Object.keys(JSON.parse(second.payload).components)).not.toContain('lan_udp_download');
+    // The removed target's retained state is emptied only after HA has had time to drop its entities
+    // (it takes ~110 ms to unsubscribe; emptied earlier, HA logs template errors and "Erroneous JSON").
+    const cleared = await rec.waitFor(`${root}/lan_udp/state`, (p) => p === '', 10_000, from);
+    expect(rec.messages.indexOf(cleared)).toBeGreaterThan(rec.messages.indexOf(second));
+    expect(cleared.at - second.at).toBeGreaterThanOrEqual(2000);
   });
 
   it('a broker outage loses nothing and duplicates nothing; the runner keeps going', async () => {
@@ -296,6 +300,10 @@ describe('MQTT failures and the Supervisor', () => {
     const sup = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
       res.setHeader('content-type', 'application/json');
+      if (req.url === '/addons/self/info') {
+        res.end(JSON.stringify({ result: 'ok', data: { slug: 'a0d7b954_bandwidth_probe' } }));
+        return;
+      }
       res.end(
         JSON.stringify({
           result: 'ok',
@@ -318,9 +326,17 @@ describe('MQTT failures and the Supervisor', () => {
     };
     const svc = await startService(settings(tempDir(), {}), log, { ...fast, env });
     try {
-      expect(seen).toEqual(['GET /services/mqtt Bearer test-token']);
-      const rec = await Recorder.connect(broker.url, [`bandwidth_probe/${svc.deviceId}/status`]);
+      // the add-on's own slug, for the device's link to its ingress panel; then the broker
+      expect(seen).toEqual([
+        'GET /addons/self/info Bearer test-token',
+        'GET /services/mqtt Bearer test-token',
+      ]);
+      const disc = `homeassistant/device/${svc.deviceId}/config`;
+      const rec = await Recorder.connect(broker.url, [`bandwidth_probe/${svc.deviceId}/status`, disc]);
       await rec.waitFor(`bandwidth_probe/${svc.deviceId}/status`, (p) => p === 'online');
+      const d = JSON.parse((await rec.waitFor(disc, (p) => p.length > 0)).payload);
+      expect(d.device.configuration_url).toBe('homeassistant://hassio/ingress/a0d7b954_bandwidth_probe');
+      expect(d.origin.support_url).toMatch(/^https:\/\//);
       await rec.close();
     } finally {
       await svc.close();
