@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { measureBtest } from './btest/measure.js';
 import { BtestServer } from './btest/server.js';
 import { type CommandFlag, parseArgs } from './cli/args.js';
@@ -7,16 +8,17 @@ import { helpText } from './cli/help.js';
 import { btestLines, btestProgress, terminalProgress } from './cli/progress.js';
 import { summaryText } from './cli/summary.js';
 import { loadSettings, type RawSettings } from './config/load.js';
-import type { GroupName, Settings } from './config/schema.js';
+import { type GroupName, type Settings, serviceSchema } from './config/schema.js';
 import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger, resolveLogFormat } from './log.js';
 import { startService } from './main.js';
+import { cpuWatch } from './measure/quality.js';
 import type { RunResult } from './measure/result.js';
 import { measureRmbt, splitHostPort } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 import { appendCsv } from './store/csv.js';
-import { Store } from './store/store.js';
+import { DB_FILE, Store } from './store/store.js';
 import { dropPrivileges } from './util/privileges.js';
 import { VERSION } from './version.js';
 
@@ -55,7 +57,11 @@ interface Command {
   usage: string;
   summary: string;
   groups: GroupName[];
+  /** groups whose flags carry the group's name (`--mqtt-password`, `--web-port`) */
+  prefixed?: GroupName[];
   flags: CommandFlag[];
+  /** a usage error in the settings (a missing --host): exit 2 with the usage line, before anything runs */
+  check?(s: Settings): string | undefined;
   /** interactive commands log only warnings unless told otherwise, so the summary stays readable */
   defaults?: RawSettings;
   run(
@@ -72,8 +78,10 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'The service (the add-on runs this): scheduled runs of every target, the history in SQLite, results as\n' +
       'Home Assistant entities over MQTT. Without targets it measures the built-in loopback servers.',
-    // rmbt and btest settings reach targets through the options file or env (their flags would clash)
-    groups: ['general', 'service', 'mqtt'],
+    // rmbt and btest settings reach targets through the options file or env (their flags would clash);
+    // mqtt and web share key names (password, username), so their flags say which: --mqtt-url, --web-port
+    groups: ['general', 'service', 'mqtt', 'web'],
+    prefixed: ['mqtt', 'web'],
     flags: COMMON,
     async run(s, log, extra, signal) {
       // root only as long as needed: data_dir goes to run_as (the add-on's options file stays the
@@ -96,7 +104,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   demo: {
-    usage: 'bandwidth-probe [demo] [flags]',
+    usage: 'bandwidth-probe demo [flags]',
     summary:
       'Starts our RMBT control and measurement servers on 127.0.0.1 (free ports, self-signed TLS) and measures\n' +
       'against them through the control server: a real, complete RMBT run without any configuration.',
@@ -122,6 +130,7 @@ const COMMANDS: Record<string, Command> = {
         const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
         if (!extra.json)
           process.stderr.write(`Demo: our RMBT servers run on 127.0.0.1; control server ${control_url}\n`);
+        const cpu = cpuWatch();
         const result = await measureRmbt(
           { ...s.rmbt, control_url, tls_ca: servers.certPath!, accept_terms: true },
           {
@@ -133,6 +142,7 @@ const COMMANDS: Record<string, Command> = {
             targetId: 'demo',
           },
         );
+        cpu.apply(result, serviceSchema.cpu_limit.default);
         return report(result, extra);
       } finally {
         await servers.close();
@@ -145,6 +155,12 @@ const COMMANDS: Record<string, Command> = {
     groups: ['general', 'rmbt'],
     flags: MEASURE,
     defaults: QUIET,
+    check: (s) =>
+      s.rmbt.control_url || (s.rmbt.server && s.rmbt.key)
+        ? undefined
+        : s.rmbt.server
+          ? 'direct mode needs --key as well as --server (the shared key, e.g. from `server rmbt`)'
+          : 'set --control-url, or --server and --key for direct mode',
     run: (s, log, extra, signal) =>
       measureAndReport(extra, (onEvent) =>
         measureRmbt(s.rmbt, {
@@ -162,6 +178,7 @@ const COMMANDS: Record<string, Command> = {
     groups: ['general', 'btest'],
     flags: BTEST_MEASURE,
     defaults: QUIET,
+    check: (s) => (s.btest.host ? undefined : 'set --host (the router or btest server, host[:port])'),
     run: (s, log, extra, signal) =>
       measureAndReport(extra, (onEvent) =>
         measureBtest(s.btest, {
@@ -183,6 +200,10 @@ const COMMANDS: Record<string, Command> = {
     flags: COMMON,
     defaults: QUIET,
     async run(s) {
+      // A backup hook must not create an empty history where none was (a wrong data_dir).
+      const db = join(s.general.data_dir, DB_FILE);
+      if (!existsSync(db))
+        throw new ProbeError('BP_ERR_STORE', `no history database at ${db} (is --data-dir right?)`);
       const store = Store.open(s.general.data_dir);
       try {
         const r = store.checkpoint();
@@ -257,7 +278,10 @@ async function measureAndReport(
   extra: Record<string, string | boolean>,
   measure: (progress: <E>(make: () => (e: E) => void) => ((e: E) => void) | undefined) => Promise<RunResult>,
 ): Promise<number> {
+  const cpu = cpuWatch();
   const result = await measure((make) => (extra.json ? undefined : make()));
+  // the flag the service would set: the probe itself was the ceiling (service.cpu_limit's default)
+  cpu.apply(result, serviceSchema.cpu_limit.default);
   return report(result, extra);
 }
 
@@ -282,11 +306,35 @@ function pickCommand(argv: string[]): { name: string; rest: string[] } {
   const [a, b] = argv;
   if (a && b && `${a} ${b}` in COMMANDS) return { name: `${a} ${b}`, rest: argv.slice(2) };
   if (a === 'demo' || a === 'serve' || a === 'checkpoint') return { name: a, rest: argv.slice(1) };
-  if (a === undefined || a.startsWith('--')) return { name: 'demo', rest: argv };
   throw new ProbeError(
     'BP_ERR_USAGE',
-    `unknown command "${argv.slice(0, 2).join(' ')}"; commands: ${Object.keys(COMMANDS).join(', ')}`,
+    a?.startsWith('--')
+      ? `a command comes first (e.g. bandwidth-probe demo ${a}); commands: ${Object.keys(COMMANDS).join(', ')}`
+      : `unknown command "${argv.slice(0, 2).join(' ')}"; commands: ${Object.keys(COMMANDS).join(', ')}`,
   );
+}
+
+/** Word-wraps a paragraph at `width` columns behind `indent` (help text never cuts a sentence). */
+function wrap(text: string, indent: string, width = 100): string {
+  const out: string[] = [];
+  let line = '';
+  for (const w of text.replace(/\s+/g, ' ').trim().split(' ')) {
+    if (line && indent.length + line.length + 1 + w.length > width) {
+      out.push(indent + line);
+      line = w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) out.push(indent + line);
+  return out.join('\n');
+}
+
+/** The command list: every command, or those under one word (`measure`, `server`). */
+function overview(under?: string): string {
+  const cmds = Object.entries(COMMANDS).filter(([n]) => !under || n.startsWith(`${under} `));
+  const head = under ? `bandwidth-probe ${under} <command>` : `bandwidth-probe ${VERSION}`;
+  return `${head}\n\nCommands:\n${cmds
+    .map(([, c]) => `  ${c.usage}\n${wrap(c.summary, '      ')}`)
+    .join('\n')}\n\nRun a command with --help for its flags.\n`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -294,23 +342,30 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  if (argv[0] === 'help' || (argv[0] === '--help' && argv.length === 1)) {
-    process.stdout.write(
-      `bandwidth-probe ${VERSION}\n\nCommands:\n${Object.values(COMMANDS)
-        .map((c) => `  ${c.usage}\n      ${c.summary.split('\n')[0]}`)
-        .join('\n')}\n\nRun a command with --help for its flags.\n`,
-    );
+  // A bare `bandwidth-probe` (or `help`, `--help`) says what it can do instead of starting something.
+  if (argv.length === 0 || argv[0] === 'help' || (argv[0] === '--help' && argv.length === 1)) {
+    process.stdout.write(overview());
     return 0;
   }
-  let cmd: Command;
+  // `measure` / `server` without (or before) a sub-command: its sub-commands
+  if ((argv[0] === 'measure' || argv[0] === 'server') && !(`${argv[0]} ${argv[1]}` in COMMANDS)) {
+    const asked = argv.length === 1 || argv[1] === '--help';
+    (asked ? process.stdout : process.stderr).write(
+      asked
+        ? overview(argv[0])
+        : `BP_ERR_USAGE: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${overview(argv[0])}`,
+    );
+    return asked ? 0 : 2;
+  }
+  let cmd: Command | undefined;
   let parsed: ReturnType<typeof parseArgs>;
   let settings: Settings;
   try {
     const picked = pickCommand(argv);
     cmd = COMMANDS[picked.name]!;
-    parsed = parseArgs(picked.rest, cmd.groups, cmd.flags);
+    parsed = parseArgs(picked.rest, cmd.groups, cmd.flags, cmd.prefixed);
     if (parsed.extra.help) {
-      process.stdout.write(`${helpText(cmd.usage, cmd.summary, cmd.groups, cmd.flags)}\n`);
+      process.stdout.write(`${helpText(cmd.usage, cmd.summary, cmd.groups, cmd.flags, cmd.prefixed)}\n`);
       return 0;
     }
     if (parsed.positionals.length)
@@ -326,9 +381,17 @@ export async function main(argv: string[]): Promise<number> {
       flags: parsed.settings,
       ...(cmd.defaults ? { defaults: cmd.defaults } : {}),
     });
+    const wrong = cmd.check?.(settings);
+    if (wrong) throw new ProbeError('BP_ERR_USAGE', wrong);
   } catch (err) {
     const e = toProbeError(err, 'BP_ERR_USAGE');
     process.stderr.write(`${e.code}: ${e.message}\n`);
+    // a usage error shows the usage line (and never a summary of a run that did not happen)
+    const usage = cmd?.usage;
+    if (e.code === 'BP_ERR_USAGE')
+      process.stderr.write(
+        usage ? `Usage: ${usage}\nRun it with --help for every flag.\n` : `\n${overview()}`,
+      );
     return 2;
   }
   const sys = settings.general.syslog ? splitHostPort(settings.general.syslog) : undefined;

@@ -26,18 +26,28 @@ interface FlagTarget {
  * Command-line flags derived from the settings schema: `--log-level debug`, `--threads=3`, `--tls-insecure`,
  * `--no-submit-results`. Groups are given per command so one flag name means one key.
  */
+/**
+ * The flag of a setting: `--<key>`, or `--<group>-<key>` for a group the command prefixes (serve's
+ * `--mqtt-password` and `--web-password` are two settings; a bare `--password` would be either).
+ */
+export function flagName(group: GroupName, key: string, prefixed: readonly GroupName[] = []): string {
+  return prefixed.includes(group) ? `${kebab(group)}-${kebab(key)}` : kebab(key);
+}
+
 export function parseArgs(
   argv: readonly string[],
   groups: readonly GroupName[],
   extra: readonly CommandFlag[],
+  prefixed: readonly GroupName[] = [],
 ): ParsedArgs {
   const byFlag = new Map<string, FlagTarget>();
   for (const group of groups) {
     for (const [key, field] of Object.entries(settingsSchema[group] as Group)) {
-      const clash = byFlag.get(kebab(key));
+      const flag = flagName(group, key, prefixed);
+      const clash = byFlag.get(flag);
       // A command whose groups share a key name would make one flag mean two settings.
-      if (clash) throw new Error(`--${kebab(key)} is both ${clash.group}.${key} and ${group}.${key}`);
-      byFlag.set(kebab(key), { group, key, field });
+      if (clash) throw new Error(`--${flag} is both ${clash.group}.${key} and ${group}.${key}`);
+      byFlag.set(flag, { group, key, field });
     }
   }
   const extraByName = new Map(extra.map((e) => [e.name, e]));

@@ -1,7 +1,7 @@
-import { allowedText, type Group, kebab } from '../config/fields.js';
+import { allowedText, type Group } from '../config/fields.js';
 import { envName } from '../config/load.js';
 import { type GroupName, settingsSchema } from '../config/schema.js';
-import type { CommandFlag } from './args.js';
+import { type CommandFlag, flagName } from './args.js';
 
 /** `--help` text, built from the same schema the validator uses, so it cannot drift. */
 export function helpText(
@@ -9,6 +9,7 @@ export function helpText(
   summary: string,
   groups: readonly GroupName[],
   extra: readonly CommandFlag[],
+  prefixed: readonly GroupName[] = [],
 ): string {
   const lines = [`Usage: ${usage}`, '', summary, ''];
   for (const e of extra)
@@ -17,7 +18,7 @@ export function helpText(
     lines.push('', `Settings (${group === 'general' ? 'top level' : group} in the options file):`);
     for (const [key, f] of Object.entries(settingsSchema[group] as Group)) {
       const def = 'default' in f && f.default !== undefined ? ` [default: ${String(f.default)}]` : '';
-      lines.push(`  --${kebab(key)}${f.type === 'bool' ? '' : ' <value>'}${def}`);
+      lines.push(`  --${flagName(group, key, prefixed)}${f.type === 'bool' ? '' : ' <value>'}${def}`);
       lines.push(`      ${f.description}`);
       lines.push(`      Allowed: ${allowedText(f)}. Env: ${envName(group, key)}`);
     }

@@ -1,4 +1,5 @@
-import type { RunResult } from '../measure/result.js';
+import { type RunResult, serverLabel } from '../measure/result.js';
+import { msText, rateText } from '../measure/units.js';
 
 /** The human summary printed after a run. */
 export function summaryText(r: RunResult): string {
@@ -7,13 +8,13 @@ export function summaryText(r: RunResult): string {
   const proto = r.btest
     ? `btest ${r.btest.protocol} ${r.btest.direction}, auth ${r.btest.auth}`
     : (s.transport ?? '?');
-  lines.push(
-    `Server    ${s.name ? `${s.name} ` : ''}${s.host}:${s.port} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`,
-  );
+  const where = s.name ? `${s.name} ${serverLabel({ ...s, name: undefined })}` : serverLabel(s);
+  // a run that failed before reaching a server has no address to show (never "Server :0")
+  if (where) lines.push(`Server    ${where} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`);
   if (r.ping) {
     lines.push(
-      `Ping      ${r.ping.median_ms.toFixed(3)} ms median (min ${r.ping.min_ms.toFixed(3)}, max ${r.ping.max_ms.toFixed(3)}, ` +
-        `jitter ${r.ping.jitter_ms.toFixed(3)}, p95 ${r.ping.p95_ms.toFixed(3)}; ${r.ping.count} pings)`,
+      `Ping      ${msText(r.ping.median_ms)} ms median (min ${msText(r.ping.min_ms)}, max ${msText(r.ping.max_ms)}, ` +
+        `jitter ${msText(r.ping.jitter_ms)}, p95 ${msText(r.ping.p95_ms)}; ${r.ping.count} ping${r.ping.count === 1 ? '' : 's'})`,
     );
   }
   for (const [name, d] of [
@@ -22,12 +23,12 @@ export function summaryText(r: RunResult): string {
   ] as const) {
     if (d) {
       lines.push(
-        `${name}  ${d.mbps.toFixed(2)} Mbit/s (${d.streams} stream${d.streams > 1 ? 's' : ''}, ` +
+        `${name}  ${rateText(d.mbps)} (${d.streams} stream${d.streams > 1 ? 's' : ''}, ` +
           `${(d.bytes / 1e6).toFixed(1)} MB in ${(d.duration_ms / 1000).toFixed(2)} s${d.chunk_size ? `, chunk ${d.chunk_size} B` : ''}, ${d.timing} timing)`,
       );
       if (d.udp) {
         lines.push(
-          `          UDP loss ${d.udp.loss_percent} % (${d.udp.lost} of ${d.udp.packets + d.udp.lost}), jitter ${d.udp.jitter_ms} ms (${d.udp.jitter_kind})`,
+          `          UDP loss ${d.udp.loss_percent} % (${d.udp.lost} of ${d.udp.packets + d.udp.lost}), jitter ${msText(d.udp.jitter_ms)} ms (${d.udp.jitter_kind})`,
         );
       }
     }

@@ -1,3 +1,4 @@
+import { cpuMeter } from '../util/cpu.js';
 import type { QualityFlag, RunResult } from './result.js';
 
 /**
@@ -45,4 +46,21 @@ export function applyCpu(r: RunResult, machinePercent: number, processPercent: n
 /** True when the run says the line was below what the user asked for (the problem binary_sensor). */
 export function isBelowThreshold(r: RunResult): boolean {
   return r.flags.includes('below_threshold');
+}
+
+/**
+ * Watches this machine's and this process's CPU from now until `apply`, which flags the result as the
+ * service would (`cpu_limited`, applyCpu): the CLI's summary then says what a scheduled run would.
+ */
+export function cpuWatch(): { apply(r: RunResult, limit: number): void } {
+  const meter = cpuMeter();
+  const proc0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  return {
+    apply(r, limit) {
+      const wallUs = Number(process.hrtime.bigint() - t0) / 1e3;
+      const used = process.cpuUsage(proc0);
+      applyCpu(r, meter.percent(), wallUs > 0 ? ((used.user + used.system) / wallUs) * 100 : 0, limit);
+    },
+  };
 }

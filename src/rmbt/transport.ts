@@ -119,6 +119,48 @@ function once(
   });
 }
 
+/**
+ * What a port speaks when TLS failed there: a plain RMBT server's greeting (`RMBTv…`, server-first,
+ * §2.1), an HTTP status line in answer to a request line, or neither (undefined). One short connection,
+ * at most ~2 s; never throws.
+ */
+async function plainKind(
+  host: string,
+  port: number,
+  localAddress: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<'rmbt' | 'http' | undefined> {
+  const sock = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+  let got = '';
+  sock.on('data', (d: Buffer) => {
+    if (got.length < 64) got += d.toString('latin1');
+  });
+  sock.on('error', () => {});
+  const wait = (ms: number, until: () => boolean) =>
+    new Promise<void>((r) => {
+      const t0 = Date.now();
+      const tick = setInterval(() => {
+        if (until() || Date.now() - t0 > ms || signal?.aborted) {
+          clearInterval(tick);
+          r();
+        }
+      }, 20);
+    });
+  try {
+    await wait(1000, () => !sock.connecting || sock.destroyed);
+    if (sock.destroyed || sock.connecting) return undefined;
+    await wait(600, () => got.length >= 5);
+    if (got.startsWith('RMBTv')) return 'rmbt';
+    if (!got) {
+      sock.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      await wait(800, () => got.length >= 5);
+    }
+    return got.startsWith('HTTP/') ? 'http' : undefined;
+  } finally {
+    sock.destroy();
+  }
+}
+
 /** Opens the TCP (and TLS) connection and performs the HTTP or WebSocket upgrade; no RMBT yet. */
 export async function openTransport(o: ConnectOptions): Promise<{ channel: Channel; timing: ConnectTiming }> {
   const t0 = process.hrtime.bigint();
@@ -155,7 +197,24 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
       // RMBTD sets TLS >= 1.2 (§2.2)
       minVersion: 'TLSv1.2',
     });
-    await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
+    try {
+      await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
+    } catch (err) {
+      const e = err as ProbeError;
+      if (e.code === 'BP_ERR_ABORTED') throw e;
+      // A TLS transport on a plain port times out (HTTP servers wait for a request line) or fails on
+      // the first bytes (a plain RMBT server greets first): say which port it is (issue 15).
+      const plain = await plainKind(o.host, o.port, localAddress, o.signal);
+      if (plain) {
+        const use = plain === 'rmbt' ? 'plain' : o.transport === 'wss' ? 'ws' : 'http';
+        // a wrong setting, not a certificate problem: BP_ERR_CONFIG says so
+        throw new ProbeError(
+          'BP_ERR_CONFIG',
+          `port ${o.port} speaks ${plain === 'rmbt' ? 'plain RMBT' : 'plain HTTP'}, not TLS: use --transport ${use} (transport: ${use} in a target); the TLS handshake ${e.code === 'BP_ERR_TIMEOUT' ? 'timed out' : 'failed'}`,
+        );
+      }
+      throw e;
+    }
     timing.tls_ms = ms(t1, process.hrtime.bigint());
     socket = secure;
   }

@@ -4,11 +4,10 @@ import type { TargetSettings } from '../config/targets.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { applyCpu, applyThresholds } from '../measure/quality.js';
+import { applyThresholds, cpuWatch } from '../measure/quality.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
 import { measureRmbt, splitHostPort } from '../rmbt/measure.js';
 import type { Store } from '../store/store.js';
-import { cpuMeter } from '../util/cpu.js';
 import { type BusyOptions, type BusyVerdict, checkBusy } from './busy.js';
 import { spacingMin } from './schedule.js';
 
@@ -291,9 +290,7 @@ export class Runner {
       timedOut = true;
       ctrl.abort();
     }, s.run_timeout * 1000);
-    const cpu = cpuMeter();
-    const proc0 = process.cpuUsage();
-    const t0 = process.hrtime.bigint();
+    const cpu = cpuWatch();
     let result: RunResult;
     try {
       result = await (this.d.measure ?? measureTarget)(t, {
@@ -322,9 +319,7 @@ export class Runner {
         `stopped after ${s.run_timeout} s (service.run_timeout)`,
       ).toJSON();
     }
-    const wallUs = Number(process.hrtime.bigint() - t0) / 1e3;
-    const used = process.cpuUsage(proc0);
-    applyCpu(result, cpu.percent(), wallUs > 0 ? ((used.user + used.system) / wallUs) * 100 : 0, s.cpu_limit);
+    cpu.apply(result, s.cpu_limit);
     result.trigger = job.trigger;
     if (verdict) {
       const { busy, reasons, interface: dev, traffic_mbps, idle_rtt_ms, baseline_rtt_ms } = verdict;

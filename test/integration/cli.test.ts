@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../src/measure/result.js';
@@ -22,8 +22,8 @@ function run(args: string[], env: Record<string, string> = {}) {
 const QUICK = ['--duration', '1', '--pretest-duration', '0.2', '--ping-duration', '0.1'];
 
 describe('CLI (built dist/cli.js)', () => {
-  it('the default command (demo) measures against our own loopback servers and prints JSON', () => {
-    const r = run(['--json', '--data-dir', tempDir(), ...QUICK]);
+  it('demo measures against our own loopback servers and prints JSON', () => {
+    const r = run(['demo', '--json', '--data-dir', tempDir(), ...QUICK]);
     expect(r.err).not.toMatch(/BP_ERR/);
     expect(r.code).toBe(0);
     const result = JSON.parse(r.out) as RunResult;
@@ -38,7 +38,7 @@ describe('CLI (built dist/cli.js)', () => {
     const dir = tempDir();
     const csv = join(dir, 'runs.csv');
     const short = ['--data-dir', dir, ...QUICK];
-    expect(run(['--csv', csv, ...short]).code).toBe(0);
+    expect(run(['demo', '--csv', csv, ...short]).code).toBe(0);
     const failed = run(['measure', 'rmbt', '--server', '127.0.0.1:1', '--key', 'k', '--csv', csv]);
     expect(failed.code).toBe(1);
     const lines = readFileSync(csv, 'utf8').trimEnd().split('\r\n');
@@ -52,7 +52,7 @@ describe('CLI (built dist/cli.js)', () => {
     expect(Number(ok[6])).toBeGreaterThan(0);
     expect(lines[2]).toContain(',failed,');
     expect(lines[2]).toContain('BP_ERR_CONNECT');
-    const unwritable = run(['--csv', join(dir, 'no-such-dir', 'x.csv'), ...short]);
+    const unwritable = run(['demo', '--csv', join(dir, 'no-such-dir', 'x.csv'), ...short]);
     expect(unwritable.code).toBe(1);
     expect(unwritable.err).toContain('BP_ERR_STORE');
   });
@@ -126,6 +126,7 @@ describe('CLI (built dist/cli.js)', () => {
       new Promise<{ code: number | null }>((res) => {
         const child = spawn(process.execPath, [
           CLI,
+          'demo',
           '--json',
           '--data-dir',
           tempDir(),
@@ -181,11 +182,105 @@ describe('CLI (built dist/cli.js)', () => {
     expect(r2.err).toContain('BP_ERR_CONFIG_FILE');
   });
 
-  it('measure without a target explains what to set, with a non-zero exit', () => {
-    const r = run(['measure', 'rmbt', '--json']);
+  it('measure without a target is a usage error: exit 2 with the usage line, no summary of a run', () => {
+    for (const [args, says] of [
+      [['measure', 'rmbt', '--json'], 'set --control-url, or --server and --key'],
+      [['measure', 'rmbt', '--server', '127.0.0.1:1'], 'needs --key as well'],
+      [['measure', 'btest'], 'set --host'],
+    ] as const) {
+      const r = run([...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toContain('BP_ERR_USAGE');
+      expect(r.err).toContain(says);
+      expect(r.err).toMatch(/^Usage: bandwidth-probe measure (rmbt|btest) /m);
+      expect(r.out).toBe('');
+      expect(r.err).not.toMatch(/Server\s+:0/);
+    }
+  });
+
+  it('a bare command prints help; measure and server list their sub-commands; help never cuts a sentence', () => {
+    const bare = run([]);
+    expect(bare.code).toBe(0);
+    expect(bare.out).toMatch(/^bandwidth-probe \d+\.\d+\.\d+\n\nCommands:/);
+    // each summary in full: the service's ends with its loopback sentence
+    expect(bare.out.replace(/\s+/g, ' ')).toContain(
+      'Without targets it measures the built-in loopback servers.',
+    );
+    for (const l of bare.out.split('\n')) expect(l.length, l).toBeLessThanOrEqual(100);
+    const measure = run(['measure', '--help']);
+    expect(measure.code).toBe(0);
+    expect(measure.out).toContain('bandwidth-probe measure rmbt');
+    expect(measure.out).toContain('bandwidth-probe measure btest');
+    expect(measure.out).not.toContain('bandwidth-probe serve');
+    expect(run(['server']).out).toContain('bandwidth-probe server btest');
+    const flagsFirst = run(['--json']);
+    expect(flagsFirst.code).toBe(2);
+    expect(flagsFirst.err).toContain('a command comes first');
+  });
+
+  it("serve: the page and MQTT flags carry their group, so --password is never silently the broker's", () => {
+    const help = run(['serve', '--help']).out;
+    expect(help).toContain('--web-port');
+    expect(help).toContain('--web-password');
+    expect(help).toContain('--mqtt-password');
+    expect(help).toContain('--mqtt-url');
+    const r = run(['serve', '--password', 'x'], { BANDWIDTH_PROBE_DATA_DIR: tempDir() });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('unknown flag --password');
+  });
+
+  it('a TLS transport on a plain port says which transport the port speaks', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const kids: ChildProcess[] = [];
+    const srv = await spawnReady(
+      process.execPath,
+      [
+        CLI,
+        'server',
+        'rmbt',
+        '--data-dir',
+        dir,
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--control-port',
+        '0',
+        '--tls-port',
+        '0',
+      ],
+      /HTTP Upgrade\/WebSocket on /,
+      kids,
+    );
+    try {
+      const key = readFileSync(join(dir, 'rmbt-secret.key'), 'utf8').trim();
+      const r = run([
+        'measure',
+        'rmbt',
+        '--server',
+        `127.0.0.1:${port}`,
+        '--key',
+        key,
+        '--transport',
+        'https',
+        '--io-timeout',
+        '2',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`port ${port} speaks plain HTTP, not TLS: use --transport http`);
+    } finally {
+      srv.proc.kill('SIGTERM');
+    }
+  });
+
+  it('checkpoint on a data dir without a history fails with a message and creates nothing', () => {
+    const dir = tempDir();
+    const r = run(['checkpoint', '--data-dir', dir]);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('BP_ERR_CONFIG');
-    expect((JSON.parse(r.out) as RunResult).error!.message).toContain('set control_url, or server and key');
+    expect(r.err).toContain('BP_ERR_STORE');
+    expect(r.err).toContain('no history database');
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('unknown commands and flags are usage errors; --help lists every setting with its env name', () => {
