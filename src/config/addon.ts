@@ -65,6 +65,18 @@ function targetItemFields(): Record<string, Field> {
   return out;
 }
 
+/**
+ * Settings the add-on does not offer, because there they have no effect or only break things: the
+ * history must stay in /data (what the Supervisor keeps and backs up), the image drops root itself, and
+ * ingress reaches the page on 0.0.0.0:8099 (ingress_port). Standalone users still have them.
+ */
+export const NOT_IN_ADDON: Partial<Record<GroupName, readonly string[]>> = {
+  general: ['data_dir', 'run_as'],
+  web: ['bind', 'port'],
+};
+const offered = (group: GroupName, g: Group) =>
+  Object.entries(g).filter(([k]) => !NOT_IN_ADDON[group]?.includes(k));
+
 export interface AddonOptions {
   options: Record<string, unknown>;
   schema: Record<string, unknown>;
@@ -73,7 +85,7 @@ export interface AddonOptions {
 export function addonOptionsAndSchema(): AddonOptions {
   const schema: Record<string, unknown> = {};
   for (const [group, g] of Object.entries(settingsSchema) as [GroupName, Group][]) {
-    const fields = Object.fromEntries(Object.entries(g).map(([k, f]) => [k, addonElement(f)]));
+    const fields = Object.fromEntries(offered(group, g).map(([k, f]) => [k, addonElement(f)]));
     if (group === 'general') Object.assign(schema, fields);
     else schema[group] = fields;
   }
@@ -103,8 +115,10 @@ export function addonConfig(version: string, url: string): Record<string, unknow
     panel_icon: 'mdi:speedometer',
     panel_title: 'Bandwidth',
     services: ['mqtt:want'],
-    // device-based MQTT discovery (specs/ha-mqtt.md §2)
-    homeassistant: '2024.11.0',
+    // Device-based MQTT discovery (`homeassistant/device/<id>/config`) arrived in HA 2024.12
+    // (home-assistant/core#118757, its docs home-assistant.io#33072 merged after the 2024.11 beta cut);
+    // HA 2024.2 in the harness logs "Integration device is not supported" and creates nothing.
+    homeassistant: '2024.12.0',
     // SIGTERM aborts a run and publishes offline within a few seconds
     timeout: 30,
     // a hot backup copies the database after a WAL checkpoint, without the WAL files
@@ -140,7 +154,7 @@ export function addonTranslations(): Record<string, unknown> {
   };
   for (const [group, g] of Object.entries(settingsSchema) as [GroupName, Group][]) {
     const entries = Object.fromEntries(
-      Object.entries(g).map(([k, f]) => [k, { name: title(k), description: describe(f) }]),
+      offered(group, g).map(([k, f]) => [k, { name: title(k), description: describe(f) }]),
     );
     if (group === 'general') Object.assign(configuration, entries);
     else {

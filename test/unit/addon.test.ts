@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { addonConfig, addonTranslations } from '../../src/config/addon.js';
+import { addonConfig, addonTranslations, NOT_IN_ADDON } from '../../src/config/addon.js';
 import { settingsSchema } from '../../src/config/schema.js';
 import { targetSchema } from '../../src/config/targets.js';
 
@@ -85,9 +85,15 @@ describe('add-on files', () => {
     for (const v of Object.values(targets[0] as object)) expect(typeof v).toBe('string');
   });
 
-  it("config.yaml's schema and translations cover exactly the settings schema's keys", () => {
-    const groups = Object.entries(settingsSchema);
-    const general = Object.keys(settingsSchema.general);
+  it("config.yaml's schema and translations cover exactly the settings schema's keys the add-on offers", () => {
+    // not offered where they have no effect (the history must stay in /data, ingress needs 0.0.0.0:8099)
+    expect(NOT_IN_ADDON).toEqual({ general: ['data_dir', 'run_as'], web: ['bind', 'port'] });
+    const keep = (g: string, keys: string[]) =>
+      keys.filter((k) => !(NOT_IN_ADDON as Record<string, readonly string[]>)[g]?.includes(k));
+    const groups = Object.entries(settingsSchema).map(
+      ([g, f]) => [g, Object.fromEntries(keep(g, Object.keys(f)).map((k) => [k, 1]))] as const,
+    );
+    const general = keep('general', Object.keys(settingsSchema.general));
     const top = [...general, ...groups.filter(([g]) => g !== 'general').map(([g]) => g), 'targets'].sort();
     expect(Object.keys(config.schema).sort()).toEqual(top);
     expect(Object.keys(translations.configuration).sort()).toEqual(top);

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { settingsSchema } from '../../src/config/schema.js';
 import { targetSchema } from '../../src/config/targets.js';
+import { ERRORS } from '../../src/errors.js';
 
 const docs = readFileSync(join(import.meta.dirname, '../../DOCS.md'), 'utf8');
 
@@ -29,4 +30,55 @@ describe('DOCS.md', () => {
       }
     });
   }
+});
+
+describe('DOCS.md reads top-down for a user (issue 15 item 9)', () => {
+  const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+  const internals = readFileSync(join(import.meta.dirname, '../../docs/internals.md'), 'utf8');
+
+  it('troubleshooting has every error code with what to do', () => {
+    const at = docs.indexOf('## Troubleshooting');
+    expect(at).toBeGreaterThan(0);
+    const table = docs.slice(at, docs.indexOf('\n## ', at + 5));
+    for (const code of Object.keys(ERRORS))
+      expect(table, code).toMatch(new RegExp(`^\\| \`${code}\` \\| [^|]+ \\| [^|]+ \\|$`, 'm'));
+  });
+
+  it('in the order a user needs: install, targets, Home Assistant, page, troubleshooting, options', () => {
+    const order = [
+      '## Installing',
+      '## The first start',
+      '## Targets',
+      '## In Home Assistant',
+      '## The status page',
+      '## Troubleshooting',
+      '## Options',
+    ].map((h) => docs.indexOf(h));
+    expect(order.every((x) => x > 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // protocol internals live in docs/internals.md
+    expect(docs).not.toContain('## How an RMBT measurement works');
+    expect(internals).toContain('## How an RMBT measurement works');
+    expect(internals).toContain('## Limits');
+  });
+
+  it('no stale lines, no files outside the repository, the minimum HA version everywhere', () => {
+    for (const text of [docs, readme, internals]) {
+      expect(text).not.toMatch(/are being built|in later versions/);
+      expect(text).not.toContain('../shared');
+      expect(text).not.toMatch(/2024\.11/);
+    }
+    expect(docs).not.toMatch(/TCP `both` is refused/);
+    expect(docs).toContain('2024.12 or newer');
+    expect(readFileSync(join(import.meta.dirname, '../../config.yaml'), 'utf8')).toContain(
+      'homeassistant: 2024.12.0',
+    );
+    // the entity ids the automations use are the ones discovery asks for
+    expect(docs).toContain('binary_sensor.bwprobe_<id>_isp_below_threshold');
+  });
+
+  it('README: one apt-get line for a fresh Debian/Ubuntu, and npm_config_nodedir', () => {
+    expect(readme).toMatch(/apt-get install[^\n]*g\+\+[^\n]*make[^\n]*python3[^\n]*mosquitto[^\n]*chromium/);
+    expect(readme).toContain('npm_config_nodedir');
+  });
 });
