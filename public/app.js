@@ -267,8 +267,16 @@
       ? m.connected
         ? 'MQTT connected'
         : `MQTT: ${m.last_error ? m.last_error.code : 'offline'}`
-      : 'MQTT off';
-    pill.title = m?.last_error ? m.last_error.message : m ? m.broker : 'no broker configured';
+      : status.self_test && !status.self_test_published
+        ? 'MQTT: self-test not sent'
+        : 'MQTT off';
+    pill.title = m?.last_error
+      ? m.last_error.message
+      : m
+        ? m.broker
+        : status.self_test && !status.self_test_published
+          ? 'the loopback self-test is not published to Home Assistant (service.publish_self_test)'
+          : 'no broker configured';
     const se = status.store_error;
     const banner = $('#store-error');
     banner.hidden = !se;

@@ -1,4 +1,4 @@
-import { Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TargetSettings } from '../config/targets.js';
 import type { Runner } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
@@ -28,30 +28,53 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
         }
       },
     });
-  latest('bandwidth_probe_download_mbps', 'Download of the latest ok run, Mbit/s', (s) => s.download_mbps);
-  latest('bandwidth_probe_upload_mbps', 'Upload of the latest ok run, Mbit/s', (s) => s.upload_mbps);
-  latest('bandwidth_probe_ping_ms', 'Ping median of the latest ok run, ms', (s) => s.ping_ms);
-  latest('bandwidth_probe_jitter_ms', 'Jitter of the latest ok run, ms', (s) => s.jitter_ms);
-  latest('bandwidth_probe_udp_loss_percent', 'UDP loss of the latest ok run, %', (s) => s.loss_percent);
+  // Base units, as Prometheus names want them (bits per second, seconds, a 0–1 ratio); MQTT and the
+  // API keep Mbit/s and ms.
+  const mbps = (v: number | null) => (v === null ? null : v * 1e6);
+  const ms = (v: number | null) => (v === null ? null : v / 1000);
+  latest('bandwidth_probe_download_bits_per_second', 'Download of the latest ok run', (s) =>
+    mbps(s.download_mbps),
+  );
+  latest('bandwidth_probe_upload_bits_per_second', 'Upload of the latest ok run', (s) => mbps(s.upload_mbps));
+  latest('bandwidth_probe_ping_seconds', 'Ping median of the latest ok run', (s) => ms(s.ping_ms));
+  latest('bandwidth_probe_jitter_seconds', 'Jitter of the latest ok run', (s) => ms(s.jitter_ms));
+  latest('bandwidth_probe_udp_loss_ratio', 'UDP loss of the latest ok run (0–1)', (s) =>
+    s.loss_percent === null ? null : s.loss_percent / 100,
+  );
   latest('bandwidth_probe_below_threshold', '1 when the latest ok run missed a threshold', (s) =>
     s.flags.includes('below_threshold') ? 1 : 0,
   );
+  // No status label here: a label that changes with every run would start a new series each time.
   new Gauge({
     name: 'bandwidth_probe_last_run_timestamp_seconds',
     help: 'When the latest run of a target finished (any status)',
-    labelNames: ['target', 'status'],
+    labelNames: ['target'],
     registers: [registry],
     collect() {
       this.reset();
       for (const t of targets) {
         const last = store.summaries({ target: t.id, limit: 1 })[0];
-        if (last) this.set({ target: t.id, status: last.status }, Date.parse(last.finished_at) / 1000);
+        if (last) this.set({ target: t.id }, Date.parse(last.finished_at) / 1000);
       }
     },
   });
   new Gauge({
-    name: 'bandwidth_probe_runs',
-    help: 'Runs in the history by target and status',
+    name: 'bandwidth_probe_last_run_ok',
+    help: '1 when the latest run of a target succeeded, 0 when it failed or was aborted',
+    labelNames: ['target'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of targets) {
+        const last = store.summaries({ target: t.id, limit: 1 })[0];
+        if (last) this.set({ target: t.id }, last.status === 'ok' ? 1 : 0);
+      }
+    },
+  });
+  // The history shrinks with retention, so its size is a gauge; runs since start are a counter.
+  new Gauge({
+    name: 'bandwidth_probe_history_runs',
+    help: 'Runs kept in the history by target and status',
     labelNames: ['target', 'status'],
     registers: [registry],
     collect() {
@@ -59,6 +82,14 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
       for (const c of store.countsByTarget()) this.set({ target: c.target, status: c.status }, c.n);
     },
   });
+  const finished = new Counter({
+    name: 'bandwidth_probe_runs_total',
+    help: 'Runs finished since the service started, by target and status',
+    labelNames: ['target', 'status'],
+    registers: [registry],
+  });
+  for (const t of targets)
+    for (const st of ['ok', 'failed', 'aborted']) finished.inc({ target: t.id, status: st }, 0);
   new Gauge({
     name: 'bandwidth_probe_running',
     help: '1 while a run of the target is in progress',
@@ -78,6 +109,7 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
   });
   runner.on((e) => {
     if (e.type !== 'finished') return;
+    finished.inc({ target: e.target, status: e.result.status });
     const s = (Date.parse(e.result.finished_at) - Date.parse(e.result.started_at)) / 1000;
     if (Number.isFinite(s)) duration.observe({ target: e.target, status: e.result.status }, s);
   });

@@ -163,8 +163,14 @@ describe('web routes', () => {
     expect(json.json().runs[0].id).toBe(id);
     const m = await app.inject({ url: '/metrics' });
     expect(m.headers['content-type']).toMatch(/text\/plain/);
-    expect(m.body).toMatch(/bandwidth_probe_download_mbps\{target="a"\} \d/);
-    expect(m.body).toContain('bandwidth_probe_runs{target="a",status="ok"} 1');
+    // Prometheus conventions: base units, _total counters, no label that changes with every run
+    expect(m.body).toMatch(/bandwidth_probe_download_bits_per_second\{target="a"\} \d{4,}/);
+    expect(m.body).toContain('# TYPE bandwidth_probe_runs_total counter');
+    expect(m.body).toContain('bandwidth_probe_runs_total{target="a",status="ok"} 1');
+    expect(m.body).toContain('bandwidth_probe_history_runs{target="a",status="ok"} 1');
+    expect(m.body).toMatch(/bandwidth_probe_last_run_timestamp_seconds\{target="a"\} \d/);
+    expect(m.body).toContain('bandwidth_probe_last_run_ok{target="a"} 1');
+    expect(m.body).not.toMatch(/_mbps|_ms\{|_percent/);
     expect(m.body).toContain('bandwidth_probe_below_threshold{target="a"} 1');
     expect(m.body).toMatch(/bandwidth_probe_run_duration_seconds_count\{target="a",status="ok"\} 1/);
   });
