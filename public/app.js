@@ -465,6 +465,9 @@
       charts.delete('chart-ping');
       $('#chart-ping').replaceChildren();
     }
+    // A keyboard user's place survives the refresh after a run: the row with the same run id gets the
+    // focus back.
+    const focused = document.activeElement?.closest?.('#runs tr[data-run]')?.dataset.run;
     $('#runs tbody').replaceChildren(
       ...runs.slice(0, 50).map((r) =>
         el(
@@ -502,6 +505,7 @@
     );
     if (!runs.length)
       $('#runs tbody').append(el('tr', {}, el('td', { colspan: 7 }, 'No runs in this range yet.')));
+    if (focused) document.querySelector(`#runs tr[data-run="${CSS.escape(focused)}"]`)?.focus();
   }
 
   async function showRun(id) {
@@ -687,8 +691,12 @@
       renderHistory();
     });
   }
+  // Charts follow the width; a height change (a full-page screenshot, a phone's toolbar) redraws nothing.
   let resizeTimer;
+  let lastWidth = window.innerWidth;
   window.addEventListener('resize', () => {
+    if (window.innerWidth === lastWidth) return;
+    lastWidth = window.innerWidth;
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => renderHistory(), 200);
   });

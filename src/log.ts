@@ -1,6 +1,6 @@
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { type Logger, pino } from 'pino';
-import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -80,7 +80,12 @@ export function createLogger(
       })
     : format.pretty
       ? // synchronous, in this thread: the probe logs a few lines a minute, and an exit loses none
-        pretty({ ...prettyOptions(format.colour), destination, sync: true })
+        // (loaded only when wanted: JSON logs never pay for it at start)
+        (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty')).build({
+          ...prettyOptions(format.colour),
+          destination,
+          sync: true,
+        })
       : destination;
   return pino(
     {

@@ -6,7 +6,7 @@ import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
-import { type Service, startService } from '../../src/main.js';
+import { installId, type Service, startService } from '../../src/main.js';
 import type { RunEvent, TargetState } from '../../src/mqtt/topics.js';
 import { ensureCert, type TlsCreds } from '../../src/rmbt/certs.js';
 import { startBtestServer } from '../helpers/btest.js';
@@ -242,6 +242,39 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
 });
 
 describe('MQTT failures and the Supervisor', () => {
+  it('a start-up failure (the page port taken) stops the service before anything is announced', async () => {
+    const taken = http.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    const dir = tempDir();
+    const deviceId = `bwprobe_${installId(dir)}`;
+    const rec = await Recorder.connect(broker.url, [
+      `bandwidth_probe/${deviceId}/#`,
+      `homeassistant/device/${deviceId}/#`,
+    ]);
+    try {
+      const s = loadSettings({
+        flags: {
+          general: { data_dir: dir, log_level: 'silent', engine: 'js' },
+          service: { busy_check: 'off', run_on_start: 'true' },
+          web: { bind: '127.0.0.1', port: String(port) },
+          mqtt: auth(),
+        },
+        env: { BANDWIDTH_PROBE_TARGETS: JSON.stringify(TARGETS()) },
+      });
+      await expect(startService(s, log, fast)).rejects.toMatchObject({ code: 'BP_ERR_CONFIG' });
+      await new Promise((r) => setTimeout(r, 1000));
+      // HA never saw a device that would look healthy and never measure; the lock is free again
+      expect(rec.messages.map((m) => m.topic)).toEqual([]);
+      taken.close();
+      const svc = await startService({ ...s, web: { ...s.web, port: 0 } }, log, fast);
+      await svc.close();
+    } finally {
+      taken.close();
+      await rec.close();
+    }
+  });
+
   it('a wrong broker password is a coded error and the probe keeps retrying with backoff', async () => {
     const svc = await startService(
       settings(tempDir(), { url: broker.url, username: BROKER_USER, password: 'wrong' }),

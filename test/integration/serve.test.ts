@@ -166,7 +166,8 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
       first.kill('SIGKILL');
       await rec.close();
     }
-  });
+    // three service processes start and stop here: ~4 s alone, past 30 s once beside another suite
+  }, 90_000);
 });
 
 describe('serve started as root drops to run_as (issue 14 row 26)', () => {
