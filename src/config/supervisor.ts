@@ -42,26 +42,32 @@ export function parseMqttService(body: unknown): BrokerConfig {
   };
 }
 
-/** Asks the Supervisor; throws BP_ERR_SUPERVISOR when there is no broker or no answer. */
-export async function supervisorMqtt(env: NodeJS.ProcessEnv, timeoutMs = 5000): Promise<BrokerConfig> {
+/**
+ * One GET to the Supervisor with the add-on's token, its JSON body returned. Throws BP_ERR_SUPERVISOR
+ * without a token, without an answer in `timeoutMs`, or without a JSON body.
+ */
+async function supervisorGet(env: NodeJS.ProcessEnv, path: string, timeoutMs: number): Promise<unknown> {
   const token = env.SUPERVISOR_TOKEN ?? env.HASSIO_TOKEN;
   if (!token) throw new ProbeError('BP_ERR_SUPERVISOR', 'not running as an add-on (no SUPERVISOR_TOKEN)');
   let res: Response;
   try {
-    res = await fetch(`${supervisorUrl(env)}/services/mqtt`, {
+    res = await fetch(`${supervisorUrl(env)}${path}`, {
       headers: { Authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
     throw new ProbeError('BP_ERR_SUPERVISOR', `no answer: ${(err as Error).message}`);
   }
-  let body: unknown;
   try {
-    body = await res.json();
+    return await res.json();
   } catch {
     throw new ProbeError('BP_ERR_SUPERVISOR', `HTTP ${res.status} without a JSON body`);
   }
-  return parseMqttService(body);
+}
+
+/** Asks the Supervisor; throws BP_ERR_SUPERVISOR when there is no broker or no answer. */
+export async function supervisorMqtt(env: NodeJS.ProcessEnv, timeoutMs = 5000): Promise<BrokerConfig> {
+  return parseMqttService(await supervisorGet(env, '/services/mqtt', timeoutMs));
 }
 
 /**
@@ -69,18 +75,7 @@ export async function supervisorMqtt(env: NodeJS.ProcessEnv, timeoutMs = 5000): 
  * with the repository's hash), for the device's link to the ingress panel. Throws BP_ERR_SUPERVISOR.
  */
 export async function supervisorSelfSlug(env: NodeJS.ProcessEnv, timeoutMs = 3000): Promise<string> {
-  const token = env.SUPERVISOR_TOKEN ?? env.HASSIO_TOKEN;
-  if (!token) throw new ProbeError('BP_ERR_SUPERVISOR', 'not running as an add-on (no SUPERVISOR_TOKEN)');
-  let body: unknown;
-  try {
-    const res = await fetch(`${supervisorUrl(env)}/addons/self/info`, {
-      headers: { Authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    body = await res.json();
-  } catch (err) {
-    throw new ProbeError('BP_ERR_SUPERVISOR', `/addons/self/info: ${(err as Error).message}`);
-  }
+  const body = await supervisorGet(env, '/addons/self/info', timeoutMs);
   const slug = (body as { data?: { slug?: unknown } } | null)?.data?.slug;
   if (typeof slug !== 'string' || !/^[a-z0-9_]{1,64}$/.test(slug))
     throw new ProbeError('BP_ERR_SUPERVISOR', '/addons/self/info: no valid slug');

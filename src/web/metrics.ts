@@ -9,11 +9,9 @@ import type { Store } from '../store/store.js';
  */
 export function createMetrics(store: Store, runner: Runner, targets: readonly TargetSettings[]): Registry {
   const registry = new Registry();
-  const latest = (
-    name: string,
-    help: string,
-    pick: (s: ReturnType<Store['summaries']>[number]) => number | null,
-  ) =>
+  type Summary = ReturnType<Store['summaries']>[number];
+  /** A gauge per target, read from the target's latest run when scraped (no value: no sample). */
+  const perTarget = (name: string, help: string, value: (last: Summary) => number | null | undefined) =>
     new Gauge({
       name,
       help,
@@ -23,11 +21,14 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
         this.reset();
         for (const t of targets) {
           const last = store.summaries({ target: t.id, limit: 1 })[0];
-          const v = last && last.status === 'ok' ? pick(last) : null;
+          const v = last ? value(last) : undefined;
           if (v !== null && v !== undefined) this.set({ target: t.id }, v);
         }
       },
     });
+  /** A figure of the latest run, when that run was ok. */
+  const latest = (name: string, help: string, pick: (s: Summary) => number | null) =>
+    perTarget(name, help, (last) => (last.status === 'ok' ? pick(last) : null));
   // Base units, as Prometheus names want them (bits per second, seconds, a 0–1 ratio); MQTT and the
   // API keep Mbit/s and ms.
   const mbps = (v: number | null) => (v === null ? null : v * 1e6);
@@ -45,32 +46,16 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
     s.flags.includes('below_threshold') ? 1 : 0,
   );
   // No status label here: a label that changes with every run would start a new series each time.
-  new Gauge({
-    name: 'bandwidth_probe_last_run_timestamp_seconds',
-    help: 'When the latest run of a target finished (any status)',
-    labelNames: ['target'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const t of targets) {
-        const last = store.summaries({ target: t.id, limit: 1 })[0];
-        if (last) this.set({ target: t.id }, Date.parse(last.finished_at) / 1000);
-      }
-    },
-  });
-  new Gauge({
-    name: 'bandwidth_probe_last_run_ok',
-    help: '1 when the latest run of a target succeeded, 0 when it failed or was aborted',
-    labelNames: ['target'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const t of targets) {
-        const last = store.summaries({ target: t.id, limit: 1 })[0];
-        if (last) this.set({ target: t.id }, last.status === 'ok' ? 1 : 0);
-      }
-    },
-  });
+  perTarget(
+    'bandwidth_probe_last_run_timestamp_seconds',
+    'When the latest run of a target finished (any status)',
+    (last) => Date.parse(last.finished_at) / 1000,
+  );
+  perTarget(
+    'bandwidth_probe_last_run_ok',
+    '1 when the latest run of a target succeeded, 0 when it failed or was aborted',
+    (last) => (last.status === 'ok' ? 1 : 0),
+  );
   // The history shrinks with retention, so its size is a gauge; runs since start are a counter.
   new Gauge({
     name: 'bandwidth_probe_history_runs',

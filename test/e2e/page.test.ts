@@ -24,6 +24,19 @@ let proxy: http.Server;
 let browser: Browser;
 let base: string;
 
+/** The service as the page tests run it: js engine, no busy check, no MQTT, a free loopback port. */
+function pageSettings(env: Record<string, string>) {
+  return loadSettings({
+    flags: {
+      general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
+      service: { busy_check: 'off' },
+      web: { bind: '127.0.0.1', port: '0' },
+      mqtt: { enabled: 'off' },
+    },
+    env,
+  });
+}
+
 /** Supervisor-like ingress proxy: strips the prefix, adds X-Ingress-Path, streams responses as they come. */
 function ingressProxy(targetPort: number): http.Server {
   return http.createServer((req, res) => {
@@ -63,45 +76,37 @@ beforeAll(async () => {
     engine: new JsEngine(),
   });
   await btest.start();
-  const s = loadSettings({
-    flags: {
-      general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
-      service: { busy_check: 'off' },
-      web: { bind: '127.0.0.1', port: '0' },
-      mqtt: { enabled: 'off' },
-    },
-    env: {
-      BANDWIDTH_PROBE_TARGETS: JSON.stringify([
-        {
-          id: 'router',
-          name: 'Router',
-          type: 'btest',
-          host: `127.0.0.1:${btest.port}`,
-          direction: 'both',
-          duration: 3,
-          threshold_download: 100,
-        },
-        {
-          id: 'lab',
-          name: 'Lab 25G',
-          type: 'btest',
-          host: `127.0.0.1:${btest.port}`,
-          direction: 'receive',
-          duration: 1,
-          schedule: '0 3 * * *',
-        },
-        {
-          id: 'router_udp',
-          name: 'Router UDP',
-          type: 'btest',
-          host: `127.0.0.1:${btest.port}`,
-          protocol: 'udp',
-          duration: 1,
-          remote_tx_speed: 50_000_000,
-          schedule: '*/30 * * * *',
-        },
-      ]),
-    },
+  const s = pageSettings({
+    BANDWIDTH_PROBE_TARGETS: JSON.stringify([
+      {
+        id: 'router',
+        name: 'Router',
+        type: 'btest',
+        host: `127.0.0.1:${btest.port}`,
+        direction: 'both',
+        duration: 3,
+        threshold_download: 100,
+      },
+      {
+        id: 'lab',
+        name: 'Lab 25G',
+        type: 'btest',
+        host: `127.0.0.1:${btest.port}`,
+        direction: 'receive',
+        duration: 1,
+        schedule: '0 3 * * *',
+      },
+      {
+        id: 'router_udp',
+        name: 'Router UDP',
+        type: 'btest',
+        host: `127.0.0.1:${btest.port}`,
+        protocol: 'udp',
+        duration: 1,
+        remote_tx_speed: 50_000_000,
+        schedule: '*/30 * * * *',
+      },
+    ]),
   });
   svc = await startService(s, createLogger('silent'), { version: 'e2e' });
   // A day of history for the charts: one real run, repeated at earlier times with varied figures.
@@ -382,15 +387,7 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
   }, 60_000);
 
   it('first run without targets: a labelled loopback self-test with the next steps', async () => {
-    const s = loadSettings({
-      flags: {
-        general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
-        service: { busy_check: 'off' },
-        web: { bind: '127.0.0.1', port: '0' },
-        mqtt: { enabled: 'off' },
-      },
-      env: {},
-    });
+    const s = pageSettings({});
     const first = await startService(s, createLogger('silent'), { version: 'e2e' });
     try {
       const done = new Promise<void>((r) => {
