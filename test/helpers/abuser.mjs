@@ -1,8 +1,11 @@
 // Opens abusive connections to our servers for the abuse test (test/slow/abuse.test.ts) and reports how
 // each ended. Plain JavaScript so it runs with `node` inside a network namespace without a build step.
-// argv: JSON {host, rmbtPlain, rmbtHttp, btest, count, durationMs, graceMs}: keeps `count` connections
-// open for durationMs (a closed one is replaced at once), then waits up to graceMs for the servers to
-// close the rest. Prints one JSON line: {opened, closedByPeer, stillOpen, maxCloseMs, kinds}.
+// argv: JSON {host, rmbtPlain, rmbtHttp, btest, count, durationMs, graceMs, sources?}: keeps `count`
+// connections open for durationMs (a closed one is replaced at once), then waits up to graceMs for the
+// servers to close the rest. `sources` are local addresses the connections take in turn (several
+// abusive hosts, each under the servers' per-address cap, so connections end by the deadline and not
+// by eviction). Prints one JSON line: {opened, capped, closedByPeer, stillOpen, maxCloseMs, kinds};
+// `capped` is true when the bound on connections in all (50 × count) ended the replacing early.
 import net from 'node:net';
 
 const o = JSON.parse(process.argv[2]);
@@ -29,11 +32,14 @@ const t0 = Date.now();
 const results = [];
 let open = 0;
 let stopping = false;
+let capped = false;
 let wake = () => {};
 let n = 0;
 function openOne() {
   const k = kinds[n++ % kinds.length];
-  const sock = net.connect(k.port, o.host);
+  const sources = o.sources ?? [];
+  const localAddress = sources.length ? sources[Math.floor(n / kinds.length) % sources.length] : undefined;
+  const sock = net.connect({ port: k.port, host: o.host, localAddress });
   const r = { kind: k.name, openedAt: 0, closeMs: -1 };
   results.push(r);
   open++;
@@ -54,6 +60,7 @@ function openOne() {
     open--;
     // A bounded loop: replacements only until durationMs, and never more than 50 × count in all.
     if (!stopping && results.length < o.count * 50) openOne();
+    else if (!stopping) capped = true;
     if (stopping && open === 0) wake();
   });
 }
@@ -79,6 +86,7 @@ for (const r of results) {
 process.stdout.write(
   `${JSON.stringify({
     opened: results.length,
+    capped,
     closedByPeer: results.filter((r) => r.closeMs >= 0).length,
     stillOpen: results.filter((r) => r.closeMs < 0).length,
     maxCloseMs: Math.max(...results.map((r) => r.closeMs)),

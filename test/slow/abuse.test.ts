@@ -2,8 +2,8 @@
  * Our servers under abuse (issue 8): in a network namespace this test makes (root), with its loopback
  * shaped by tbf so throughput is set by the link and not by how busy the two cores are, our RMBT and
  * btest servers run as real processes (the built CLI). A real client measures once alone, then again
- * while 200 connections that send nothing, garbage or half a handshake are kept open against the
- * servers (each closed one replaced at once). The second result must be within 5 % of the first, the
+ * while 200 connections from five other addresses that send nothing, garbage or half a handshake are
+ * kept open against the servers (each closed one replaced at once). The second result must be within 5 % of the first, the
  * servers' memory must stay bounded, and every abusive connection must be closed by the servers'
  * handshake deadline.
  */
@@ -199,9 +199,18 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
     const rss0 = { rmbt: rssKb(pids.rmbt), btest: rssKb(pids.btest) };
     const fd0 = { rmbt: fds(pids.rmbt), btest: fds(pids.btest) };
     const peak = { ...rss0 };
+    // The peak after the measurements ended, while the abuse goes on: memory that grows with the
+    // number of abusive connections keeps climbing there; allocator slack does not.
+    let measuring = true;
+    const late = { rmbt: 0, btest: 0 };
     const sampler = setInterval(() => {
-      peak.rmbt = Math.max(peak.rmbt, rssKb(pids.rmbt));
-      peak.btest = Math.max(peak.btest, rssKb(pids.btest));
+      const now = { rmbt: rssKb(pids.rmbt), btest: rssKb(pids.btest) };
+      peak.rmbt = Math.max(peak.rmbt, now.rmbt);
+      peak.btest = Math.max(peak.btest, now.btest);
+      if (!measuring) {
+        late.rmbt = Math.max(late.rmbt, now.rmbt);
+        late.btest = Math.max(late.btest, now.btest);
+      }
     }, 200);
 
     const abuseMs = 26_000;
@@ -215,6 +224,8 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
           count: 200,
           durationMs: abuseMs,
           graceMs: (HANDSHAKE_S + 3) * 1000,
+          // Five abusive hosts; the real clients measure from 127.0.0.1.
+          sources: ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'],
         }),
       ],
       abuseMs + 30_000,
@@ -224,8 +235,11 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
     const underRmbt = await rmbt();
     const underBtest = { rx: await btest('receive'), tx: await btest('send') };
     const measuredMs = Date.now() - t0;
+    const peakWhileMeasuring = { ...peak };
+    measuring = false;
     const report = JSON.parse(await abuser) as {
       opened: number;
+      capped: boolean;
       closedByPeer: number;
       stillOpen: number;
       maxCloseMs: number;
@@ -252,7 +266,7 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
         base: [baseBtest.rx.download?.mbps, baseBtest.tx.upload?.mbps],
         abused: [underBtest.rx.download?.mbps, underBtest.tx.upload?.mbps],
       },
-      rssKb: { before: rss0, peak },
+      rssKb: { before: rss0, peak, peakWhileMeasuring, afterMeasuring: late },
       fds: { before: fd0, after: fd1, rmbtKinds: fdList },
       abuser: report,
       measuredMs,
@@ -273,11 +287,21 @@ describe('servers under abuse: 200 idle, garbage and half-open connections while
     }
     // Every abusive connection was closed by the servers, none later than the handshake deadline (+1 s).
     expect(report.opened).toBeGreaterThanOrEqual(200);
+    // Replaced all along: the abuse lasted the whole 26 s, not until the abuser's own bound.
+    expect(report.capped).toBe(false);
     expect(report.stillOpen).toBe(0);
     expect(report.maxCloseMs).toBeLessThan((HANDSHAKE_S + 1) * 1000);
     // Memory: bounded growth while serving hundreds of half-open connections; no descriptors left behind.
+    // The RMBT server's live JS heap stays at 15-21 MB all through (--trace-gc); RSS grows by what V8
+    // commits in the burst plus malloc arena slack: 22 MB here alone. (When the abusers all came from
+    // the client's own address, the per-address cap evicted them as fast as they connected, 10 000
+    // connections in a few seconds, and RSS grew by 47-69 MB: the abuser hit its own bound and the
+    // measurement ran beside far fewer abusers than the test says.)
     expect(peak.rmbt - rss0.rmbt).toBeLessThan(64 * 1024);
     expect(peak.btest - rss0.btest).toBeLessThan(64 * 1024);
+    // And no climbing while only the abuse goes on (some 700 more connections after the measurements).
+    expect(late.rmbt - peakWhileMeasuring.rmbt).toBeLessThan(16 * 1024);
+    expect(late.btest - peakWhileMeasuring.btest).toBeLessThan(16 * 1024);
     expect(fd1.rmbt).toBeLessThanOrEqual(fd0.rmbt);
     expect(fd1.btest).toBeLessThanOrEqual(fd0.btest);
   }, 180_000);
