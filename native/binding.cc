@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "run.h"
+#include "tls.h"
 #include "udp_run.h"
 
 namespace {
@@ -37,6 +38,17 @@ Napi::Value RaiseNofile(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// tlsAvailable(): {ok, why}: whether native TLS can run in this Node (every OpenSSL symbol found, 3.x).
+Napi::Value TlsAvailable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string why;
+  bool ok = bp::tls_available(&why);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ok", Napi::Boolean::New(env, ok));
+  if (!ok) out.Set("why", Napi::String::New(env, why));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   // Every stream runs on a thread of its own, and glibc gives threads arenas of their own (up to 8 per
@@ -57,7 +69,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Run", bp::Run::Define(env));
   exports.Set("UdpRun", bp::UdpRun::Define(env));
   exports.Set("raiseNofile", Napi::Function::New(env, RaiseNofile, "raiseNofile"));
-  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  exports.Set("TlsContext", bp::TlsContext::Define(env));
+  exports.Set("TlsSession", bp::TlsSession::Define(env));
+  exports.Set("tlsAvailable", Napi::Function::New(env, TlsAvailable, "tlsAvailable"));
+  exports.Set("abiVersion", Napi::Number::New(env, 3));
   return exports;
 }
 

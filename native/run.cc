@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include "registry.h"
+#include "tls.h"
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -97,6 +98,21 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
       return;
     }
     ss.t0 = u64(s, "t0", 0);
+    // A TLS stream brings its session (native/tls.h): the loop reads and writes records through it.
+    Napi::Value tlsv = s.Get("tls");
+    if (tlsv.IsObject()) {
+      TlsSession* sess = Napi::ObjectWrap<TlsSession>::Unwrap(tlsv.As<Napi::Object>());
+      if (!sess || !sess->ssl() || sess->lent) {
+        close(ss.fd);
+        CloseFds();
+        Napi::Error::New(env, "BP_ERR_ENGINE: the TLS session is not usable").ThrowAsJavaScriptException();
+        return;
+      }
+      ss.ssl = sess->ssl();
+      ss.tls = &sess->io();
+      sess->lent = true;
+      sessions_.push_back(sess);
+    }
     Napi::Value pending = s.Get("pending");
     if (pending.IsBuffer()) {
       Slice p = slice(pending);
@@ -180,6 +196,9 @@ Napi::Value Run::Start(const Napi::CallbackInfo& info) {
 void Run::OnAllDone(Napi::Env env, Napi::Function cb) {
   Join();
   CloseFds();
+  // The sessions are the JS side's again (kept alive by keep_, the spec that names them).
+  for (TlsSession* t : sessions_) t->lent = false;
+  sessions_.clear();
   forget(this);
   // No thread uses the eventfd any more: close it now, not when the GC gets to this object (a busy
   // server would otherwise hold one per finished run until then — the abuse test counts them).

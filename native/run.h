@@ -11,6 +11,8 @@
 
 namespace bp {
 
+class TlsSession;
+
 class Run : public Napi::ObjectWrap<Run>, public Stoppable {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -31,6 +33,7 @@ class Run : public Napi::ObjectWrap<Run>, public Stoppable {
 
   Job job_;
   std::vector<StreamSpec> specs_;
+  std::vector<TlsSession*> sessions_;  // lent to this run until OnAllDone
   std::vector<Outcome> outcomes_;
   std::vector<std::thread> threads_;
   Control ctl_;

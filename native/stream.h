@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+struct ssl_st;
+
 namespace bp {
 
 enum class Mode { Receive, Send };
@@ -41,8 +43,13 @@ struct Job {
   bool count_inbound = false; // send: what arrives meanwhile is data to count (btest TCP both), not words
 };
 
+struct TlsIo;
+
 struct StreamSpec {
   int fd = -1;
+  // TLS streams (issue 16): the session's SSL* and record transport; both null for plain TCP.
+  ssl_st* ssl = nullptr;
+  TlsIo* tls = nullptr;
   uint64_t t0 = 0;
   std::vector<uint8_t> pending;  // payload bytes the protocol reader had already buffered
   std::vector<Slice> cont;       // send: pre-framed "more follows" chunks

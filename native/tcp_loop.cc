@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "framing.h"
 #include "stream.h"
+#include "tls.h"
 
 namespace bp {
 namespace {
@@ -26,6 +27,8 @@ constexpr size_t kMaxInbound = 16 * 1024 * 1024;
 // instead of the first segment (fewer wake-ups and window updates for the sender). Never above the bytes
 // left to the next byte we must look at, or the end of a transfer would never wake us.
 constexpr uint64_t kLowat = 256 * 1024;
+// TLS sends: plaintext encrypted per call (16 records), then sent in one block before the next slice.
+constexpr size_t kTlsSlice = 256 * 1024;
 
 inline void publish(double* counter, uint64_t bytes) {
   double v = static_cast<double>(bytes);
@@ -107,8 +110,38 @@ struct Inbound {
   std::vector<uint8_t> scratch;
 };
 
+bool keep_inbound(Inbound& in, const uint8_t* data, size_t n, Err* err) {
+  if (in.count) {
+    in.bytes += n;
+    return true;
+  }
+  if (in.keep->size() + n > kMaxInbound) {
+    *err = Err::Protocol;
+    return false;
+  }
+  in.keep->insert(in.keep->end(), data, data + n);
+  return true;
+}
+
 // Reads what is there without blocking. Returns false when the peer closed or sent too much.
-bool take_inbound(int fd, Inbound& in, Err* err) {
+bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
+  if (spec.ssl) {
+    for (int round = 0; round < 64; round++) {
+      long r = tls_read(spec.ssl, *spec.tls, in.scratch.data(), in.scratch.size(), nullptr);
+      if (r == 0) {
+        *err = Err::PeerClosed;
+        return false;
+      }
+      if (r < 0) {
+        if (errno == EAGAIN) return true;
+        *err = errno == EPROTO ? Err::Protocol : Err::PeerClosed;
+        return false;
+      }
+      if (!keep_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)) return false;
+    }
+    return true;
+  }
+  const int fd = spec.fd;
   for (int round = 0; round < 64; round++) {
     ssize_t r;
     if (in.count) {
@@ -135,8 +168,44 @@ bool take_inbound(int fd, Inbound& in, Err* err) {
   return true;
 }
 
+// Waits until the socket takes more (POLLOUT); inbound bytes seen meanwhile go to `in`.
+Err wait_writable(const StreamSpec& spec, Control& ctl, uint64_t idle_ns, Inbound* in) {
+  short rev = 0;
+  int w = wait_fd(spec.fd, in ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
+  if (w < 0) return Err::Aborted;
+  if (w == 0) return Err::Stalled;
+  if ((rev & POLLIN) && in) {
+    Err e = Err::Ok;
+    if (!take_inbound(spec, *in, &e)) return e;
+  } else if ((rev & (POLLERR | POLLHUP)) && !(rev & POLLOUT)) {
+    return Err::PeerClosed;
+  }
+  return Err::Ok;
+}
+
+// TLS: encrypts a slice, sends it in one block, and so on (SSL_write of whole records into our BIO, then
+// one send() of up to 256 KiB plus record overhead; specs/rmbt.md §2.2 for TLS itself).
+Err tls_write_all(const StreamSpec& spec, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, Inbound* in) {
+  size_t off = 0;
+  for (;;) {
+    for (;;) {
+      int r = tls_flush(*spec.tls);
+      if (r == 1) break;
+      if (r < 0) return errno == EPIPE || errno == ECONNRESET ? Err::PeerClosed : Err::Io;
+      Err e = wait_writable(spec, ctl, idle_ns, in);
+      if (e != Err::Ok) return e;
+    }
+    if (off >= len) return Err::Ok;
+    long n = tls_encrypt(spec.ssl, data + off, std::min(len - off, kTlsSlice), nullptr);
+    if (n <= 0) return Err::Io;
+    off += static_cast<size_t>(n);
+  }
+}
+
 // Writes a whole buffer, waiting for room; inbound bytes seen meanwhile go to `in`.
-Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, Inbound* in) {
+Err write_all(const StreamSpec& spec, const uint8_t* data, size_t len, Control& ctl, uint64_t idle_ns, Inbound* in) {
+  if (spec.ssl) return tls_write_all(spec, data, len, ctl, idle_ns, in);
+  const int fd = spec.fd;
   size_t off = 0;
   while (off < len) {
     ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -152,7 +221,7 @@ Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t id
     if (w == 0) return Err::Stalled;
     if ((rev & POLLIN) && in) {
       Err e = Err::Ok;
-      if (!take_inbound(fd, *in, &e)) return e;
+      if (!take_inbound(spec, *in, &e)) return e;
     } else if (rev & (POLLERR | POLLHUP)) {
       return Err::PeerClosed;
     }
@@ -160,7 +229,7 @@ Err write_all(int fd, const uint8_t* data, size_t len, Control& ctl, uint64_t id
   return Err::Ok;
 }
 
-void write_report(int fd, const Job& job, uint64_t t, uint64_t bytes, Control& ctl) {
+void write_report(const StreamSpec& spec, const Job& job, uint64_t t, uint64_t bytes, Control& ctl) {
   char line[96];
   int len = std::snprintf(line + 2, sizeof line - 2, "TIME %llu BYTES %llu\n", static_cast<unsigned long long>(t),
                           static_cast<unsigned long long>(bytes));
@@ -172,7 +241,7 @@ void write_report(int fd, const Job& job, uint64_t t, uint64_t bytes, Control& c
     p = reinterpret_cast<const uint8_t*>(line);
     n += 2;
   }
-  write_all(fd, p, n, ctl, job.idle_ns, nullptr);
+  write_all(spec, p, n, ctl, job.idle_ns, nullptr);
 }
 
 void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
@@ -191,7 +260,7 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
     if (!reported || at - last_report > job.report_ns) {
       reported = true;
       last_report = at;
-      write_report(spec.fd, job, at - spec.t0, tr.bytes, ctl);
+      write_report(spec, job, at - spec.t0, tr.bytes, ctl);
     }
   };
 
@@ -212,7 +281,8 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
     if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
     // Raw streams (btest) have no last chunk: their deadline is the normal end.
     if (now >= hard) return job.framing == Framing::Raw ? tr.finish(Err::Ok, nullptr) : tr.finish(Err::Timeout, "the last chunk did not come in time");
-    uint64_t skip = trunc_ok ? ps.skippable() : 0;
+    // TLS: every byte is ciphertext that must be decrypted, so nothing is skipped in the kernel.
+    uint64_t skip = trunc_ok && !spec.ssl ? ps.skippable() : 0;
     ssize_t n;
     bool truncated = false;
     if (skip >= kTruncMin) {
@@ -224,6 +294,14 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
         trunc_ok = false;
         continue;
       }
+    } else if (spec.ssl) {
+      // One record's plaintext per call (at most 16 KiB); the BIO reads up to 256 KiB per recv().
+      std::string msg;
+      n = tls_read(spec.ssl, *spec.tls, buf.data(), buf.size(), &msg);
+      if (n < 0 && errno != EAGAIN) {
+        Err e = errno == EPROTO ? Err::Protocol : errno == ECONNRESET || errno == EPIPE ? Err::PeerClosed : Err::Io;
+        return tr.finish(e, msg.empty() ? "TLS read failed" : msg.c_str());
+      }
     } else {
       n = recv(spec.fd, buf.data(), buf.size(), MSG_DONTWAIT);
     }
@@ -233,7 +311,9 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         return tr.finish(errno == ECONNRESET ? Err::PeerClosed : Err::Io, std::strerror(errno));
       }
-      if (job.lowat) {
+      // Not for TLS: ciphertext already in the BIO counts toward a record, so a mark set from plaintext
+      // could wait for bytes that are already here.
+      if (job.lowat && !spec.ssl) {
         uint64_t need = ps.skippable();
         int want = static_cast<int>(std::max<uint64_t>(1, std::min<uint64_t>(need == UINT64_MAX ? 1 : need + 1, kLowat)));
         if (want != lowat) {
@@ -314,14 +394,14 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
         poll(w, job.count_inbound ? 2 : 1, static_cast<int>((std::min(due, stop) - now) / 1000000 + 1));
         if (job.count_inbound) {
           Err e = Err::Ok;
-          if (!take_inbound(spec.fd, in, &e)) return done(e, "the peer closed the connection");
+          if (!take_inbound(spec, in, &e)) return done(e, "the peer closed the connection");
           sample_rx(now_ns(), false);
         }
         continue;
       }
     }
     const Slice& s = last ? spec.fin : spec.cont[v++ % spec.cont.size()];
-    Err e = write_all(spec.fd, s.data, s.len, ctl, job.idle_ns, &in);
+    Err e = write_all(spec, s.data, s.len, ctl, job.idle_ns, &in);
     if (e != Err::Ok) {
       return done(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
     }
@@ -333,7 +413,7 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
     if (job.count_inbound || at - last_drain > 1000000) {
       last_drain = at;
       Err ie = Err::Ok;
-      if (!take_inbound(spec.fd, in, &ie)) return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
+      if (!take_inbound(spec, in, &ie)) return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
       sample_rx(at, false);
     }
   }
@@ -343,16 +423,20 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
 
 void run_stream(const Job& job, const StreamSpec& spec, Control& ctl, double* counter, Outcome& out) {
   Track tr(job, spec, counter, out);
+  // TLS: the session's BIO works on this thread's duplicate of the socket until the stream ends.
+  if (spec.tls) spec.tls->fd = spec.fd;
   if (job.mode == Mode::Receive) {
     receive(job, spec, ctl, tr);
     // The socket goes back to Node: leave the default low-water mark.
-    if (job.lowat) {
+    if (job.lowat && !spec.ssl) {
       int one = 1;
       setsockopt(spec.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
     }
   } else {
     send_loop(job, spec, ctl, tr);
   }
+  // Back to fed mode: ciphertext still unsent (if the stream failed) goes out through Node.
+  if (spec.tls) spec.tls->fd = -1;
 }
 
 }  // namespace bp

@@ -4,6 +4,7 @@ import { ProbeError } from '../errors.js';
 import type { Point } from '../measure/speed.js';
 import { packageRoot } from '../version.js';
 import { JsEngine } from './jsEngine.js';
+import { NativeTls, type NativeTlsAddon } from './tls.js';
 import type {
   DataStream,
   Engine,
@@ -51,7 +52,7 @@ interface NativeRun {
   abort(): void;
 }
 
-export interface NativeAddon {
+export interface NativeAddon extends NativeTlsAddon {
   Run: new (spec: Record<string, unknown>) => NativeRun;
   UdpRun: new (spec: Record<string, unknown>) => NativeUdpRun;
   /** soft RLIMIT_NOFILE raised to the hard one; -1 = unlimited; null when getrlimit fails */
@@ -74,20 +75,29 @@ export function loadAddon(): NativeAddon {
       throw new Error(`PREBUILDS_ONLY is set but node-gyp-build picked ${path}`);
   }
   const addon = load(root) as NativeAddon;
-  if (addon.abiVersion !== 2) throw new Error(`native addon ABI ${addon.abiVersion}, expected 2`);
+  if (addon.abiVersion !== 3) throw new Error(`native addon ABI ${addon.abiVersion}, expected 3`);
   return addon;
 }
 
 /**
  * The native engine: bulk bytes move on C++ threads (native/tcp_loop.cc); TypeScript keeps the protocol.
- * Streams it cannot drive (TLS, whose bytes are ciphertext on the fd) run on the js engine, and the run
- * says so in `kind`.
+ * TLS streams are native when their session is (native/tls.h, `tls` here); streams it cannot drive
+ * (Node's own TLS, a WebSocket frame half read) run on the js engine, and the run says so in `kind`.
  */
 export class NativeEngine implements Engine {
   readonly kind = 'native' as const;
   private readonly fallback = new JsEngine();
+  /** native TLS, when this Node's OpenSSL serves it and BANDWIDTH_PROBE_NATIVE_TLS is not 0 */
+  readonly tls?: NativeTls;
+  /** why native TLS is off */
+  readonly tlsUnavailable?: string;
 
-  constructor(private readonly addon: NativeAddon) {}
+  constructor(private readonly addon: NativeAddon) {
+    const avail = addon.tlsAvailable();
+    if (process.env.BANDWIDTH_PROBE_NATIVE_TLS === '0') this.tlsUnavailable = 'BANDWIDTH_PROBE_NATIVE_TLS=0';
+    else if (!avail.ok) this.tlsUnavailable = avail.why ?? 'unavailable';
+    else this.tls = new NativeTls(addon);
+  }
 
   /** UDP on the native paced loop (native/udp_loop.cc): sendmmsg/recvmmsg, absolute deadlines. */
   async udp(job: UdpJob): Promise<UdpRunHandle> {
@@ -184,6 +194,7 @@ export class NativeEngine implements Engine {
           fd: h.fd,
           t0: t0?.[i] ?? start,
           pending: h.pending,
+          ...(h.tls ? { tls: h.tls } : {}),
           ...(job.mode === 'send'
             ? { cont: (job.chunks[i] ?? job.chunks[0]!).cont, fin: (job.chunks[i] ?? job.chunks[0]!).fin }
             : {}),

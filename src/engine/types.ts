@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { ErrorCode, ProbeError } from '../errors.js';
 import type { EngineKind } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
+import type { NativeTls, NativeTlsSession } from './tls.js';
 
 /**
  * The engine contract (design.md "Engine contract"). TypeScript does the protocol handshake; an engine
@@ -38,7 +39,7 @@ export interface DataStream {
   /**
    * For the native engine: waits until every queued write has reached the kernel, then stops Node from
    * reading and hands over the fd with the payload already buffered. Undefined when the stream cannot be
-   * driven natively (TLS, or a WebSocket frame half read).
+   * driven natively (Node's own TLS, or a WebSocket frame half read).
    */
   takeFd?(): Promise<NativeHandle | undefined>;
   /** Gives the fd back: `leftover` is raw socket bytes, or payload when `decoded`. */
@@ -54,6 +55,8 @@ export interface NativeHandle {
   fd: number;
   pending: Buffer;
   ws: 'client' | 'server' | null;
+  /** a native TLS stream's session: the loop reads and writes records through it */
+  tls?: NativeTlsSession;
 }
 
 export interface ChunkSet {
@@ -115,6 +118,10 @@ export interface EngineRun {
 
 export interface Engine extends UdpEngine {
   readonly kind: EngineKind;
+  /** TLS sessions the engine can drive in its bulk phases (native engine, when available) */
+  readonly tls?: NativeTls;
+  /** why an engine that could drive TLS does not here (e.g. no OpenSSL symbols in this Node) */
+  readonly tlsUnavailable?: string;
   /**
    * Runs one job on every stream at once. `t0` (process.hrtime.bigint) per stream is the time origin of
    * its points, e.g. when GETTIME was written; default is the call time. Never rejects for network

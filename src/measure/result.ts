@@ -90,6 +90,8 @@ export interface RunResult {
     encryption?: boolean;
     version?: string;
     address?: string;
+    /** TLS transports: the negotiated protocol and cipher (IANA name), from either engine */
+    tls?: { version: string; cipher: string };
   };
   started_at: string;
   finished_at: string;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { type NativeTlsSession, nativeTlsError } from '../engine/tls.js';
 import type { ChunkSet, DataStream, NativeHandle, StreamSink } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import { randomPool } from '../util/randomPool.js';
@@ -24,9 +25,16 @@ const MAX_QUEUED_FOR_PONG = 64 * 1024;
 const SHARED_SETS = 3;
 const shared = new Map<string, ChunkSet>();
 
+/** The negotiated TLS protocol and cipher (IANA name) of a TLS connection. */
+export interface TlsInfo {
+  version: string;
+  cipher: string;
+}
+
 /**
- * One RMBT connection on either side: a socket (plain or TLS), optionally WebSocket-framed, with a
- * line reader for the protocol and a data path an engine can take over (DataStream).
+ * One RMBT connection on either side: a socket (plain, Node's TLS, or TCP carrying a native TLS session),
+ * optionally WebSocket-framed, with a line reader for the protocol and a data path an engine can take
+ * over (DataStream). The layers, outside in: socket → native TLS (`tlsSession`) → WebSocket → payload.
  */
 export class Channel implements DataStream {
   wsRole: 'client' | 'server' | null = null;
@@ -38,22 +46,121 @@ export class Channel implements DataStream {
   private decoder: WsDecoder | null = null;
   private maskKey: Buffer | null = null;
   private closedByUs = false;
+  private tlsReady = false;
 
-  constructor(readonly socket: Socket) {
+  /**
+   * `tlsSession`: a native TLS session over this TCP socket (client or server side); its handshake starts
+   * with `tlsHandshake()` on a client and with the client's first bytes on a server.
+   */
+  constructor(
+    readonly socket: Socket,
+    private readonly tlsSession?: NativeTlsSession,
+  ) {
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => this.onRaw(d));
+    socket.on('data', (d: Buffer) => (this.tlsSession ? this.onCipher(d) : this.onRaw(d)));
     socket.on('error', (err) => this.fail(new ProbeError('BP_ERR_PEER_CLOSED', err.message)));
-    socket.on('close', () =>
+    socket.on('close', () => {
       this.fail(
         this.closedByUs
           ? new ProbeError('BP_ERR_ABORTED', 'connection closed locally')
           : new ProbeError('BP_ERR_PEER_CLOSED', 'the peer closed the connection'),
-      ),
-    );
+      );
+      // The session's memory goes now, not at garbage collection (a lent one: when the run gives it back).
+      this.tlsSession?.free();
+    });
   }
 
   get closed(): boolean {
     return this.failure !== null;
+  }
+
+  /** Whether this connection carries native TLS (its bulk phases can stay native). */
+  get nativeTls(): boolean {
+    return this.tlsSession !== undefined;
+  }
+
+  /** The negotiated TLS version and cipher, from whichever stack carries it; undefined without TLS. */
+  tlsInfo(): TlsInfo | undefined {
+    if (this.tlsSession) {
+      const i = this.tlsSession.info();
+      return i.version && i.cipher ? { version: i.version, cipher: i.cipher } : undefined;
+    }
+    const s = this.socket as Socket & {
+      encrypted?: boolean;
+      getProtocol?: () => string | null;
+      getCipher?: () => { standardName?: string; name: string };
+    };
+    if (!s.encrypted || !s.getProtocol || !s.getCipher) return undefined;
+    const version = s.getProtocol();
+    const c = s.getCipher();
+    return version ? { version, cipher: c.standardName ?? c.name } : undefined;
+  }
+
+  /** Ciphertext from the socket: into the session, then whatever it decrypts goes up the stack. */
+  private onCipher(d: Buffer): void {
+    try {
+      this.tlsSession!.feed(d);
+      this.pumpTls();
+    } catch (err) {
+      this.fail(nativeTlsError(err));
+      this.socket.destroy();
+    }
+  }
+
+  /** Drives the session: the handshake until done, then decryption of what was fed; sends its output. */
+  private pumpTls(): void {
+    const t = this.tlsSession!;
+    if (!this.tlsReady) {
+      const done = t.handshake();
+      this.flushTls();
+      if (!done) return;
+      this.tlsReady = true;
+      this.notify();
+    }
+    const plain = t.read();
+    this.flushTls();
+    if (plain === null) {
+      this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'the peer closed the TLS session'));
+      this.socket.end();
+      return;
+    }
+    if (plain.length) this.onRaw(plain);
+  }
+
+  private flushTls(): void {
+    const out = this.tlsSession!.takeOut();
+    if (out && !this.socket.destroyed) this.socket.write(out);
+  }
+
+  /** Bytes out through the stack below the WebSocket layer (encrypted when native TLS carries it). */
+  private send(buf: Buffer): boolean {
+    if (!this.tlsSession) return this.socket.write(buf);
+    try {
+      this.tlsSession.write(buf);
+    } catch (err) {
+      this.fail(nativeTlsError(err));
+      this.socket.destroy();
+      return true;
+    }
+    const out = this.tlsSession.takeOut();
+    return out ? this.socket.write(out) : true;
+  }
+
+  /**
+   * Client side of native TLS: sends the ClientHello and waits for the handshake (a server session
+   * answers on its own; this then only waits). Failures are coded (`BP_ERR_TLS` with OpenSSL's reason).
+   */
+  async tlsHandshake(timeoutMs: number): Promise<void> {
+    if (!this.tlsSession) return;
+    try {
+      if (!this.tlsReady) this.pumpTls();
+    } catch (err) {
+      const e = nativeTlsError(err);
+      this.fail(e);
+      this.socket.destroy();
+      throw e;
+    }
+    await this.waitFor(() => (this.tlsReady ? true : undefined), timeoutMs, 'TLS handshake');
   }
 
   private onRaw(d: Buffer): void {
@@ -109,7 +216,7 @@ export class Channel implements DataStream {
       (op, payload) => {
         if (op === OP_PING) {
           if (this.socket.writableLength <= MAX_QUEUED_FOR_PONG)
-            this.socket.write(encodeFrame(OP_PONG, payload, role === 'client'));
+            this.send(encodeFrame(OP_PONG, payload, role === 'client'));
         } else if (op === OP_CLOSE) {
           this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
           this.socket.end();
@@ -233,11 +340,11 @@ export class Channel implements DataStream {
 
   writeLine(line: string): void {
     const payload = Buffer.from(`${line}\n`, 'latin1');
-    this.socket.write(this.wsRole ? encodeFrame(OP_TEXT, payload, this.wsRole === 'client') : payload);
+    this.send(this.wsRole ? encodeFrame(OP_TEXT, payload, this.wsRole === 'client') : payload);
   }
 
   writeRaw(buf: Buffer): void {
-    this.socket.write(buf);
+    this.send(buf);
   }
 
   // --- DataStream -------------------------------------------------------------------------------
@@ -261,7 +368,7 @@ export class Channel implements DataStream {
   }
 
   write(buf: Buffer): boolean {
-    return this.socket.write(buf);
+    return this.send(buf);
   }
 
   onceDrain(cb: () => void): void {
@@ -322,8 +429,10 @@ export class Channel implements DataStream {
   }
 
   async takeFd(): Promise<NativeHandle | undefined> {
-    // Node's TLS lives in Node: its fd carries ciphertext, so TLS streams stay on the js engine.
+    // Node's TLS lives in Node: its fd carries ciphertext, so those streams stay on the js engine. A
+    // native TLS session goes with the fd: the loop decrypts on its own thread.
     if ((this.socket as { encrypted?: boolean }).encrypted) return undefined;
+    if (this.tlsSession && !this.tlsReady) return undefined;
     if (this.decoder && !this.decoder.atFrameStart) return undefined;
     const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || this.failure) return undefined;
@@ -338,15 +447,31 @@ export class Channel implements DataStream {
     this.savedTimeout = this.socket.timeout ?? 0;
     if (this.savedTimeout) this.socket.setTimeout(0);
     const pending = this.pendingLen ? Buffer.from(this.take(this.pendingLen)) : Buffer.alloc(0);
-    return { fd: handle.fd, pending, ws: this.wsRole };
+    return {
+      fd: handle.fd,
+      pending,
+      ws: this.wsRole,
+      ...(this.tlsSession ? { tls: this.tlsSession } : {}),
+    };
   }
 
   giveBackFd(leftover: Buffer, decoded: boolean): void {
     this.lentAbort = null;
+    // Leftover is plaintext for native TLS (still WebSocket-framed unless decoded), as for plain TCP.
     if (leftover.length) {
       if (decoded) this.onPayload(leftover);
       else this.onRaw(leftover);
     }
+    // Records the loop's BIO read past the end are still ciphertext there; ciphertext it could not send
+    // (a failed stream) goes out through Node.
+    if (this.tlsSession && !this.failure && !this.socket.destroyed) {
+      try {
+        this.pumpTls();
+      } catch (err) {
+        this.fail(nativeTlsError(err));
+        this.socket.destroy();
+      }
+    } else this.tlsSession?.free();
     if (this.savedTimeout) this.socket.setTimeout(this.savedTimeout);
     const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
     if (handle && !this.socket.destroyed) {
@@ -362,5 +487,7 @@ export class Channel implements DataStream {
     this.lentAbort?.();
     this.lentAbort = null;
     this.socket.destroy();
+    // Now rather than at garbage collection; the addon refuses while a run still holds the session.
+    this.tlsSession?.free();
   }
 }

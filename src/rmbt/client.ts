@@ -3,7 +3,7 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
-import type { Channel } from './channel.js';
+import type { Channel, TlsInfo } from './channel.js';
 import { parseTime } from './lines.js';
 import {
   type ConnectOptions,
@@ -72,6 +72,8 @@ export interface RmbtRaw {
   /** local and server address of the first connection (result `test_ip_local`/`test_ip_server`, F13) */
   localIp?: string;
   serverIp?: string;
+  /** the negotiated TLS version and cipher of the first connection (TLS transports) */
+  tls?: TlsInfo;
   /** every payload byte of the test, pre-tests included (`test_total_bytes_*`) */
   totalBytes: { download: number; upload: number };
 }
@@ -126,7 +128,12 @@ export async function runRmbtTest(
     for (const c of conns) c.channel.close();
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  let connect = { ...p.connect, ...(signal ? { signal } : {}) };
+  // TLS by the engine's own sessions where it has them (the native engine): the bulk phases stay native.
+  let connect = {
+    ...p.connect,
+    ...(signal ? { signal } : {}),
+    ...(opt.engine.tls ? { nativeTls: opt.engine.tls } : {}),
+  };
   /** k more connections, each with the token (§3.1: the token is re-sent on every connection). */
   const open = async (k: number) => {
     const settled = await Promise.allSettled(Array.from({ length: k }, () => connectRmbt(connect, p.token)));
@@ -150,6 +157,8 @@ export async function runRmbtTest(
     raw.transport = first.transport;
     raw.localIp = first.channel.socket.localAddress;
     raw.serverIp = first.channel.socket.remoteAddress;
+    const tlsInfo = first.channel.tlsInfo();
+    if (tlsInfo) raw.tls = tlsInfo;
     const limits = first.chunk;
 
     // Phase 2: download pre-test on every connection.

@@ -341,12 +341,13 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
   if (raw.version) result.server.version = raw.version;
   if (raw.transport) result.server.transport = raw.transport;
   if (raw.serverIp) result.server.address = raw.serverIp;
+  if (raw.tls) result.server.tls = raw.tls;
   // The engine that really moved the bytes: native only if every bulk phase ran natively.
   result.engine = raw.engines.size === 0 ? ctx.engine.kind : raw.engines.has('js') ? 'js' : 'native';
   if (ctx.engine.kind === 'native' && result.engine === 'js') {
     ctx.log?.info(
-      { transport: result.server.transport },
-      'TLS streams run on the js engine (the native loop moves plain TCP only)',
+      { transport: result.server.transport, reason: ctx.engine.tlsUnavailable },
+      'TLS streams ran on the js engine: native TLS is not available in this Node',
     );
   }
   if (raw.singleThreadFallback) result.flags.push('single_thread_fallback');

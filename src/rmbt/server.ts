@@ -120,27 +120,35 @@ export class RmbtServer {
     return Math.max(MIN_PENDING, this.o.maxConnections * PENDING_PER_CONNECTION);
   }
 
+  /** The native TLS context for the TLS listeners, when the engine has native TLS (issue 16). */
+  private tlsCtx: object | undefined;
+
   async start(): Promise<void> {
     for (const spec of this.o.listeners) {
       if (spec.tls && !this.o.tlsCreds)
         throw new ProbeError('BP_ERR_CONFIG', 'a TLS listener needs a certificate');
-      const server = spec.tls
-        ? tls.createServer({
-            cert: this.o.tlsCreds!.cert,
-            key: this.o.tlsCreds!.key,
-            minVersion: 'TLSv1.2',
-            handshakeTimeout: this.o.handshakeTimeoutMs,
-          })
-        : net.createServer();
-      const event = spec.tls ? 'secureConnection' : 'connection';
-      server.on(event, (s: net.Socket) => this.accept(s, spec));
+      // With native TLS a TLS port is a TCP port whose connections get a native session: the bulk
+      // phases then run on the native loop's threads, not on Node's TLS on this one.
+      const native = spec.tls && this.o.engine.tls !== undefined;
+      if (native) this.tlsCtx ??= this.o.engine.tls!.serverContext(this.o.tlsCreds!);
+      const server =
+        spec.tls && !native
+          ? tls.createServer({
+              cert: this.o.tlsCreds!.cert,
+              key: this.o.tlsCreds!.key,
+              minVersion: 'TLSv1.2',
+              handshakeTimeout: this.o.handshakeTimeoutMs,
+            })
+          : net.createServer();
+      const event = spec.tls && !native ? 'secureConnection' : 'connection';
+      server.on(event, (s: net.Socket) => this.accept(s, spec, native));
       // Half-open TLS handshakes are bounded by handshakeTimeout and by the pending cap.
       server.on('tlsClientError', (err: Error) =>
         this.o.log?.debug({ err: err.message }, 'TLS handshake failed'),
       );
       server.on('error', (err) => this.o.log?.error({ err: err.message }, 'listener error'));
       // TLS connections are admitted as TCP sockets, so their handshake counts as pending too.
-      if (spec.tls) server.on('connection', (s: net.Socket) => this.admit(s));
+      if (spec.tls && !native) server.on('connection', (s: net.Socket) => this.admit(s));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(spec.port, this.o.host, () => {
@@ -253,13 +261,20 @@ export class RmbtServer {
     return undefined;
   }
 
-  private accept(socket: net.Socket, spec: ListenerSpec): void {
-    // For TLS the TCP socket under this one was admitted (and is tracked) already.
-    if (!spec.tls) this.admit(socket);
+  private accept(socket: net.Socket, spec: ListenerSpec, nativeTls = false): void {
+    // For Node's TLS the TCP socket under this one was admitted (and is tracked) already.
+    if (!spec.tls || nativeTls) this.admit(socket);
     if (socket.destroyed) return;
     this.stats.accepted++;
     socket.setTimeout(this.o.idleTimeoutMs * 2, () => socket.destroy());
-    const ch = new Channel(socket);
+    let ch: Channel;
+    try {
+      ch = new Channel(socket, nativeTls ? this.o.engine.tls!.server(this.tlsCtx!) : undefined);
+    } catch (err) {
+      this.o.log?.warn({ err: toProbeError(err).message }, 'no TLS session for a connection');
+      socket.destroy();
+      return;
+    }
     const log = this.o.log?.child({ peer: `${socket.remoteAddress}:${socket.remotePort}` });
     const fig: SessionFigures = { commands: 0, sent_bytes: 0, received_bytes: 0, pings: 0 };
     const t0 = process.hrtime.bigint();
@@ -274,6 +289,8 @@ export class RmbtServer {
         'RMBT session ended',
       );
     (async () => {
+      // The handshake is part of the pending stage: its deadline and cap apply (admit).
+      if (nativeTls) await ch.tlsHandshake(this.o.handshakeTimeoutMs);
       if (spec.mode === 'http' && !(await this.upgrade(ch))) return;
       this.stats.sessions++;
       await serveSession(

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import tls from 'node:tls';
+import { type NativeTls, nodeCiphers } from '../engine/tls.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import { Channel } from './channel.js';
 import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
@@ -51,6 +52,11 @@ export interface ConnectOptions {
   /** local address or interface name */
   source?: string;
   tls: TlsOptions;
+  /**
+   * TLS by the native engine's OpenSSL sessions (issue 16): the bulk phases then stay native. Without it
+   * Node's TLS carries the connection and the js engine its bulk phases.
+   */
+  nativeTls?: NativeTls;
   timeoutMs: number;
   signal?: AbortSignal;
   /**
@@ -181,27 +187,48 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
   await once(sock, 'connect', o.timeoutMs, o.signal, 'TCP connect');
   const t1 = process.hrtime.bigint();
   const timing: ConnectTiming = { connect_ms: ms(t0, t1) };
-  let socket: net.Socket = sock;
+  let channel: Channel | undefined;
   if (usesTls(o.transport)) {
-    const secure = tls.connect({
-      socket: sock,
-      // `host` is what the certificate is checked against: without it Node checks a socket it did not
-      // open against "localhost", so any localhost certificate passed for any IP (issue 14). With it an
-      // IP is matched against the certificate's IP SANs, as for connections Node opens itself.
-      host: o.host,
-      servername: net.isIP(o.host) ? undefined : o.host,
-      // The measurement server's certificate is verified only when asked (F5): the token authenticates
-      // the test, and every reference client trusts any certificate there (specs/rmbt.md §2.2).
-      rejectUnauthorized: !o.tls.insecure,
-      ...(o.tls.ca ? { ca: [...tls.rootCertificates, o.tls.ca.toString()] } : {}),
-      // RMBTD sets TLS >= 1.2 (§2.2)
-      minVersion: 'TLSv1.2',
-    });
     try {
-      await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
+      if (o.nativeTls) {
+        // One OpenSSL session for the whole connection, checked as strictly as Node's TLS below: the
+        // same host rules, roots, TLS >= 1.2 and cipher order (src/engine/tls.ts).
+        const ch = new Channel(sock, o.nativeTls.client(o.host, o.tls));
+        channel = ch;
+        const abort = () => ch.close();
+        if (o.signal?.aborted) abort();
+        o.signal?.addEventListener('abort', abort, { once: true });
+        try {
+          await ch.tlsHandshake(o.timeoutMs);
+        } catch (err) {
+          ch.close();
+          throw o.signal?.aborted ? new ProbeError('BP_ERR_ABORTED') : err;
+        } finally {
+          o.signal?.removeEventListener('abort', abort);
+        }
+      } else {
+        const secure = tls.connect({
+          socket: sock,
+          // `host` is what the certificate is checked against: without it Node checks a socket it did not
+          // open against "localhost", so any localhost certificate passed for any IP (issue 14). With it an
+          // IP is matched against the certificate's IP SANs, as for connections Node opens itself.
+          host: o.host,
+          servername: net.isIP(o.host) ? undefined : o.host,
+          // The measurement server's certificate is verified only when asked (F5): the token authenticates
+          // the test, and every reference client trusts any certificate there (specs/rmbt.md §2.2).
+          rejectUnauthorized: !o.tls.insecure,
+          ...(o.tls.ca ? { ca: [...tls.rootCertificates, o.tls.ca.toString()] } : {}),
+          // RMBTD sets TLS >= 1.2 (§2.2)
+          minVersion: 'TLSv1.2',
+          // the order the native sessions offer: fastest AEAD on this CPU first (src/engine/tls.ts)
+          ciphers: nodeCiphers(),
+        });
+        await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
+        channel = new Channel(secure);
+      }
     } catch (err) {
-      const e = err as ProbeError;
-      if (e.code === 'BP_ERR_ABORTED') throw e;
+      const e = toProbeError(err);
+      if (e.code === 'BP_ERR_ABORTED' || e.code === 'BP_ERR_CONFIG') throw e;
       // A TLS transport on a plain port times out (HTTP servers wait for a request line) or fails on
       // the first bytes (a plain RMBT server greets first): say which port it is (issue 15).
       const plain = await plainKind(o.host, o.port, localAddress, o.signal);
@@ -216,9 +243,8 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
       throw e;
     }
     timing.tls_ms = ms(t1, process.hrtime.bigint());
-    socket = secure;
   }
-  const channel = new Channel(socket);
+  channel ??= new Channel(sock);
   const abort = () => channel.close();
   o.signal?.addEventListener('abort', abort, { once: true });
   try {
