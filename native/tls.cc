@@ -329,6 +329,7 @@ TlsSession::TlsSession(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TlsSes
   }
   f.SSL_set_connect_state(ssl_);
   std::string host = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  host_ = host;
   bool ip = !host.empty() && (host.find(':') != std::string::npos || host.find_first_not_of("0123456789.") == std::string::npos);
   if (!host.empty() && !ip) {
     // SNI for names only (RFC 6066 §3 forbids literal addresses)
@@ -382,8 +383,9 @@ Napi::Value TlsSession::Handshake(const Napi::CallbackInfo& info) {
   if (verify != X509_V_OK) {
     // OpenSSL's verify result as a sentence ("self-signed certificate", "certificate has expired",
     // "hostname mismatch"), not a number (issue 16)
-    tls_error(env, "BP_ERR_TLS", std::string("the server's certificate is not trusted: ") + f.X509_verify_cert_error_string(verify))
-        .ThrowAsJavaScriptException();
+    std::string why = f.X509_verify_cert_error_string(verify);
+    if (!host_.empty()) why += " (connecting to " + host_ + ")";
+    tls_error(env, "BP_ERR_TLS", "the server's certificate is not trusted: " + why).ThrowAsJavaScriptException();
   } else if (errs.empty() && (io_.eof || e == SSL_ERROR_SYSCALL)) {
     tls_error(env, "BP_ERR_PEER_CLOSED", "the peer closed the connection during the TLS handshake").ThrowAsJavaScriptException();
   } else {

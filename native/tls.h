@@ -88,6 +88,7 @@ class TlsSession : public Napi::ObjectWrap<TlsSession> {
   bio_st* bio_ = nullptr;
   TlsIo io_;
   Napi::ObjectReference ctx_ref_;
+  std::string host_;  // what the certificate is checked against (named in errors)
   bool done_ = false;
 };
 

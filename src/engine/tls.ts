@@ -128,9 +128,14 @@ export function cipherOrder(env: NodeJS.ProcessEnv = process.env): CipherOrder {
 }
 
 let order: CipherOrder | undefined;
-/** The cipher order of this process (decided once). */
+let orderFor: string | undefined;
+/** The cipher order of this process (decided once, again only if BANDWIDTH_PROBE_TLS_PREFER changes). */
 export function processCipherOrder(): CipherOrder {
-  order ??= cipherOrder();
+  const want = process.env.BANDWIDTH_PROBE_TLS_PREFER ?? '';
+  if (!order || orderFor !== want) {
+    order = cipherOrder();
+    orderFor = want;
+  }
   return order;
 }
 
