@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 namespace bp {
 namespace {
@@ -99,9 +100,8 @@ int bio_write(BIO* b, const char* buf, int len) {
 
 long bio_ctrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
 
-bool load() {
-  if (loaded) return true;
-  if (!missing.empty()) return false;
+// Once per process (a worker thread loading the addon shares the table): std::call_once in load().
+void load_once() {
 #define BP_LOAD(n)                                                                      \
   f.n = reinterpret_cast<decltype(f.n)>(dlsym(RTLD_DEFAULT, #n));                       \
   if (!f.n && missing.empty()) missing = #n;
@@ -109,16 +109,16 @@ bool load() {
 #undef BP_LOAD
   if (!missing.empty()) {
     missing = "this Node has no OpenSSL function " + missing + " for addons";
-    return false;
+    return;
   }
   if (f.OpenSSL_version_num() < 0x30000000UL) {
     missing = "this Node's OpenSSL is older than 3.0";
-    return false;
+    return;
   }
   method = f.BIO_meth_new(f.BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "bandwidth-probe");
   if (!method) {
     missing = "BIO_meth_new failed";
-    return false;
+    return;
   }
   f.BIO_meth_set_read(method, bio_read);
   f.BIO_meth_set_write(method, bio_write);
@@ -126,7 +126,12 @@ bool load() {
   f.BIO_meth_set_create(method, bio_create);
   f.BIO_meth_set_destroy(method, bio_destroy);
   loaded = true;
-  return true;
+}
+
+bool load() {
+  static std::once_flag once;
+  std::call_once(once, load_once);
+  return loaded;
 }
 
 // OpenSSL's error queue of this thread as one line ("" when empty); clears it.
