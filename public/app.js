@@ -529,6 +529,7 @@
           `${r.server.name ? `${r.server.name} · ` : ''}${r.server.host}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
         ),
         row('Engine', r.engine === 'native' ? 'native loop' : 'JavaScript'),
+        row('TLS', r.server.tls ? `${r.server.tls.version}, ${r.server.tls.cipher}` : null),
         row(
           'Download',
           r.download

@@ -40,6 +40,7 @@ export function summaryText(r: RunResult): string {
         `${c.upgrade_ms !== undefined ? `, upgrade ${c.upgrade_ms} ms` : ''}, ready ${c.ready_ms} ms (first of ${r.connections.length})`,
     );
   }
+  if (r.server.tls) lines.push(`TLS       ${r.server.tls.version}, ${r.server.tls.cipher}`);
   lines.push(
     `Engine    ${r.engine}, local CPU ${r.cpu.local_percent ?? '?'} %` +
       `${r.cpu.remote_percent !== undefined ? `, remote CPU ${r.cpu.remote_percent} %` : ''}` +

@@ -74,7 +74,7 @@ export function cpuHasAes(cpuinfo?: string): boolean | undefined {
   return line ? /(^|\s)aes(\s|$)/.test(line[2]!) : undefined;
 }
 
-/** Seconds one AEAD pass over `buf` takes in this process's OpenSSL (best of a few). */
+/** Seconds one AEAD pass over `buf` takes in this process's OpenSSL (best of a few, after a warm-up). */
 function aeadSeconds(alg: 'aes-128-gcm' | 'chacha20-poly1305', buf: Buffer): number {
   const key = randomBytes(alg === 'aes-128-gcm' ? 16 : 32);
   let best = Number.POSITIVE_INFINITY;
@@ -83,18 +83,22 @@ function aeadSeconds(alg: 'aes-128-gcm' | 'chacha20-poly1305', buf: Buffer): num
     const c = createCipheriv(alg, key, randomBytes(12), { authTagLength: 16 } as never);
     c.update(buf);
     c.final();
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+    if (i > 0) best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
   }
   return best;
 }
 
+/** ChaCha20 goes first only when it is clearly faster: near a tie, AES-GCM (what servers expect). */
+const CHACHA_MARGIN = 1.25;
+
 /**
  * Orders ciphers for this CPU. An OpenSSL server without server preference (RMBTD, Node, ours) takes
  * the client's first choice, so this decides what the crypto costs. Where OpenSSL has AES instructions
- * AES-GCM is several times faster than ChaCha20-Poly1305; without them (a Raspberry Pi 4's Cortex-A72)
- * it is the other way round. Both AEADs are timed once over 256 KiB in this process — what OpenSSL
- * really does here, including `OPENSSL_ia32cap` masks — and the faster goes first; /proc/cpuinfo is
- * reported beside it. `BANDWIDTH_PROBE_TLS_PREFER=aes|chacha` decides instead (bench/).
+ * AES-GCM is as fast as ChaCha20-Poly1305 or faster; without them (a Raspberry Pi 4's Cortex-A72) it is
+ * several times slower. A CPU whose /proc/cpuinfo lists no `aes` gets ChaCha20 first. One that does
+ * has both AEADs timed once over 1 MiB in this process — what OpenSSL really does here, including an
+ * `OPENSSL_ia32cap` mask — and ChaCha20 goes first only if it is CHACHA_MARGIN times faster.
+ * `BANDWIDTH_PROBE_TLS_PREFER=aes|chacha` decides instead (bench/).
  */
 export function cipherOrder(env: NodeJS.ProcessEnv = process.env): CipherOrder {
   const forced = env.BANDWIDTH_PROBE_TLS_PREFER;
@@ -105,11 +109,14 @@ export function cipherOrder(env: NodeJS.ProcessEnv = process.env): CipherOrder {
   if (forced === 'aes' || forced === 'chacha') {
     prefer = forced;
     reason = `BANDWIDTH_PROBE_TLS_PREFER=${forced}; ${flag}`;
+  } else if (aes === false) {
+    prefer = 'chacha';
+    reason = flag;
   } else {
-    const buf = randomBytes(256 * 1024);
+    const buf = randomBytes(1024 * 1024);
     const a = aeadSeconds('aes-128-gcm', buf);
     const c = aeadSeconds('chacha20-poly1305', buf);
-    prefer = c < a ? 'chacha' : 'aes';
+    prefer = a > c * CHACHA_MARGIN ? 'chacha' : 'aes';
     const mbps = (s: number) => Math.round((buf.length * 8) / s / 1e6);
     reason = `${flag}; AES-128-GCM ${mbps(a)} Mbit/s, ChaCha20-Poly1305 ${mbps(c)} Mbit/s on one core`;
   }

@@ -31,7 +31,15 @@ describe('CLI (built dist/cli.js)', () => {
     expect(result.download!.mbps).toBeGreaterThan(0);
     expect(result.upload!.mbps).toBeGreaterThan(0);
     expect(result.rmbt!.submitted).toBe(true);
-    expect(result.engine).toBe('js');
+    // The demo speaks TLS, as public deployments do, and the native loop carries it (issue 16).
+    expect(result.server.transport).toMatch(/^(tls|https|wss)$/);
+    expect(result.engine).toBe('native');
+    expect(result.server.tls?.cipher).toMatch(/^TLS_/);
+    // The summary a person reads names the engine and what TLS negotiated.
+    const text = run(['demo', '--data-dir', tempDir(), ...QUICK]);
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(/^TLS {7}TLSv1\.3, TLS_(AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)$/m);
+    expect(text.out).toMatch(/^Engine {4}native, /m);
   });
 
   it('--csv appends one line per run, with a header only when the file is new; a failed run has its code', () => {
