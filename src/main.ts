@@ -183,16 +183,18 @@ async function startParts(
     // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
     // a real result and the whole pipeline (store, page) works before anything is set up.
     const servers = await startRmbtServers(
-      // plain HTTP Upgrade: the native loop moves the bytes (TLS streams stay on the js engine)
-      // (port and control_port: any non-zero value means "on"; ephemeralPorts picks free ones)
+      // HTTP Upgrade in TLS, as public deployments send clients, where the native loop carries TLS
+      // (issue 16); plain HTTP Upgrade where it does not, so the native loop still moves the bytes.
+      // (port, tls_port and control_port: any non-zero value means "on"; ephemeralPorts picks free ones)
       {
         ...s.rmbt_server,
         bind: '127.0.0.1',
         port: 1,
+        tls_port: 1,
         control_port: 1,
         test_duration: 3,
         test_threads: 2,
-        encryption: false,
+        encryption: engine.tls !== undefined,
       },
       s.general,
       engine,
