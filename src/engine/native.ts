@@ -233,7 +233,7 @@ export class NativeEngine implements Engine {
       get kind() {
         return kind;
       },
-      // While the js engine drives the streams (TLS), its counters are the live ones; a copy taken only
+      // While the js engine drives the streams (Node's TLS), its counters are the live ones; a copy taken only
       // at the end left every progress tick of a TLS run at 0 (issue 15).
       get counters() {
         return delegate?.counters ?? counters;

@@ -139,9 +139,34 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
       }),
     );
     const rec = await Recorder.connect(broker.url, ['bandwidth_probe/+/status']);
-    const first = spawn(process.execPath, [CLI, 'serve', '--options', options], { stdio: 'ignore' });
+    const first = spawn(process.execPath, [CLI, 'serve', '--options', options], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let firstErr = '';
+    first.stderr!.on('data', (d) => {
+      firstErr += d;
+    });
+    // Each step is bounded and named, so a hang says where it was and what the first service logged
+    // (once this test ran past 90 s beside three other suites; alone it takes ~5 s).
+    const t0 = Date.now();
+    const step = <T>(what: string, p: Promise<T>, ms = 30_000): Promise<T> =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () =>
+              reject(
+                new Error(`${what}: not within ${ms} ms (at ${Date.now() - t0} ms); first: ${firstErr}`),
+              ),
+            ms,
+          ).unref(),
+        ),
+      ]);
     try {
-      const online = await waitTopic(rec, /\/status$/, (p) => p === 'online');
+      const online = await step(
+        'first online',
+        waitTopic(rec, /\/status$/, (p) => p === 'online'),
+      );
       const from = rec.messages.length;
       const second = spawn(process.execPath, [CLI, 'serve', '--options', options], {
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -150,7 +175,10 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
       second.stderr!.on('data', (d) => {
         err += d;
       });
-      const code = await new Promise<number | null>((r) => second.once('exit', (c) => r(c)));
+      const code = await step(
+        'second exits',
+        new Promise<number | null>((r) => second.once('exit', (c) => r(c))),
+      );
       expect(code, err).toBe(2);
       expect(err).toMatch(new RegExp(`BP_ERR_LOCKED: .*process ${first.pid} holds`));
       // the first one was never disturbed: no offline/online flap on its availability topic
@@ -160,7 +188,7 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
       // a clean stop removes the lock: the next start takes the dir without a word
       const stopped = new Promise<number | null>((r) => first.once('exit', (c) => r(c)));
       first.kill('SIGTERM');
-      expect(await stopped).toBe(0);
+      expect(await step('first stops on SIGTERM', stopped)).toBe(0);
       expect(existsSync(join(dir, 'data', LOCK_FILE))).toBe(false);
     } finally {
       first.kill('SIGKILL');

@@ -198,7 +198,9 @@ describe.each(ENGINES)('UDP loop, $name engine', ({ name, make }) => {
       [rb, ra],
       [ra, rb],
     ] as const) {
-      expect(rx.packets).toBeGreaterThanOrEqual(0.99 * tx.sentPackets);
+      // Both ends stop at the same deadline, so the last datagrams of each are still in flight when the
+      // other stops receiving: on two busy cores that tail reached 14 of 1000 (3 % = 30 ms of them).
+      expect(rx.packets).toBeGreaterThanOrEqual(0.97 * tx.sentPackets);
       expect(rx.packets + rx.lost).toBeLessThanOrEqual(tx.sentPackets);
     }
   });
