@@ -152,31 +152,35 @@ async function ourClient(
   port: number,
   transport: string,
   threads: number,
+  env: NodeJS.ProcessEnv = {},
 ) {
-  const r = await runMeasured([
-    process.execPath,
-    CLI,
-    'measure',
-    'rmbt',
-    '--server',
-    `127.0.0.1:${port}`,
-    '--key',
-    KEY,
-    '--transport',
-    transport,
-    '--threads',
-    String(threads),
-    '--duration',
-    String(D),
-    '--pretest-duration',
-    '0.5',
-    '--ping-duration',
-    '0.2',
-    '--tls-insecure',
-    '--engine',
-    engine,
-    '--json',
-  ]);
+  const r = await runMeasured(
+    [
+      process.execPath,
+      CLI,
+      'measure',
+      'rmbt',
+      '--server',
+      `127.0.0.1:${port}`,
+      '--key',
+      KEY,
+      '--transport',
+      transport,
+      '--threads',
+      String(threads),
+      '--duration',
+      String(D),
+      '--pretest-duration',
+      '0.5',
+      '--ping-duration',
+      '0.2',
+      '--tls-insecure',
+      '--engine',
+      engine,
+      '--json',
+    ],
+    { env },
+  );
   let res: RunResult;
   try {
     res = JSON.parse(r.out) as RunResult;
@@ -196,7 +200,7 @@ async function ourClient(
         threads,
         mbps: d.mbps,
         cpuPerGB: r.cpuS / gb,
-        note: `engine ${res.engine}`,
+        note: `engine ${res.engine}${res.server.tls ? `, ${res.server.tls.cipher.replace(/^TLS_/, '')}` : ''}`,
       });
   }
 }
@@ -273,15 +277,16 @@ async function iperf(threads: number) {
 }
 
 /** In-process run with the event-loop delay monitor on: what a native run costs the JS thread. */
-async function eventLoop(engineName: 'native' | 'js') {
+async function eventLoop(engineName: 'native' | 'js', tls = false) {
   const engine = loadEngine(engineName);
   const h = monitorEventLoopDelay({ resolution: 5 });
   const s = loadSettings({
     flags: {
       rmbt: {
-        server: `127.0.0.1:${ours.http}`,
+        server: `127.0.0.1:${tls ? ours.tls : ours.http}`,
         key: KEY,
-        transport: 'http',
+        transport: tls ? 'https' : 'http',
+        tls_insecure: 'true',
         threads: '3',
         duration: String(D),
         pretest_duration: '0.5',
@@ -291,7 +296,13 @@ async function eventLoop(engineName: 'native' | 'js') {
   h.enable();
   const r = await measureRmbt(s.rmbt, { engine, general: loadSettings().general });
   h.disable();
-  return { engine: r.engine, p99: h.percentile(99) / 1e6, max: h.max / 1e6, dl: r.download?.mbps ?? 0 };
+  return {
+    engine: r.engine,
+    tls,
+    p99: h.percentile(99) / 1e6,
+    max: h.max / 1e6,
+    dl: r.download?.mbps ?? 0,
+  };
 }
 
 try {
@@ -307,16 +318,47 @@ try {
     await ourClient(`TLS vs ${targetName}`, 'ours native', 'native', target.tls, 'https', t);
     await ourClient(`TLS vs ${targetName}`, 'ours js', 'js', target.tls, 'https', t);
     if (ctlTls) await pyc(`TLS vs ${targetName}`, 'PYC TLS', ctlTls.port, t);
+    // Our own server's TLS port (native TLS sessions on the server side too), next to rmbtd's.
+    if (rmbtd) {
+      await ourClient('TLS vs our server', 'ours native', 'native', ours.tls, 'https', t);
+      await ourClient('TLS vs our server', 'ours js', 'js', ours.tls, 'https', t);
+    }
+    // What a CPU without AES instructions (a Raspberry Pi 4) pays: AES-NI and PCLMUL hidden from the
+    // client's OpenSSL, each cipher first in turn, and the probe's own choice.
+    const noAes = { OPENSSL_ia32cap: '~0x200000200000000' };
+    for (const prefer of ['aes', 'chacha', ''] as const)
+      await ourClient(
+        `TLS, no AES (${targetName})`,
+        prefer ? `native, ${prefer} first` : 'native, own choice',
+        'native',
+        target.tls,
+        'https',
+        t,
+        { ...noAes, BANDWIDTH_PROBE_TLS_PREFER: prefer },
+      );
   }
   await ctlPlain?.close();
   await ctlTls?.close();
-  const eld = [await eventLoop('native'), await eventLoop('js')];
+  const eld = [
+    await eventLoop('native'),
+    await eventLoop('js'),
+    await eventLoop('native', true),
+    await eventLoop('js', true),
+  ];
 
   const ref = (r: Row): Row | undefined => {
     if (r.group === 'PYC vs our server')
       return rows.find((x) => x.who === 'PYC (C loop)' && x.dir === r.dir && x.threads === r.threads);
+    if (r.group.startsWith('TLS, no AES'))
+      return rows.find((x) => x.who === 'native, aes first' && x.dir === r.dir && x.threads === r.threads);
     if (r.group.startsWith('TLS'))
-      return rows.find((x) => x.who === 'PYC TLS' && x.dir === r.dir && x.threads === r.threads);
+      return (
+        rows.find((x) => x.who === 'PYC TLS' && x.dir === r.dir && x.threads === r.threads) ??
+        rows.find(
+          (x) =>
+            x.group.startsWith('TLS') && x.who === 'ours js' && x.dir === r.dir && x.threads === r.threads,
+        )
+      );
     return (
       rows.find((x) => x.who === 'PYC (C loop)' && x.dir === r.dir && x.threads === r.threads) ??
       rows.find((x) => x.who === 'iperf3' && x.dir === r.dir && x.threads === r.threads)
@@ -330,11 +372,11 @@ try {
   );
   console.log(table(rows, ref));
   console.log(
-    '\nEvent-loop delay during an in-process run (3 threads, plain HTTP upgrade, our server in another process):',
+    '\nEvent-loop delay during an in-process run (3 threads, HTTP upgrade plain and in TLS, our server in another process):',
   );
   for (const e of eld)
     console.log(
-      `  engine ${e.engine}: p99 ${e.p99.toFixed(2)} ms, max ${e.max.toFixed(2)} ms (download ${(e.dl / 1000).toFixed(2)} Gbit/s)`,
+      `  ${e.tls ? 'TLS  ' : 'plain'} engine ${e.engine}: p99 ${e.p99.toFixed(2)} ms, max ${e.max.toFixed(2)} ms (download ${(e.dl / 1000).toFixed(2)} Gbit/s)`,
     );
 } finally {
   for (const c of children) c.kill('SIGKILL');
