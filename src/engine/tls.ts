@@ -92,8 +92,9 @@ function aeadSeconds(alg: 'aes-128-gcm' | 'chacha20-poly1305', buf: Buffer): num
 const CHACHA_MARGIN = 1.25;
 
 /**
- * Orders ciphers for this CPU. An OpenSSL server without server preference (RMBTD, Node, ours) takes
- * the client's first choice, so this decides what the crypto costs. Where OpenSSL has AES instructions
+ * Orders ciphers for this CPU. An OpenSSL server without server preference (RMBTD, our server on both
+ * engines) takes the client's first choice, so this decides what the crypto costs; a server that
+ * prefers its own order (Node's default) picks from ours by its own. Where OpenSSL has AES instructions
  * AES-GCM is as fast as ChaCha20-Poly1305 or faster; without them (a Raspberry Pi 4's Cortex-A72) it is
  * several times slower. A CPU whose /proc/cpuinfo lists no `aes` gets ChaCha20 first. One that does
  * has both AEADs timed once over 1 MiB in this process — what OpenSSL really does here, including an

@@ -40,6 +40,15 @@ describe('CLI (built dist/cli.js)', () => {
     expect(text.code).toBe(0);
     expect(text.out).toMatch(/^TLS {7}TLSv1\.3, TLS_(AES_128_GCM_SHA256|CHACHA20_POLY1305_SHA256)$/m);
     expect(text.out).toMatch(/^Engine {4}native, /m);
+    // Without native TLS the same run goes over Node's TLS on the js engine, and says so.
+    const off = run(['demo', '--json', '--data-dir', tempDir(), ...QUICK], {
+      BANDWIDTH_PROBE_NATIVE_TLS: '0',
+    });
+    expect(off.code).toBe(0);
+    const js = JSON.parse(off.out) as RunResult;
+    expect(js.status).toBe('ok');
+    expect(js.engine).toBe('js');
+    expect(js.server.tls?.cipher).toBe(result.server.tls?.cipher);
   });
 
   it('--csv appends one line per run, with a header only when the file is new; a failed run has its code', () => {
