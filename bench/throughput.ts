@@ -306,8 +306,10 @@ async function eventLoop(engineName: 'native' | 'js', tls = false) {
 }
 
 try {
-  const ctlPlain = rmbtd ? await controlFor({ http: rmbtd.http }, false) : undefined;
-  const ctlTls = rmbtd ? await controlFor({ tls: rmbtd.tls }, true) : undefined;
+  // Control servers of ours that send PYC to the target's plain and TLS ports (rmbtd's, or our server's:
+  // it accepts tokens signed with the same key).
+  const ctlPlain = pycDir ? await controlFor({ http: target.http }, false) : undefined;
+  const ctlTls = pycDir ? await controlFor({ tls: target.tls }, true) : undefined;
   for (const t of THREADS) {
     await ourClient(`vs ${targetName}`, 'ours native', 'native', target.http, 'http', t);
     await ourClient(`vs ${targetName}`, 'ours js', 'js', target.http, 'http', t);
