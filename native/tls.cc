@@ -361,6 +361,10 @@ void TlsSession::Release() {
   if (ssl_) f.SSL_free(ssl_);
   ssl_ = nullptr;
   bio_ = nullptr;
+  // the record buffers too (up to 256 KiB each), not only when the JS object is collected
+  std::vector<uint8_t>().swap(io_.in);
+  std::vector<uint8_t>().swap(io_.out);
+  io_.in_off = io_.in_len = io_.out_off = 0;
 }
 
 bool TlsSession::Usable(Napi::Env env) {

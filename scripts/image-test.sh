@@ -60,6 +60,12 @@ t3=$(date +%s)
 echo "$status" | grep -q '"status":"ok"' || {
   echo "FAIL: no ok run in the container"; echo "$status"; "${PODMAN[@]}" logs "$cid" | tail -20; exit 1; }
 curl -fsS "http://127.0.0.1:$port/" | grep -q '<title>Bandwidth Probe</title>' || { echo "FAIL: no page"; exit 1; }
+# The self-test goes over TLS where the native loop carries it: a native run with a negotiated cipher
+# means native TLS works with Debian trixie's nodejs and its shared libssl3 (issue 16).
+echo "$status" | grep -q '"engine":"native"' || { echo "FAIL: the loopback run did not use the native engine"; echo "$status"; exit 1; }
+run_id=$(echo "$status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).targets[0].last.id))')
+tls=$(curl -fsS "http://127.0.0.1:$port/api/runs/$run_id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);const x=r.result??r;console.log(x.server?.tls?`${x.server.tls.version} ${x.server.tls.cipher}`:"")})')
+[ -n "$tls" ] || { echo "FAIL: the loopback run in the container did not go over native TLS"; exit 1; }
 # the probe runs as `probe`, not root; the options file stays root's
 uid=$("${PODMAN[@]}" exec "$cid" sh -c 'grep ^Uid: /proc/1/status' | awk '{print $2}')
 puid=$("${PODMAN[@]}" exec "$cid" id -u probe)
@@ -69,12 +75,6 @@ puid=$("${PODMAN[@]}" exec "$cid" id -u probe)
 code=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$cid")
 [ "$code" = 0 ] || { echo "FAIL: exit code $code after SIGTERM"; exit 1; }
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
-# The self-test goes over TLS where the native loop carries it: a native run with a negotiated cipher
-# means native TLS works with Debian trixie's nodejs and its shared libssl3 (issue 16).
-echo "$status" | grep -q '"engine":"native"' || { echo "FAIL: the loopback run did not use the native engine"; echo "$status"; exit 1; }
-run_id=$(echo "$status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).targets[0].last.id))')
-tls=$(curl -fsS "http://127.0.0.1:$port/api/runs/$run_id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);const x=r.result??r;console.log(x.server?.tls?`${x.server.tls.version} ${x.server.tls.cipher}`:"")})')
-[ -n "$tls" ] || { echo "FAIL: the loopback run in the container did not go over native TLS"; exit 1; }
 dl=$(echo "$status" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s).targets[0].last;console.log(`${t.download_mbps} / ${t.upload_mbps} Mbit/s, engine ${t.engine}`)})')
 echo "IMAGE ok ($ARCH): base $((t1 - t0)) s, build $((t2 - t1)) s, first run ok after $((t3 - t2)) s;" \
   "loopback run $dl over $tls; image $((size / 1000000)) MB"
