@@ -110,6 +110,7 @@ struct Inbound {
   std::vector<uint8_t> scratch;
 };
 
+// Counts (btest TCP both) or keeps (protocol words, bounded) what arrived while sending.
 bool keep_inbound(Inbound& in, const uint8_t* data, size_t n, Err* err) {
   if (in.count) {
     in.bytes += n;
@@ -154,15 +155,8 @@ bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
       return false;
     }
     if (r < 0) return true;  // EAGAIN: nothing more now
-    if (in.count) {
-      in.bytes += static_cast<uint64_t>(r);
-    } else {
-      if (in.keep->size() + static_cast<size_t>(r) > kMaxInbound) {
-        *err = Err::Protocol;
-        return false;
-      }
-      in.keep->insert(in.keep->end(), in.scratch.data(), in.scratch.data() + r);
-    }
+    // with MSG_TRUNC the scratch bytes are not the data, but only the count matters then
+    if (!keep_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)) return false;
     if (static_cast<size_t>(r) < (in.count ? in.scratch.size() : 16384)) return true;
   }
   return true;

@@ -74,11 +74,6 @@ export class Channel implements DataStream {
     return this.failure !== null;
   }
 
-  /** Whether this connection carries native TLS (its bulk phases can stay native). */
-  get nativeTls(): boolean {
-    return this.tlsSession !== undefined;
-  }
-
   /** The negotiated TLS version and cipher, from whichever stack carries it; undefined without TLS. */
   tlsInfo(): TlsInfo | undefined {
     if (this.tlsSession) {
