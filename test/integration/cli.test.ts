@@ -127,8 +127,10 @@ describe('CLI (built dist/cli.js)', () => {
       expect(tx, r.stderr).not.toBeNull();
       expect(rx, r.stderr).not.toBeNull();
       // the figures are in btest's Mbps (IP bytes); how close they come to 20 Mbit/s is the btest rate
-      // tests' and the bench's business: a second on two busy cores may hold a catch-up burst
-      expect(r.stderr).toMatch(/RX {2}\d+\.\d\d Mbps/);
+      // tests' and the bench's business: a second on two busy cores may hold a catch-up burst, or (RX,
+      // beside another suite) well under 1 Mbit/s, printed in Kbps — so the unit is checked on TX, which
+      // our own pacing sets
+      expect(r.stderr).toMatch(/TX {2}\d+\.\d\d Mbps/);
     } finally {
       for (const k of kids) k.kill('SIGKILL');
     }

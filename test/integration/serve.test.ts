@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
@@ -51,6 +52,7 @@ describe('serve', () => {
         targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}`, duration: 30 }],
       }),
     );
+    const own = ownTopics(join(dir, 'data'));
     const rec = await Recorder.connect(broker.url, ['bandwidth_probe/#']);
     const child = spawn(process.execPath, [CLI, 'serve', '--options', options], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -61,7 +63,7 @@ describe('serve', () => {
     });
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
-      const on = await waitTopic(rec, /\/router\/running$/, (p) => p === 'ON');
+      const on = await waitTopic(rec, exact(`${own}/router/running`), (p) => p === 'ON');
       const root = on.topic.replace(/\/router\/running$/, '');
       await new Promise((r) => setTimeout(r, 1000)); // well inside the data phase
       const t0 = Date.now();
@@ -105,11 +107,12 @@ describe('serve, killed', () => {
         targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}` }],
       }),
     );
+    const own = ownTopics(join(dir, 'data'));
     const rec = await Recorder.connect(broker.url, ['bandwidth_probe/+/status']);
     const start = () => spawn(process.execPath, [CLI, 'serve', '--options', options], { stdio: 'ignore' });
     let child = start();
     try {
-      const online = await waitTopic(rec, /\/status$/, (p) => p === 'online');
+      const online = await waitTopic(rec, exact(`${own}/status`), (p) => p === 'online');
       const from = rec.messages.length;
       child.kill('SIGKILL');
       const will = await rec.waitFor(online.topic, (p) => p === 'offline', 10_000, from);
@@ -138,6 +141,7 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
         targets: [{ id: 'router', type: 'btest', host: `127.0.0.1:${btest.port}` }],
       }),
     );
+    const own = ownTopics(join(dir, 'data'));
     const rec = await Recorder.connect(broker.url, ['bandwidth_probe/+/status']);
     const first = spawn(process.execPath, [CLI, 'serve', '--options', options], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -165,7 +169,7 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
     try {
       const online = await step(
         'first online',
-        waitTopic(rec, /\/status$/, (p) => p === 'online'),
+        waitTopic(rec, exact(`${own}/status`), (p) => p === 'online'),
       );
       const from = rec.messages.length;
       const second = spawn(process.execPath, [CLI, 'serve', '--options', options], {
@@ -242,6 +246,21 @@ describe('serve started as root drops to run_as (issue 14 row 26)', () => {
     }
   }, 40_000);
 });
+
+/**
+ * Gives a data dir a known install id, so a test waits for its own service's topics: a retained
+ * `online` of another test's service (killed a moment ago, its will not yet published) once matched a
+ * bare /\/status$/, the test started its second service before the first held the lock, and the wrong
+ * one of the two was refused.
+ */
+function ownTopics(dataDir: string): string {
+  const id = randomBytes(4).toString('hex');
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(join(dataDir, 'install-id'), `${id}\n`);
+  return `bandwidth_probe/bwprobe_${id}`;
+}
+
+const exact = (topic: string) => new RegExp(`^${topic.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
 
 async function waitTopic(rec: Recorder, re: RegExp, pred: (p: string) => boolean, ms = 20_000) {
   const until = Date.now() + ms;
