@@ -37,7 +37,7 @@ describe('cipher order by the CPU (issue 16)', () => {
     expect(o.reason).toMatch(/AES-128-GCM \d+ Mbit\/s, ChaCha20-Poly1305 \d+ Mbit\/s/);
     const [a, c] = [...o.reason.matchAll(/(\d+) Mbit\/s/g)].map((m) => Number(m[1]));
     // ChaCha20 only when clearly faster (rounded figures: allow the rounding at the margin)
-    if (o.prefer === 'chacha') expect(c!).toBeGreaterThan(a! * 1.24);
-    else expect(c!).toBeLessThanOrEqual(a! * 1.26);
+    if (o.prefer === 'chacha') expect(c!).toBeGreaterThan(a! * 1.49);
+    else expect(c!).toBeLessThanOrEqual(a! * 1.51);
   });
 });
