@@ -5,6 +5,12 @@
  * both directions and on both engines, with its ramp left out and no `udp_ramp` flag. iperf3 counts
  * UDP payload; btest counts IP packets (udp_size is the IP size), so iperf3 sends 1472-byte payloads and
  * its figure is compared in IP bytes (× 1500 / 1472).
+ *
+ * The reference is the better of an iperf3 run before and one after ours: on two busy cores one iperf3
+ * run can come in several percent short of the link (CI once saw 191.5 against a 200 Mbit/s link while
+ * ours measured 197.8 and the next iperf3 run 198.0). Ours must not be more than 2 % below that
+ * reference, and not above it by more than 2 % unless the link itself allows it (the tbf rate is the
+ * ceiling nobody can measure past).
  */
 import type { ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -131,16 +137,19 @@ describe(`btest UDP with default settings on a ${RATE_MBIT} Mbit/s link`, () => 
   for (const engine of ['native', 'js']) {
     for (const direction of ['receive', 'send'] as const) {
       it(`${direction}, ${engine} client: within 2 % of iperf3 UDP after the ramp`, async () => {
-        const ref = await iperfUdp(direction === 'receive');
+        const before = await iperfUdp(direction === 'receive');
         const r = await btest(direction, engine);
+        const after = await iperfUdp(direction === 'receive');
+        const ref = Math.max(before, after);
         const d = direction === 'receive' ? r.download! : r.upload!;
         process.stderr.write(
-          `udp ramp ${RATE_MBIT} ${direction} ${engine}: ours ${d?.mbps} Mbit/s (ramp ${d?.ramp_ms} ms, flags ${r.flags.join(' ')}), iperf3 ${ref.toFixed(2)}\n`,
+          `udp ramp ${RATE_MBIT} ${direction} ${engine}: ours ${d?.mbps} Mbit/s (ramp ${d?.ramp_ms} ms, flags ${r.flags.join(' ')}), iperf3 ${before.toFixed(2)} before, ${after.toFixed(2)} after\n`,
         );
         expect(r.error).toBeUndefined();
         expect(r.flags).not.toContain('udp_ramp');
         expect(d.ramp_ms).toBeLessThanOrEqual(2000);
-        expect(Math.abs(d.mbps - ref) / ref).toBeLessThan(0.02);
+        expect(d.mbps).toBeGreaterThan(ref * 0.98);
+        expect(d.mbps).toBeLessThan(Math.max(ref, RATE_MBIT) * 1.02);
       });
     }
   }
