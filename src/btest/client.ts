@@ -4,6 +4,7 @@ import type { Engine, EngineJob, StreamOutcome, UdpOutcome } from '../engine/typ
 import { ProbeError, toProbeError } from '../errors.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
+import { connectRtt, type ProbeOutcome, pace } from '../util/probe.js';
 import {
   AUTH_ECSRP5,
   AUTH_MD5,
@@ -43,7 +44,17 @@ export interface BtestParams {
   randomData: boolean;
   ipVersion: 'any' | '4' | '6';
   ioTimeoutMs: number;
+  /** TCP connect round trips to the btest port before and during the transfer (issue 17) */
+  loadedLatency?: boolean;
 }
+
+/**
+ * Latency probes (issue 17): btest has no ping, so round trips are TCP connects to the server's port
+ * (connect, then close at once): IDLE_CONNECTS of them before the test, one every LOADED_CONNECT_MS
+ * during the transfer.
+ */
+export const IDLE_CONNECTS = 5;
+export const LOADED_CONNECT_MS = 200;
 
 export type BtestEvent =
   | { type: 'phase'; phase: 'connect' | 'auth' | 'test' | 'end' }
@@ -77,6 +88,8 @@ export interface BtestRaw {
   localCpu: number;
   /** a multi-connection test ran on one connection: the server gave no session token */
   singleFallback: boolean;
+  /** TCP connect round trips before (idle) and during the transfer (loaded) */
+  latency?: { idle: ProbeOutcome; loaded?: ProbeOutcome };
 }
 
 const hr = () => process.hrtime.bigint();
@@ -189,6 +202,7 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
   opt.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     emit({ type: 'phase', phase: 'connect' });
+    const idle = p.loadedLatency === false ? undefined : await idleConnects(p);
     const t0c = hr();
     const main = await connect(p, opt.signal);
     conns.push(main);
@@ -234,10 +248,23 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
       durationNs: p.durationS * 1e9,
       localCpu: 0,
       singleFallback,
+      ...(idle ? { latency: { idle } } : {}),
     };
     const cpu = cpuMeter();
-    if (p.protocol === 'udp') await udpPhase(p, main, family, opt, raw, emit);
-    else await tcpPhase(p, conns, opt, raw, emit);
+    // Loaded probes go to the address the test runs to; the first one once the transfer has started.
+    const probes =
+      idle &&
+      pace(() => connectOnce(p, main.socket.remoteAddress ?? p.host), {
+        intervalMs: LOADED_CONNECT_MS,
+        firstDelayMs: LOADED_CONNECT_MS,
+        maxSamples: Math.ceil((p.durationS * 1000) / LOADED_CONNECT_MS) + 10,
+      });
+    try {
+      if (p.protocol === 'udp') await udpPhase(p, main, family, opt, raw, emit);
+      else await tcpPhase(p, conns, opt, raw, emit);
+    } finally {
+      if (probes && raw.latency) raw.latency.loaded = await probes.stop();
+    }
     raw.localCpu = cpu.percent();
     emit({ type: 'phase', phase: 'end' });
     return raw;
@@ -248,6 +275,24 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
     opt.signal?.removeEventListener('abort', onAbort);
     for (const c of conns) c.close();
   }
+}
+
+async function connectOnce(p: BtestParams, host: string): Promise<{ ms: number }> {
+  return {
+    ms: await connectRtt({
+      host,
+      port: p.port,
+      family: p.ipVersion === 'any' ? 0 : (Number(p.ipVersion) as 4 | 6),
+      timeoutMs: p.ioTimeoutMs,
+    }),
+  };
+}
+
+/** The idle round trips: IDLE_CONNECTS connects 50 ms apart before the test connection opens. */
+async function idleConnects(p: BtestParams): Promise<ProbeOutcome> {
+  const pacer = pace(() => connectOnce(p, p.host), { intervalMs: 50, maxSamples: IDLE_CONNECTS });
+  await pacer.finished; // bounded: the first failure or timeout (ioTimeoutMs) ends it
+  return pacer.stop();
 }
 
 /** Payload counts → IP packet bytes (what btest reports and paces on). */

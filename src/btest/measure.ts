@@ -2,6 +2,7 @@ import type { BtestSettings, GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { type LatencyResult, latencyResult, latencySet } from '../measure/latency.js';
 import { type Ramp, rampEnd } from '../measure/ramp.js';
 import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
@@ -95,6 +96,7 @@ export function btestParams(s: BtestSettings): BtestParams {
     randomData: s.random_data,
     ipVersion: s.ip_version,
     ioTimeoutMs: s.io_timeout * 1000,
+    loadedLatency: s.loaded_latency,
   };
 }
 
@@ -138,6 +140,8 @@ function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
   const remote = raw.serverStatus.filter((x) => x.seq > 0);
   if (remote.length)
     out.cpu!.remote_percent = Math.round(remote.reduce((a, x) => a + x.cpu, 0) / remote.length);
+  const latency = btestLatency(raw, s.direction);
+  if (latency) out.latency = latency;
   const pts = (o: StreamOutcome[]) => o.map((x) => x.points);
   if (raw.rx)
     out.download = fromPoints(
@@ -182,6 +186,27 @@ function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
     if (!settled) out.flags!.push('udp_ramp');
   }
   return out;
+}
+
+/**
+ * Latency sets of a btest run: TCP connect round trips before the test (idle) and during it, filed under
+ * the direction the line was loaded in (receive: download, send: upload, both: both).
+ */
+export function btestLatency(
+  raw: BtestRaw,
+  direction: BtestSettings['direction'],
+): LatencyResult | undefined {
+  const l = raw.latency;
+  if (!l) return undefined;
+  const idle = latencySet('tcp_connect', l.idle.samples, l.idle.error ? { error: l.idle.error } : {});
+  const loaded =
+    l.loaded && latencySet('tcp_connect', l.loaded.samples, l.loaded.error ? { error: l.loaded.error } : {});
+  const key = direction === 'receive' ? 'download' : direction === 'send' ? 'upload' : 'both';
+  const why = l.loaded?.error ?? l.idle.error;
+  return latencyResult(
+    { ...(idle ? { idle } : {}), ...(loaded ? { [key]: loaded } : {}) },
+    why && !loaded ? `TCP connects to the btest port failed: ${why}` : undefined,
+  );
 }
 
 /**

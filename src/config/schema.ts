@@ -149,6 +149,12 @@ export const rmbtSchema = {
     max: 10,
     description: 'Minimum seconds the ping phase lasts (the spec asks for at least 1).',
   },
+  loaded_latency: {
+    type: 'bool',
+    default: true,
+    description:
+      'Measure latency under load: PINGs on one extra connection every 100 ms and a TCP connect every second while the download and the upload run.',
+  },
   ip_version: {
     type: 'enum',
     values: ['any', '4', '6'],
@@ -428,6 +434,12 @@ export const btestSchema = {
       'UDP packet size as RouterOS means it: the IP packet size (payload = size − 28 on IPv4, − 48 on IPv6).',
   },
   random_data: { type: 'bool', default: false, description: 'Ask for random payload instead of zeros.' },
+  loaded_latency: {
+    type: 'bool',
+    default: true,
+    description:
+      'Measure latency under load: btest has no ping, so a TCP connect to the btest port every 200 ms during the transfer (5 before it for the idle figure).',
+  },
   ip_version: {
     type: 'enum',
     values: ['any', '4', '6'],

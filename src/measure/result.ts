@@ -1,4 +1,5 @@
 import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
+import type { LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile } from './stats.js';
 
@@ -99,6 +100,8 @@ export interface RunResult {
   error?: { code: ErrorCode; message: string };
   engine: EngineKind;
   ping?: PingStats;
+  /** round trips idle and under load, responsiveness and the bufferbloat grade (issue 17) */
+  latency?: LatencyResult;
   download?: DirectionResult;
   upload?: DirectionResult;
   connections?: ConnectionTiming[];
@@ -129,7 +132,9 @@ export interface RunResult {
     download_mbps?: number;
     upload_mbps?: number;
     ping_ms?: number;
-    missed: ('download' | 'upload' | 'ping')[];
+    /** the worse loaded median (download or upload) above it misses */
+    loaded_latency_ms?: number;
+    missed: ('download' | 'upload' | 'ping' | 'loaded_latency')[];
   };
   btest?: {
     auth: 'none' | 'md5' | 'ecsrp5';

@@ -3,6 +3,7 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
+import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../util/probe.js';
 import type { Channel, TlsInfo } from './channel.js';
 import { parseTime } from './lines.js';
 import {
@@ -10,6 +11,7 @@ import {
   type ConnectTiming,
   connectRmbt,
   type RmbtConnection,
+  resolveSource,
   type Transport,
 } from './transport.js';
 
@@ -30,6 +32,8 @@ export interface RmbtTestParams {
   pingMinS: number;
   pretestS: number;
   ioTimeoutMs: number;
+  /** measure latency under load on a connection of its own during download and upload (issue 17) */
+  loadedLatency?: boolean;
 }
 
 export type RmbtPhase =
@@ -76,7 +80,24 @@ export interface RmbtRaw {
   tls?: TlsInfo;
   /** every payload byte of the test, pre-tests included (`test_total_bytes_*`) */
   totalBytes: { download: number; upload: number };
+  /** round trips under load (issue 17); the idle ones are `pings` */
+  loaded: { download?: LoadedRaw; upload?: LoadedRaw; unavailable?: string };
 }
+
+export interface LoadedRaw {
+  /** PING → PONG on the probe connection, client side */
+  pings: ProbeOutcome;
+  /** TCP connects of fresh connections to the measurement server */
+  connects: ProbeOutcome;
+}
+
+/**
+ * Loaded-latency pacing (issue 17): a PING every 100 ms on the probe connection, one outstanding at
+ * most, and a fresh TCP connect every second; both bounded per phase.
+ */
+export const LOADED_PING_MS = 100;
+export const LOADED_CONNECT_MS = 1000;
+const LOADED_MAX_PINGS = 30 * (1000 / LOADED_PING_MS) + 10;
 
 /** Max pings (§4.2). */
 const MAX_PINGS = 200;
@@ -106,6 +127,7 @@ export function newRaw(): RmbtRaw {
     engines: new Set(),
     startedMs: Date.now(),
     totalBytes: { download: 0, upload: 0 },
+    loaded: {},
   };
 }
 
@@ -124,8 +146,11 @@ export async function runRmbtTest(
   const testStart = hr();
   const since = () => Number(hr() - testStart);
   let conns: RmbtConnection[] = [];
+  /** the loaded-latency probe connection: carries PINGs only, never bulk data (issue 17) */
+  let probe: RmbtConnection | undefined;
   const onAbort = () => {
     for (const c of conns) c.channel.close();
+    probe?.channel.close();
   };
   signal?.addEventListener('abort', onAbort, { once: true });
   // TLS by the engine's own sessions where it has them (the native engine): the bulk phases stay native.
@@ -177,7 +202,22 @@ export async function runRmbtTest(
     // Connections the download does not use are closed rather than left idle through ping and download:
     // both reference servers drop a connection idle for 30 s (F16; spec Phase 2 terminates the extras).
     const spare = conns.splice(kDown);
+    // A spare becomes the loaded-latency probe connection; without one, a fresh connection is opened
+    // with the same token (§3.1: any number of connections per token; both reference servers run a
+    // connection per worker and take a PING on one while others are in GETTIME/PUT).
+    if (p.loadedLatency !== false) probe = spare.shift();
     await Promise.all(spare.map((c) => quit(c.channel)));
+    if (p.loadedLatency !== false && !probe) {
+      try {
+        probe = await connectRmbt(connect, p.token);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        raw.loaded.unavailable = `the server refused a connection for latency probes: ${toProbeError(err).message}`;
+        opt.log?.info({ reason: raw.loaded.unavailable }, 'no latency under load');
+      }
+    }
+    const loadProbes = (phase: 'download' | 'upload') =>
+      probe ? startLoaded(probe, raw, p, phase) : undefined;
 
     // Phase 3: ping on the first connection.
     emit({ type: 'phase', phase: 'ping' });
@@ -185,7 +225,10 @@ export async function runRmbtTest(
 
     // Phase 4: download.
     emit({ type: 'phase', phase: 'download' });
-    raw.download = await download(conns, csDown, p, opt, emit, raw.engines, since());
+    raw.download = await download(conns, csDown, p, opt, emit, raw.engines, since(), () =>
+      loadProbes('download'),
+    );
+    probe = await settleProbe(probe, raw, 'download');
     raw.totalBytes.download += raw.download.totals.reduce((a, b) => a + b, 0);
 
     // Phase 5: upload pre-test, on as many connections as the init opened (fresh ones replace the spares).
@@ -201,10 +244,13 @@ export async function runRmbtTest(
 
     // Phase 6: upload.
     emit({ type: 'phase', phase: 'upload' });
-    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit, raw.engines, since());
+    raw.upload = await upload(conns.slice(0, kUp), csUp, p, opt, emit, raw.engines, since(), () =>
+      loadProbes('upload'),
+    );
     raw.totalBytes.upload += raw.upload.totals.reduce((a, b) => a + b, 0);
+    probe = await settleProbe(probe, raw, 'upload');
 
-    await Promise.all(conns.map((c) => quit(c.channel)));
+    await Promise.all([...conns, ...(probe ? [probe] : [])].map((c) => quit(c.channel)));
     emit({ type: 'phase', phase: 'end' });
     return raw;
   } catch (err) {
@@ -213,8 +259,85 @@ export async function runRmbtTest(
   } finally {
     signal?.removeEventListener('abort', onAbort);
     for (const c of conns) c.channel.close();
+    probe?.channel.close();
     conns = [];
   }
+}
+
+/** A phase's probes while its bulk transfer runs; `stop` is called as soon as the transfer ends. */
+interface PhaseProbes {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the loaded-latency probes of one phase: PING/PONG on the probe connection (client time, as
+ * the idle pings' client side) and TCP connects to the server's address, then records both in `raw`.
+ */
+function startLoaded(
+  probe: RmbtConnection,
+  raw: RmbtRaw,
+  p: RmbtTestParams,
+  phase: 'download' | 'upload',
+): PhaseProbes {
+  const ch = probe.channel;
+  const pings: Pacer = pace(() => pingOnce(ch, p.ioTimeoutMs), {
+    intervalMs: LOADED_PING_MS,
+    maxSamples: LOADED_MAX_PINGS,
+  });
+  const host = raw.serverIp ?? p.connect.host;
+  const localAddress = resolveSource(p.connect.source, p.connect.ipVersion);
+  const connects: Pacer = pace(
+    async () => ({
+      ms: await connectRtt({
+        host,
+        port: p.connect.port,
+        ...(localAddress ? { localAddress } : {}),
+        timeoutMs: p.ioTimeoutMs,
+      }),
+    }),
+    // the first one half a second in, once the transfer has filled the queue
+    { intervalMs: LOADED_CONNECT_MS, firstDelayMs: 500, maxSamples: 40 },
+  );
+  return {
+    async stop() {
+      const [a, b] = await Promise.all([pings.stop(), connects.stop()]);
+      raw.loaded[phase] = { pings: a, connects: b };
+    },
+  };
+}
+
+/**
+ * After a phase: a probe connection that failed or still has a PING under way is closed and not used
+ * again (the next phase says why there are no samples).
+ */
+async function settleProbe(
+  probe: RmbtConnection | undefined,
+  raw: RmbtRaw,
+  phase: 'download' | 'upload',
+): Promise<RmbtConnection | undefined> {
+  const got = raw.loaded[phase]?.pings;
+  if (!probe || !got || (!got.error && !got.pending)) return probe;
+  probe.channel.close();
+  const why = got.error ?? 'a PING was still unanswered when the transfer ended';
+  raw.loaded.unavailable ??= `the latency probe connection failed during the ${phase}: ${why}`;
+  return undefined;
+}
+
+/** One PING on the probe connection (§3.2 PING): the client's PING → PONG time and the bytes moved. */
+async function pingOnce(ch: Channel, timeoutMs: number): Promise<{ ms: number; bytes: number }> {
+  const t1 = hr();
+  ch.writeLine('PING');
+  const pong = await ch.readLine(timeoutMs);
+  if (pong !== 'PONG')
+    throw new ProbeError('BP_ERR_PROTOCOL', `expected PONG, got ${JSON.stringify(pong.slice(0, 80))}`);
+  const ms = Number(hr() - t1) / 1e6;
+  ch.writeLine('OK');
+  const time = await ch.readLine(timeoutMs);
+  parseTime(time);
+  const accept = await ch.readLine(timeoutMs);
+  expectAccept(accept);
+  // PING\n PONG\n OK\n, the TIME line and the ACCEPT line with their newlines
+  return { ms, bytes: 13 + time.length + accept.length + 2 };
 }
 
 /** WS thresholds (§4.1): download >1 Mbit/s → 3, >100 → 5; upload >30 → 2, >80 → 3, >150 → 5. */
@@ -500,8 +623,10 @@ async function download(
   emit: (e: RmbtEvent) => void,
   kinds: Set<EngineKind>,
   startNs: number,
+  probes?: () => PhaseProbes | undefined,
 ): Promise<DirectionRaw> {
   const t0: bigint[] = [];
+  const during = probes?.();
   for (const c of conns) {
     c.channel.writeLine(`GETTIME ${p.duration}${csArg(c, cs)}`);
     t0.push(hr());
@@ -517,7 +642,7 @@ async function download(
     t0,
     progress('download', emit),
     kinds,
-  );
+  ).finally(() => during?.stop());
   const serverNs = await Promise.all(
     channels.map(async (ch) => {
       ch.writeLine('OK');
@@ -549,6 +674,7 @@ async function upload(
   emit: (e: RmbtEvent) => void,
   kinds: Set<EngineKind>,
   startNs: number,
+  probes?: () => PhaseProbes | undefined,
 ): Promise<DirectionRaw> {
   const channels = conns.map((c) => c.channel);
   const t0 = await Promise.all(
@@ -567,7 +693,16 @@ async function upload(
     sampleNs: SAMPLE_NS,
     idleTimeoutMs: p.ioTimeoutMs,
   };
-  const out = await runJob(opt.engine, channels, job, opt.signal, t0, progress('upload', emit), kinds);
+  const during = probes?.();
+  const out = await runJob(
+    opt.engine,
+    channels,
+    job,
+    opt.signal,
+    t0,
+    progress('upload', emit),
+    kinds,
+  ).finally(() => during?.stop());
   const feedback = await Promise.all(
     channels.map(async (ch, i) => {
       const points: Point[] = [];

@@ -274,6 +274,7 @@ function baseParams(
     pingMinS: s.ping_duration,
     pretestS: s.pretest_duration,
     ioTimeoutMs: s.io_timeout * 1000,
+    loadedLatency: s.loaded_latency,
   };
 }
 

@@ -1,26 +1,55 @@
 import { directionResult } from '../measure/direction.js';
+import { type LatencyResult, type LatencySet, latencyResult, latencySet } from '../measure/latency.js';
 import { type PingStats, pingStats, type RunResult } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
 import { unmapIp } from '../util/netif.js';
-import type { RmbtRaw } from './client.js';
+import type { LoadedRaw, RmbtRaw } from './client.js';
 import { CLIENT_NAME, PROTOCOL_VERSION, SOFTWARE_VERSION, timeZone } from './control.js';
 
 /** Common-model figures from what the RMBT phases recorded. */
 export function rmbtFigures(
   raw: RmbtRaw,
-): Pick<RunResult, 'download' | 'upload' | 'connections'> & { ping?: PingStats } {
+): Pick<RunResult, 'download' | 'upload' | 'connections'> & { ping?: PingStats; latency?: LatencyResult } {
   const dl =
     raw.download &&
     directionResult(raw.download.threads, raw.download.totals, 'client', raw.download.chunkSize);
   const ul =
     raw.upload && directionResult(raw.upload.threads, raw.upload.totals, 'server', raw.upload.chunkSize);
   const ping = pingStats(raw.pings);
+  const latency = rmbtLatency(raw);
   return {
     ...(dl ? { download: dl } : {}),
     ...(ul ? { upload: ul } : {}),
     ...(ping ? { ping } : {}),
+    ...(latency ? { latency } : {}),
     connections: raw.connections,
   };
+}
+
+/**
+ * Latency sets of an RMBT run: idle from the ping phase's client-side times (PING → PONG, the same
+ * measure the probe connection takes under load), download and upload from the probe connection.
+ */
+export function rmbtLatency(raw: RmbtRaw): LatencyResult | undefined {
+  const t0 = raw.pings[0]?.timeNs ?? 0;
+  const idle = latencySet(
+    'rmbt_ping',
+    raw.pings.map((x) => ({ t_ms: (x.timeNs - t0) / 1e6, ms: x.clientNs / 1e6 })),
+  );
+  const loaded = (l: LoadedRaw | undefined): LatencySet | undefined =>
+    l &&
+    latencySet('rmbt_ping', l.pings.samples, {
+      connect: l.connects.samples,
+      ...(l.pings.error ? { error: l.pings.error } : {}),
+      probe_bytes: l.pings.bytes,
+    });
+  const download = loaded(raw.loaded.download);
+  const upload = loaded(raw.loaded.upload);
+  if (!idle && !download && !upload) return undefined;
+  return latencyResult(
+    { ...(idle ? { idle } : {}), ...(download ? { download } : {}), ...(upload ? { upload } : {}) },
+    raw.loaded.unavailable,
+  );
 }
 
 /** The reference clients record a point every 40 ms per thread (WS, CLI, PYC; research F6). */

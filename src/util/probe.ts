@@ -1,0 +1,129 @@
+import net from 'node:net';
+import { ProbeError, toProbeError } from '../errors.js';
+import type { LatencySample } from '../measure/latency.js';
+
+/**
+ * Latency probes beside a measurement (issue 17): a TCP connect round trip, and a pacer that runs any
+ * probe at a steady interval, never two at once, until it is stopped.
+ */
+
+export interface ConnectProbeOptions {
+  host: string;
+  port: number;
+  localAddress?: string;
+  family?: 0 | 4 | 6;
+  timeoutMs: number;
+}
+
+const hr = () => process.hrtime.bigint();
+
+/**
+ * One TCP connect, timed from connect() to the `connect` event (SYN → SYN-ACK, plus the event loop's
+ * own delay), then closed at once without a byte sent: a server sees a connection that ends before
+ * its greeting or handshake, which btest servers, RouterOS and both RMBT servers shrug off.
+ */
+export function connectRtt(o: ConnectProbeOptions): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = hr();
+    const sock = net.connect({
+      host: o.host,
+      port: o.port,
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+      ...(o.family ? { family: o.family } : {}),
+    });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new ProbeError('BP_ERR_TIMEOUT', `a TCP connect took longer than ${o.timeoutMs} ms`));
+    }, o.timeoutMs);
+    sock.once('connect', () => {
+      const ms = Number(hr() - t0) / 1e6;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ms);
+    });
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(toProbeError(err, 'BP_ERR_CONNECT'));
+    });
+  });
+}
+
+export interface ProbeOutcome {
+  samples: LatencySample[];
+  /** payload bytes the probes reported moving */
+  bytes: number;
+  /** why probing stopped before it was asked to (the probes after it were not sent) */
+  error?: string;
+  /** a probe was still under way when the grace ran out: its connection is in an unknown state */
+  pending: boolean;
+}
+
+export interface Pacer {
+  /** settles when the probes end by themselves (maxSamples reached, or the first failure) */
+  finished: Promise<void>;
+  stop(graceMs?: number): Promise<ProbeOutcome>;
+}
+
+export interface PaceOptions {
+  intervalMs: number;
+  /** wait this long before the first probe */
+  firstDelayMs?: number;
+  /** stop after this many probes (a bound on any load loop) */
+  maxSamples: number;
+}
+
+/**
+ * Runs `probe` every `intervalMs` from the start of the previous one, or right after it when it took
+ * longer (one outstanding at most). The first failure ends probing: its message is the outcome's
+ * error, and the samples before it stand.
+ */
+export function pace(probe: () => Promise<{ ms: number; bytes?: number }>, o: PaceOptions): Pacer {
+  const t0 = hr();
+  const out: ProbeOutcome = { samples: [], bytes: 0, pending: false };
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (stopped || ms <= 0) return resolve();
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      }
+      wake = done;
+    });
+  const loop = (async () => {
+    await sleep(o.firstDelayMs ?? 0);
+    while (!stopped && out.samples.length < o.maxSamples) {
+      const start = hr();
+      try {
+        const r = await probe();
+        out.samples.push({ t_ms: Number(start - t0) / 1e6, ms: r.ms });
+        out.bytes += r.bytes ?? 0;
+      } catch (err) {
+        if (!stopped) out.error = toProbeError(err).message;
+        return;
+      }
+      await sleep(o.intervalMs - Number(hr() - start) / 1e6);
+    }
+  })();
+  return {
+    finished: loop,
+    async stop(graceMs = 2000) {
+      stopped = true;
+      wake?.();
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        loop.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      out.pending = late;
+      return { ...out, samples: [...out.samples] };
+    },
+  };
+}
