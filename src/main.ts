@@ -72,6 +72,14 @@ export function installId(dataDir: string): string {
 }
 
 /** The period of a target's schedule in seconds (for expire_after); 0 for a disabled target. */
+/** The phases a target measures latency under load in (the discovery's latency entities, issue 17). */
+export function latencyPhases(t: TargetSettings): ('download' | 'upload' | 'both')[] {
+  if (t.type === 'rmbt') return t.rmbt?.loaded_latency === false ? [] : ['download', 'upload'];
+  const b = t.btest;
+  if (!b || !b.loaded_latency) return [];
+  return b.direction === 'receive' ? ['download'] : b.direction === 'send' ? ['upload'] : ['both'];
+}
+
 export function periodS(t: TargetSettings, now = Date.now()): number {
   if (!t.enabled) return 0;
   const a = nextPlanned(t, now);
@@ -329,6 +337,7 @@ async function startParts(
       name: t.name,
       kind: t.type,
       udp: t.type === 'btest' && t.btest?.protocol === 'udp',
+      latency: latencyPhases(t),
       expireAfter: expireAfter(
         periodS(t),
         s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,

@@ -33,6 +33,7 @@ export function summaryText(r: RunResult): string {
       }
     }
   }
+  lines.push(...latencyLines(r));
   if (r.connections?.length) {
     const c = r.connections[0]!;
     lines.push(
@@ -52,4 +53,39 @@ export function summaryText(r: RunResult): string {
     );
   lines.push(`Status    ${r.status}${r.error ? ` — ${r.error.code}: ${r.error.message}` : ''}`);
   return lines.join('\n');
+}
+
+/**
+ * Latency under load (issue 17): idle, download and upload medians side by side with their p90, the
+ * increase, the grade and the responsiveness; or why it is missing.
+ */
+export function latencyLines(r: RunResult): string[] {
+  const l = r.latency;
+  if (!l) return [];
+  const how = l.idle?.method ?? l.download?.method ?? l.upload?.method ?? l.both?.method;
+  const sets = (
+    [
+      ['idle', l.idle],
+      ['download', l.download],
+      ['upload', l.upload],
+      ['both ways', l.both],
+    ] as const
+  ).filter(([, v]) => v);
+  const out: string[] = [];
+  if (sets.length)
+    out.push(
+      `Latency   ${sets.map(([k, v]) => `${k} ${msText(v!.median_ms)} ms (p90 ${msText(v!.p90_ms)})`).join(', ')}` +
+        ` — ${how === 'tcp_connect' ? 'TCP connect round trips' : 'PING round trips on a probe connection'}`,
+    );
+  const bloat = l.bufferbloat_ms;
+  if (l.grade && bloat) {
+    const parts = (['download', 'upload', 'both'] as const)
+      .filter((k) => bloat[k] !== undefined)
+      .map((k) => `+${msText(bloat[k]!)} ms ${k === 'both' ? 'both ways' : k}`);
+    out.push(
+      `          bufferbloat grade ${l.grade} (${parts.join(', ')}), responsiveness ${l.responsiveness_rpm ?? '?'} RPM`,
+    );
+  }
+  if (l.unavailable) out.push(`          latency under load: ${l.unavailable}`);
+  return out;
 }

@@ -78,6 +78,14 @@ export const targetSchema = {
     max: 1e5,
     description: 'Milliseconds; a ping median above it sets the below-threshold problem sensor.',
   },
+  threshold_loaded_latency: {
+    type: 'float',
+    optional: true,
+    min: 0,
+    max: 1e5,
+    description:
+      'Milliseconds; a latency-under-load median (the worse of download and upload) above it sets the below-threshold problem sensor.',
+  },
 } as const satisfies Group;
 
 export interface TargetSettings {
@@ -93,6 +101,7 @@ export interface TargetSettings {
   readonly threshold_download?: number;
   readonly threshold_upload?: number;
   readonly threshold_ping?: number;
+  readonly threshold_loaded_latency?: number;
   /** the `rmbt` group overlaid with this target's keys (type rmbt) */
   readonly rmbt?: RmbtSettings;
   /** the `btest` group overlaid with this target's keys (type btest) */
@@ -183,7 +192,7 @@ export function resolveTargets(
       ...(own.schedule !== undefined ? { schedule: own.schedule as string } : {}),
       interval: own.interval as number,
       jitter: own.jitter as number,
-      ...pick(own, ['threshold_download', 'threshold_upload', 'threshold_ping']),
+      ...pick(own, ['threshold_download', 'threshold_upload', 'threshold_ping', 'threshold_loaded_latency']),
     };
     if (type === 'btest') {
       const btest = { ...base.btest, ...over } as BtestSettings;

@@ -1,4 +1,5 @@
 import { cpuMeter } from '../util/cpu.js';
+import { worstLoadedMs } from './latency.js';
 import type { QualityFlag, RunResult } from './result.js';
 
 /**
@@ -9,6 +10,7 @@ export interface Thresholds {
   download_mbps?: number;
   upload_mbps?: number;
   ping_ms?: number;
+  loaded_latency_ms?: number;
 }
 
 function flag(r: RunResult, f: QualityFlag): void {
@@ -16,17 +18,27 @@ function flag(r: RunResult, f: QualityFlag): void {
 }
 
 /**
- * Compares an ok run with the target's thresholds: download or upload below, or ping median above, sets
- * `below_threshold`. A failed run misses nothing here (its state is the failure, not a slow line).
+ * Compares an ok run with the target's thresholds: download or upload below, or the ping median or the
+ * worse loaded-latency median above, sets `below_threshold`. A failed run misses nothing here (its state is the failure, not a slow line).
  */
 export function applyThresholds(r: RunResult, t: Thresholds): void {
-  if (t.download_mbps === undefined && t.upload_mbps === undefined && t.ping_ms === undefined) return;
-  const missed: ('download' | 'upload' | 'ping')[] = [];
+  if (
+    t.download_mbps === undefined &&
+    t.upload_mbps === undefined &&
+    t.ping_ms === undefined &&
+    t.loaded_latency_ms === undefined
+  )
+    return;
+  const missed: NonNullable<RunResult['thresholds']>['missed'] = [];
   if (r.status === 'ok') {
     if (t.download_mbps !== undefined && r.download && r.download.mbps < t.download_mbps)
       missed.push('download');
     if (t.upload_mbps !== undefined && r.upload && r.upload.mbps < t.upload_mbps) missed.push('upload');
     if (t.ping_ms !== undefined && r.ping && r.ping.median_ms > t.ping_ms) missed.push('ping');
+    // the worse loaded median of download and upload (issue 17); no loaded latency misses nothing
+    const loaded = worstLoadedMs(r.latency);
+    if (t.loaded_latency_ms !== undefined && loaded !== undefined && loaded > t.loaded_latency_ms)
+      missed.push('loaded_latency');
   }
   r.thresholds = { ...t, missed };
   if (missed.length) flag(r, 'below_threshold');

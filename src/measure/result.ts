@@ -1,5 +1,5 @@
 import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
-import type { LatencyResult } from './latency.js';
+import type { BufferbloatGrade, LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile } from './stats.js';
 
@@ -226,15 +226,23 @@ export function headlineFigures(r: RunResult): {
   ping_ms: number | null;
   jitter_ms: number | null;
   loss_percent: number | null;
+  download_latency_ms: number | null;
+  upload_latency_ms: number | null;
+  responsiveness_rpm: number | null;
+  bufferbloat_grade: BufferbloatGrade | null;
 } {
   const ok = r.status === 'ok';
-  const val = (v: number | undefined) => (ok && v !== undefined ? v : null);
+  const val = <T>(v: T | undefined) => (ok && v !== undefined ? v : null);
   return {
     download_mbps: val(r.download?.mbps),
     upload_mbps: val(r.upload?.mbps),
     ping_ms: val(r.ping?.median_ms),
     jitter_ms: val(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
     loss_percent: val(r.download?.udp?.loss_percent),
+    download_latency_ms: val(r.latency?.download?.median_ms),
+    upload_latency_ms: val(r.latency?.upload?.median_ms),
+    responsiveness_rpm: val(r.latency?.responsiveness_rpm),
+    bufferbloat_grade: val(r.latency?.grade),
   };
 }
 

@@ -1,3 +1,4 @@
+import { GRADES } from '../measure/latency.js';
 import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
 
 /**
@@ -14,7 +15,15 @@ export interface DiscoveryTarget {
   udp: boolean;
   /** seconds after which HA shows the figures as unavailable (0: never; disabled targets) */
   expireAfter: number;
+  /**
+   * the phases whose latency under load the target measures (issue 17); absent: download and upload.
+   * btest measures the one direction it loads (`both` has no download or upload latency of its own);
+   * an empty list (loaded_latency off) has no latency entities.
+   */
+  latency?: readonly ('download' | 'upload' | 'both')[];
 }
+
+const loadedPhases = (t: DiscoveryTarget) => t.latency ?? ['download', 'upload'];
 
 export interface DiscoveryInput {
   topics: Topics;
@@ -92,6 +101,38 @@ const SENSORS: readonly {
     icon: 'mdi:package-variant-remove',
     on: (t) => t.udp,
   },
+  // Latency under load (issue 17): the median round trip while the line is full, per direction.
+  {
+    key: 'download_latency',
+    label: 'download latency',
+    field: 'download_latency_ms',
+    device_class: 'duration',
+    unit: 'ms',
+    precision: 1,
+    icon: 'mdi:timer-sand',
+    on: (t) => loadedPhases(t).includes('download'),
+  },
+  {
+    key: 'upload_latency',
+    label: 'upload latency',
+    field: 'upload_latency_ms',
+    device_class: 'duration',
+    unit: 'ms',
+    precision: 1,
+    icon: 'mdi:timer-sand',
+    on: (t) => loadedPhases(t).includes('upload'),
+  },
+  // RPM has no device class: a plain measurement in round trips per minute, higher is better.
+  {
+    key: 'responsiveness',
+    label: 'responsiveness',
+    field: 'responsiveness_rpm',
+    device_class: '',
+    unit: 'RPM',
+    precision: 0,
+    icon: 'mdi:speedometer',
+    on: (t) => loadedPhases(t).length > 0,
+  },
 ];
 
 /**
@@ -140,6 +181,21 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
       state_class: 'measurement',
       suggested_display_precision: s.precision,
       ...(s.icon ? { icon: s.icon } : {}),
+      ...expire,
+    };
+  }
+  if (loadedPhases(t).length > 0) {
+    // An enum sensor: no unit or state class (HA refuses them on enums), the options list the grades.
+    out[`${t.id}_bufferbloat_grade`] = {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, t.id, 'bufferbloat_grade'),
+      ...ids('sensor', 'bufferbloat_grade'),
+      name: name('bufferbloat grade'),
+      state_topic: state,
+      value_template: tpl('bufferbloat_grade'),
+      device_class: 'enum',
+      options: [...GRADES],
+      icon: 'mdi:chart-bell-curve',
       ...expire,
     };
   }

@@ -338,6 +338,7 @@ export class Runner {
       ...(t.threshold_download !== undefined ? { download_mbps: t.threshold_download } : {}),
       ...(t.threshold_upload !== undefined ? { upload_mbps: t.threshold_upload } : {}),
       ...(t.threshold_ping !== undefined ? { ping_ms: t.threshold_ping } : {}),
+      ...(t.threshold_loaded_latency !== undefined ? { loaded_latency_ms: t.threshold_loaded_latency } : {}),
     });
     let runId: number | undefined;
     try {

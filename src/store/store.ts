@@ -32,6 +32,11 @@ export interface RunSummary {
   ping_ms: number | null;
   jitter_ms: number | null;
   loss_percent: number | null;
+  /** median round trip while the download / upload ran (issue 17) */
+  download_latency_ms: number | null;
+  upload_latency_ms: number | null;
+  responsiveness_rpm: number | null;
+  bufferbloat_grade: string | null;
   flags: string[];
   engine: string;
   server: string;
@@ -343,6 +348,10 @@ export class Store {
     const j = (path: string) => `CASE WHEN json_valid(result) THEN json_extract(result, '${path}') END`;
     const sql = `SELECT id, target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
                    ping_ms, jitter_ms, loss_percent,
+                   ${j('$.latency.download.median_ms')} AS download_latency_ms,
+                   ${j('$.latency.upload.median_ms')} AS upload_latency_ms,
+                   ${j('$.latency.responsiveness_rpm')} AS responsiveness_rpm,
+                   ${j('$.latency.grade')} AS bufferbloat_grade,
                    ${j('$.flags')} AS flags, ${j('$.error.message')} AS error,
                    ${j('$.engine')} AS engine, ${j('$.trigger')} AS trig,
                    coalesce(${j('$.server.name')}, ${j('$.server.host')}) AS server
@@ -368,6 +377,10 @@ export class Store {
       ping_ms: fig(x, 'ping_ms'),
       jitter_ms: fig(x, 'jitter_ms'),
       loss_percent: fig(x, 'loss_percent'),
+      download_latency_ms: fig(x, 'download_latency_ms'),
+      upload_latency_ms: fig(x, 'upload_latency_ms'),
+      responsiveness_rpm: fig(x, 'responsiveness_rpm'),
+      bufferbloat_grade: x.status === 'ok' ? ((x.bufferbloat_grade as string | null) ?? null) : null,
       flags: parseFlags(x.flags),
       engine: (x.engine as string | null) ?? '',
       server: (x.server as string | null) ?? '',

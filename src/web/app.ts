@@ -234,6 +234,7 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
           download_mbps: t.threshold_download ?? null,
           upload_mbps: t.threshold_upload ?? null,
           ping_ms: t.threshold_ping ?? null,
+          loaded_latency_ms: t.threshold_loaded_latency ?? null,
         },
         last,
       };

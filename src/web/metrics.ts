@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TargetSettings } from '../config/targets.js';
+import { type BufferbloatGrade, GRADES } from '../measure/latency.js';
 import type { Runner } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
 
@@ -41,6 +42,29 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
   latest('bandwidth_probe_jitter_seconds', 'Jitter of the latest ok run', (s) => ms(s.jitter_ms));
   latest('bandwidth_probe_udp_loss_ratio', 'UDP loss of the latest ok run (0–1)', (s) =>
     s.loss_percent === null ? null : s.loss_percent / 100,
+  );
+  latest(
+    'bandwidth_probe_download_latency_seconds',
+    'Median round trip while the download ran, latest ok run',
+    (s) => ms(s.download_latency_ms),
+  );
+  latest(
+    'bandwidth_probe_upload_latency_seconds',
+    'Median round trip while the upload ran, latest ok run',
+    (s) => ms(s.upload_latency_ms),
+  );
+  latest(
+    'bandwidth_probe_responsiveness_rpm',
+    'Round trips per minute under load (60 / the loaded median in seconds), latest ok run',
+    (s) => s.responsiveness_rpm,
+  );
+  latest(
+    'bandwidth_probe_bufferbloat_grade',
+    "Bufferbloat grade of the latest ok run as a number: 0 A+, 1 A, 2 B, 3 C, 4 D, 5 F (DSLReports' bounds)",
+    (s) => {
+      const i = GRADES.indexOf(s.bufferbloat_grade as BufferbloatGrade);
+      return i < 0 ? null : i;
+    },
   );
   latest('bandwidth_probe_below_threshold', '1 when the latest ok run missed a threshold', (s) =>
     s.flags.includes('below_threshold') ? 1 : 0,

@@ -65,7 +65,7 @@ describe('CLI (built dist/cli.js)', () => {
     const lines = readFileSync(csv, 'utf8').trimEnd().split('\r\n');
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe(
-      'id,target,kind,started_at,finished_at,status,download_mbps,upload_mbps,ping_ms,jitter_ms,loss_percent,flags,error_code,error,server,engine,trigger',
+      'id,target,kind,started_at,finished_at,status,download_mbps,upload_mbps,ping_ms,jitter_ms,loss_percent,download_latency_ms,upload_latency_ms,responsiveness_rpm,bufferbloat_grade,flags,error_code,error,server,engine,trigger',
     );
     const ok = lines[1]!.split(',');
     expect(ok[1]).toBe('demo');

@@ -156,7 +156,7 @@ describe('web routes', () => {
     expect(csv.headers['content-disposition']).toMatch(/attachment/);
     const lines = csv.body.trim().split('\r\n');
     expect(lines[0]).toBe(
-      'id,target,kind,started_at,finished_at,status,download_mbps,upload_mbps,ping_ms,jitter_ms,loss_percent,flags,error_code,error,server,engine,trigger',
+      'id,target,kind,started_at,finished_at,status,download_mbps,upload_mbps,ping_ms,jitter_ms,loss_percent,download_latency_ms,upload_latency_ms,responsiveness_rpm,bufferbloat_grade,flags,error_code,error,server,engine,trigger',
     );
     expect(lines[1]).toMatch(new RegExp(`^${id},a,btest,`));
     const json = await app.inject({ url: '/api/export.json' });
@@ -344,6 +344,10 @@ describe('page weight', () => {
       ping_ms: null,
       jitter_ms: null,
       loss_percent: null,
+      download_latency_ms: null,
+      upload_latency_ms: null,
+      responsiveness_rpm: null,
+      bufferbloat_grade: null,
       flags: ['link_busy', 'cpu_limited'],
       engine: 'js',
       server: '=cmd|x',
