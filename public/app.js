@@ -151,6 +151,33 @@
                 last.loss_percent !== null ? el('span', {}, `loss ${fmt(last.loss_percent, 2)} %`) : null,
               )
             : null,
+          last &&
+            (last.download_latency_ms !== null || last.upload_latency_ms !== null || last.bufferbloat_grade)
+            ? el(
+                'div',
+                { class: 'meta loaded' },
+                last.download_latency_ms !== null || last.upload_latency_ms !== null
+                  ? el(
+                      'span',
+                      {},
+                      `under load ${[
+                        last.download_latency_ms !== null ? `↓ ${ms(last.download_latency_ms)} ms` : '',
+                        last.upload_latency_ms !== null ? `↑ ${ms(last.upload_latency_ms)} ms` : '',
+                      ]
+                        .filter(Boolean)
+                        .join(' ')}`,
+                    )
+                  : null,
+                last.bufferbloat_grade
+                  ? el(
+                      'span',
+                      { class: 'grade', title: 'Bufferbloat grade (DSLReports bounds)' },
+                      `grade ${last.bufferbloat_grade}`,
+                    )
+                  : null,
+                last.responsiveness_rpm !== null ? el('span', {}, `${last.responsiveness_rpm} RPM`) : null,
+              )
+            : null,
           el('div', { class: 'flags' }, flagPills(last?.flags)),
           last && last.status !== 'ok'
             ? el('div', { class: 'err' }, `${last.error_code || ''} ${last.error || ''}`.trim())
@@ -457,6 +484,16 @@
           pingData.push(mine('jitter_ms'));
         }
       }
+      // latency under load (issue 17): the median round trip while each direction filled the line
+      for (const [key, label, color, dash] of [
+        ['download_latency_ms', 'download latency ms', '--down', [2, 3]],
+        ['upload_latency_ms', 'upload latency ms', '--up', [8, 3]],
+      ]) {
+        const v = mine(key);
+        if (!v.some((x) => typeof x === 'number')) continue;
+        pingSeries.push(line(`${name}${label}`, c || css(color), { dash }));
+        pingData.push(v);
+      }
     });
     chart('chart-speed', speedSeries, speedData, { yLabel: sc.unit, x });
     if (pingSeries.length) chart('chart-ping', pingSeries, pingData, { yLabel: 'ms', height: 140, x });
@@ -548,6 +585,8 @@
             ? `median ${ms(r.ping.median_ms)} ms (min ${ms(r.ping.min_ms)}, p95 ${ms(r.ping.p95_ms)}, ${plural(r.ping.count, 'ping', 'pings')})`
             : null,
         ),
+        row('Latency', latencyTable(r.latency)),
+        row('Bufferbloat', bloatText(r.latency)),
         row(
           'UDP',
           r.download?.udp
@@ -626,6 +665,66 @@
           )
         : '',
     );
+  }
+
+  // ---- latency under load in the run detail (issue 17) ----------------------------------------------
+  /** Idle, download and upload side by side: median, p90, p99, min–max and how many round trips. */
+  function latencyTable(l) {
+    if (!l) return null;
+    const cols = [
+      ['Idle', l.idle],
+      ['Download', l.download],
+      ['Upload', l.upload],
+      ['Both ways', l.both],
+    ].filter(([, v]) => v);
+    if (!cols.length) return l.unavailable || null;
+    const rowOf = (label, f) =>
+      el(
+        'tr',
+        {},
+        el('th', { scope: 'row' }, label),
+        ...cols.map(([, v]) => el('td', { class: 'num' }, f(v))),
+      );
+    const method =
+      cols[0][1].method === 'tcp_connect'
+        ? 'TCP connect round trips'
+        : 'PING round trips on a connection of their own';
+    return el(
+      'div',
+      {},
+      el(
+        'table',
+        { class: 'latency' },
+        el(
+          'thead',
+          {},
+          el('tr', {}, el('th', {}, 'ms'), ...cols.map(([k]) => el('th', { class: 'num' }, k))),
+        ),
+        el(
+          'tbody',
+          {},
+          rowOf('median', (v) => ms(v.median_ms)),
+          rowOf('p90', (v) => ms(v.p90_ms)),
+          rowOf('p99', (v) => ms(v.p99_ms)),
+          rowOf('min–max', (v) => `${ms(v.min_ms)}–${ms(v.max_ms)}`),
+          rowOf('round trips', (v) => String(v.count)),
+          cols.some(([, v]) => v.connect)
+            ? rowOf('new connection', (v) => (v.connect ? ms(v.connect.median_ms) : '–'))
+            : null,
+        ),
+      ),
+      el('small', {}, `${method}${l.unavailable ? `; ${l.unavailable}` : ''}`),
+    );
+  }
+  function bloatText(l) {
+    if (!l?.grade) return null;
+    const b = l.bufferbloat_ms || {};
+    const parts = [
+      b.download !== undefined ? `+${ms(b.download)} ms download` : '',
+      b.upload !== undefined ? `+${ms(b.upload)} ms upload` : '',
+      b.both !== undefined ? `+${ms(b.both)} ms both ways` : '',
+    ].filter(Boolean);
+    return `grade ${l.grade} (${parts.join(', ')}), responsiveness ${l.responsiveness_rpm ?? '–'} RPM`;
   }
 
   // ---- live progress over Server-Sent Events ---------------------------------------------------------

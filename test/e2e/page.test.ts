@@ -9,6 +9,7 @@ import { loadSettings } from '../../src/config/load.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
 import { type Service, startService } from '../../src/main.js';
+import { latencyResult, latencySet } from '../../src/measure/latency.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 /**
@@ -110,6 +111,8 @@ beforeAll(async () => {
   });
   svc = await startService(s, createLogger('silent'), { version: 'e2e' });
   // A day of history for the charts: one real run, repeated at earlier times with varied figures.
+  const rtts = (mid: number, spread: number) =>
+    Array.from({ length: 20 }, (_, i) => ({ t_ms: i * 200, ms: mid + spread * Math.sin(i) }));
   const done = new Promise<void>((r) => {
     const off = svc.runner.on((e) => {
       if (e.type === 'finished') {
@@ -132,6 +135,12 @@ beforeAll(async () => {
       download: seed.download && { ...seed.download, mbps: Math.round(940 * f) },
       upload: { ...(seed.upload ?? seed.download!), mbps: Math.round(420 * f) },
       ping: { ...(seed.ping as NonNullable<typeof seed.ping>), median_ms: 8 + 4 * f, jitter_ms: 1 + f },
+      // latency under load (issue 17): an idle 10 ms line whose queue adds 40–60 ms downloading
+      latency: latencyResult({
+        idle: latencySet('tcp_connect', rtts(10, 1))!,
+        download: latencySet('tcp_connect', rtts(20 + 40 * f, 5))!,
+        upload: latencySet('tcp_connect', rtts(15 + 10 * f, 2))!,
+      }),
       flags: h % 7 === 0 ? ['link_busy'] : [],
       ...(h === 5
         ? { status: 'failed', error: { code: 'BP_ERR_CONNECT', message: 'connection refused' } }
@@ -264,6 +273,8 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     await expect.poll(async () => card.locator('.pill.ok').count()).toBeGreaterThan(0);
     expect(await card.locator('.fig.down b').textContent()).toMatch(/^\d+(\.\d{1,2})?$/);
     expect(await card.locator('.fig.down span').textContent()).toMatch(/^[MG]bit\/s down$/);
+    // latency under load on the card: btest both ways has a grade and a responsiveness (issue 17)
+    expect(await card.locator('.meta.loaded').textContent()).toMatch(/grade (A\+|[A-F]).*\d+ RPM/);
     await page.screenshot({ path: join(SCREENS, 'page-light.png'), fullPage: true });
 
     // one run's detail, opened from the keyboard: rows are focusable and Enter opens them
@@ -278,6 +289,11 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     expect(await page.locator('#detail-body h2').textContent()).toMatch(/^Router · /);
     expect(detail).toMatch(/Started byhand/);
     expect(detail).not.toMatch(/\b1 streams\b/);
+    // latency idle and under load side by side, with the grade and how it was measured
+    expect(detail).toMatch(/LatencymsIdleBoth ways\s*median/);
+    expect(detail).toMatch(/TCP connect round trips/);
+    expect(detail).toMatch(/Bufferbloatgrade (A\+|[A-F]) \(\+[\d.]+ ms both ways\), responsiveness \d+ RPM/);
+    expect(await page.locator('#detail-body table.latency tbody tr').count()).toBeGreaterThanOrEqual(5);
     // download and upload each against their own times: the x values are seconds into the direction
     await page.locator('#detail-chart .u-legend').waitFor();
     await page.screenshot({ path: join(SCREENS, 'detail-light.png') });
@@ -306,6 +322,13 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
         `${name} in ${legend.join(' | ')}`,
       ).toBe(true);
     expect(legend.some((l) => /Gbit\/s/.test(l))).toBe(true);
+    // loaded latency beside ping in the latency chart, one series per target and direction
+    const pingLegend = await page.locator('#chart-ping .u-legend .u-series').allTextContents();
+    for (const name of ['Router download latency ms', 'Router upload latency ms'])
+      expect(
+        pingLegend.some((l) => l.includes(name)),
+        `${name} in ${pingLegend.join(' | ')}`,
+      ).toBe(true);
     // (the axes are drawn on a canvas: read what uPlot computed through the page's chart handle)
     type Axis = { labels: string[]; min: number; max: number; yMin: number };
     const xAxis = () =>
