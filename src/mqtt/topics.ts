@@ -68,6 +68,11 @@ export interface TargetState {
   ping_ms: number | null;
   jitter_ms: number | null;
   loss_percent: number | null;
+  /** latency under load (issue 17): medians while the download / upload ran, RPM and the grade */
+  download_latency_ms: number | null;
+  upload_latency_ms: number | null;
+  responsiveness_rpm: number | null;
+  bufferbloat_grade: string | null;
   finished_at: string;
   started_at: string;
   server: string;

@@ -52,6 +52,8 @@ const TARGETS = () => [
     direction: 'receive',
     duration: 1,
     remote_tx_speed: 20_000_000,
+    // any real round trip under load is above 0 ms: the problem sensor turns on (issue 17)
+    threshold_loaded_latency: 0,
   },
 ];
 
@@ -120,6 +122,22 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     expect(cfg.components.lan_below_threshold!.device_class).toBe('problem');
     expect(cfg.components.lan_run!.command_topic).toBe(`${root}/lan/run`);
     expect(cfg.components.lan_event!.event_types).toEqual(['completed', 'failed', 'aborted']);
+    // latency under load (issue 17): btest receive loads the download only
+    expect(cfg.components.lan_download_latency).toMatchObject({
+      platform: 'sensor',
+      device_class: 'duration',
+      unit_of_measurement: 'ms',
+      state_class: 'measurement',
+      value_template: '{{ value_json.download_latency_ms }}',
+    });
+    expect(cfg.components.lan_download_latency!.expire_after).toBe(cfg.components.lan_download!.expire_after);
+    expect(cfg.components.lan_upload_latency).toBeUndefined();
+    expect(cfg.components.lan_responsiveness).toMatchObject({ unit_of_measurement: 'RPM' });
+    expect(cfg.components.lan_bufferbloat_grade).toMatchObject({
+      device_class: 'enum',
+      options: ['A+', 'A', 'B', 'C', 'D', 'F'],
+    });
+    expect(cfg.components.lan_bufferbloat_grade!.unit_of_measurement).toBeUndefined();
     // retained: a client connecting now gets it
     const late = await Recorder.connect(broker.url, [`homeassistant/device/${svc.deviceId}/config`]);
     const got = await late.waitFor(`homeassistant/device/${svc.deviceId}/config`);
@@ -145,6 +163,11 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     const state = JSON.parse(st.payload) as TargetState;
     expect(state.run_id).toBe(ev.run_id);
     expect(state.status).toBe('ok');
+    // the latency entities carry values; a direction that was not loaded is null (unknown in HA)
+    expect(state.download_latency_ms).toBeGreaterThan(0);
+    expect(state.upload_latency_ms).toBeNull();
+    expect(state.responsiveness_rpm).toBeGreaterThan(0);
+    expect(state.bufferbloat_grade).toMatch(/^(A\+|A|B|C|D|F)$/);
     await rec.waitFor(`${root}/lan/running`, (p) => p === 'OFF', 5000, from);
     expect(svc.store.get(ev.run_id!)!.published).toBe(true);
   });
@@ -158,6 +181,9 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     ) as RunEvent;
     expect(ev.event_type).toBe('completed');
     expect(ev.loss_percent).not.toBeNull();
+    // threshold_loaded_latency 0: the loaded median is above it
+    expect(ev.download_latency_ms).toBeGreaterThan(0);
+    expect(ev.below_threshold).toBe(true);
     expect(rec.messages.slice(from).some((m) => m.topic === `${root}/lan/event`)).toBe(false);
   });
 

@@ -172,6 +172,11 @@ describe('web routes', () => {
     expect(m.body).toContain('bandwidth_probe_last_run_ok{target="a"} 1');
     expect(m.body).not.toMatch(/_mbps|_ms\{|_percent/);
     expect(m.body).toContain('bandwidth_probe_below_threshold{target="a"} 1');
+    // latency under load (issue 17), in seconds like the ping; btest receive loads the download only
+    expect(m.body).toMatch(/bandwidth_probe_download_latency_seconds\{target="a"\} 0\.\d+/);
+    expect(m.body).not.toMatch(/bandwidth_probe_upload_latency_seconds\{target="a"\}/);
+    expect(m.body).toMatch(/bandwidth_probe_responsiveness_rpm\{target="a"\} \d+/);
+    expect(m.body).toMatch(/bandwidth_probe_bufferbloat_grade\{target="a"\} [0-5]\b/);
     expect(m.body).toMatch(/bandwidth_probe_run_duration_seconds_count\{target="a",status="ok"\} 1/);
   });
 
