@@ -24,8 +24,13 @@ const RATES = (process.env.ACC_RATES ?? '50,200,940').split(',').map(Number);
 const DURATION = Number(process.env.ACC_DURATION ?? 5);
 const DELAYS = (process.env.ACC_DELAYS ?? '20,80').split(',').filter(Boolean).map(Number);
 const THREADS = Number(process.env.ACC_THREADS ?? 3);
-/** Parts to run (default all): tcp, udp, ramp (unlimited btest UDP vs iperf3 UDP), ping */
-const ONLY = new Set((process.env.ACC_ONLY ?? 'tcp,udp,ramp,ping').split(','));
+/** Parts to run (default all): tcp, udp, ramp (unlimited btest UDP vs iperf3 UDP), ping, loaded */
+const ONLY = new Set((process.env.ACC_ONLY ?? 'tcp,udp,ramp,ping,loaded').split(','));
+/** Latency under load (issue 17): rates, tbf queue lengths (ms) and congestion controls of its rows */
+const LOADED_RATES = (process.env.ACC_LOADED_RATES ?? '50,200').split(',').filter(Boolean).map(Number);
+const QUEUES = (process.env.ACC_QUEUES ?? '20,100,300').split(',').filter(Boolean).map(Number);
+const CCS = (process.env.ACC_CCS ?? 'reno,bbr').split(',').filter(Boolean);
+const LOADED_DURATION = Number(process.env.ACC_LOADED_DURATION ?? 5);
 const TAG = `bpacc${process.pid % 100000}`;
 const NS_SRV = `${TAG}s`;
 const NS_CLI = `${TAG}c`;
@@ -213,6 +218,14 @@ interface Res {
   };
   upload?: { mbps: number; ramp_ms?: number; udp?: { loss_percent: number } };
   flags?: string[];
+  latency?: {
+    idle?: { median_ms: number };
+    download?: { median_ms: number; count: number; loop_delay_ms?: number };
+    upload?: { median_ms: number; count: number; loop_delay_ms?: number };
+    grade?: string;
+    responsiveness_rpm?: number;
+    unavailable?: string;
+  };
 }
 
 async function ours(args: string[], budgetS: number): Promise<Res> {
@@ -303,6 +316,7 @@ async function main(): Promise<void> {
   const udpRows: string[][] = [];
   const rampRows: string[][] = [];
   const pingRows: string[][] = [];
+  const loadedTable: string[][] = [];
   try {
     await daemon(NS_SRV, ['iperf3', '-s', '--forceflush', '-p', String(IPERF_PORT)], /listening/);
     await daemon(
@@ -369,11 +383,13 @@ async function main(): Promise<void> {
       unshape();
     }
     if (ONLY.has('ping') && DELAYS.length) await pingCheck(pingRows);
+    if (ONLY.has('loaded')) await loadedRows(loadedTable);
   } finally {
     cleanup();
     rmSync(data, { recursive: true, force: true });
   }
   print(throughput, udpRows, pingRows);
+  if (loadedTable.length) printLoaded(loadedTable);
   if (rampRows.length) {
     console.log(
       '\nbtest UDP with default settings (unlimited; issue 13): our figure after the ramp vs iperf3 UDP offered 20 % above the link, both in IP bytes (1500-byte packets; target ±2 %)\n',
@@ -593,6 +609,189 @@ async function pingCheck(pingRows: string[][]): Promise<void> {
   }
   echo.child.kill('SIGTERM');
   unshape();
+}
+
+/**
+ * A deep queue (issue 17): tbf at `mbit` holding up to `queueMs` of packets on both veth ends, so a
+ * saturating flow sees up to that much queueing delay.
+ */
+function shapeDeep(mbit: number, queueMs: number): void {
+  const burst = Math.max(32 * 1024, Math.round((mbit * 1e6) / 8 / 500));
+  for (const [ns, dev] of [
+    [NS_SRV, `${TAG}a`],
+    [NS_CLI, `${TAG}b`],
+  ] as const) {
+    inNs(ns, [
+      'tc',
+      'qdisc',
+      'replace',
+      'dev',
+      dev,
+      'root',
+      'tbf',
+      'rate',
+      `${mbit}mbit`,
+      'burst',
+      String(burst),
+      'latency',
+      `${queueMs}ms`,
+    ]);
+  }
+}
+
+/** Both namespaces' congestion control (a per-namespace sysctl; only what the host allows). */
+function congestion(cc: string): void {
+  for (const ns of [NS_SRV, NS_CLI])
+    inNs(ns, ['sysctl', '-q', '-w', `net.ipv4.tcp_congestion_control=${cc}`]);
+}
+
+/**
+ * The kernel's own truth while a load runs: every 100 ms, each veth end's qdisc backlog (bytes waiting)
+ * and bytes sent. Stop returns, per direction, the median queueing delay (backlog / rate) over the
+ * samples in which that direction's qdisc sent at least half the rate (the loaded ones).
+ */
+function qdiscSampler(mbit: number): { stop(): { down?: number; up?: number } } {
+  const devs = { down: [NS_SRV, `${TAG}a`], up: [NS_CLI, `${TAG}b`] } as const;
+  const read = (ns: string, dev: string) => {
+    const out = inNs(ns, ['tc', '-s', 'qdisc', 'show', 'dev', dev], { quiet: true });
+    const sent = /Sent (\d+) bytes/.exec(out);
+    const backlog = /backlog (\d+)b/.exec(out);
+    return { t: Date.now(), sent: Number(sent?.[1] ?? 0), backlog: Number(backlog?.[1] ?? 0) };
+  };
+  const samples = { down: [] as ReturnType<typeof read>[], up: [] as ReturnType<typeof read>[] };
+  const timer = setInterval(() => {
+    for (const k of ['down', 'up'] as const) samples[k].push(read(devs[k][0], devs[k][1]));
+  }, 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      const out: { down?: number; up?: number } = {};
+      for (const k of ['down', 'up'] as const) {
+        const s = samples[k];
+        const delays: number[] = [];
+        for (let i = 1; i < s.length; i++) {
+          const dt = (s[i]!.t - s[i - 1]!.t) / 1000;
+          const rate = dt > 0 ? ((s[i]!.sent - s[i - 1]!.sent) * 8) / dt / 1e6 : 0;
+          if (rate >= mbit / 2) delays.push(((s[i]!.backlog * 8) / (mbit * 1e6)) * 1000);
+        }
+        if (delays.length) out[k] = medianOf(delays);
+      }
+      return out;
+    },
+  };
+}
+
+function medianOf(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The reference under load: iperf3 fills the queue, a 1-byte TCP echo through it every 100 ms. */
+async function echoUnderLoad(echoPort: string, reverse: boolean): Promise<number | undefined> {
+  const args = ['iperf3', '-c', SRV_IP, '-p', String(IPERF_PORT), '-P', String(THREADS)];
+  args.push('-t', String(LOADED_DURATION), ...(reverse ? ['-R'] : []));
+  const load = run(NS_CLI, args, (LOADED_DURATION + 20) * 1000);
+  const ping = run(
+    NS_CLI,
+    ['node', TCPPING, 'ping', SRV_IP, echoPort, '10000', '100', String(LOADED_DURATION)],
+    (LOADED_DURATION + 20) * 1000,
+  );
+  const [, p] = await Promise.all([load, ping]);
+  try {
+    return (JSON.parse(p.out) as { median_ms: number }).median_ms;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Latency under load against the truth (issue 17): per rate × queue × congestion control, our loaded
+ * medians next to the qdisc's own queueing delay and a 1-byte TCP echo through the same queue while
+ * iperf3 fills it. Target: ours within 10 % or 2 ms of the echo.
+ */
+async function loadedRows(rows: string[][]): Promise<void> {
+  const echo = await daemon(NS_SRV, ['node', TCPPING, 'echo', SRV_IP, '0'], /READY (\d+)/);
+  const port = echo.match[1]!;
+  try {
+    for (const cc of CCS) {
+      congestion(cc);
+      for (const rate of LOADED_RATES) {
+        for (const q of QUEUES) {
+          shapeDeep(rate, q);
+          const idleRef = Number(await refPing(SRV_IP, port));
+          const truth = qdiscSampler(rate);
+          const r = await rmbt('native', `${SRV_IP}:${RMBT_PORT}`, ['--duration', String(LOADED_DURATION)]);
+          const kernel = truth.stop();
+          const refDown = await echoUnderLoad(port, true);
+          const refUp = await echoUnderLoad(port, false);
+          const l = r.latency;
+          const cmp = (ours: number | undefined, ref: number | undefined) => {
+            if (ours === undefined || ref === undefined) return '—';
+            const d = ours - ref;
+            const ok = Math.abs(d) <= 2 || Math.abs(d) <= 0.1 * ref;
+            return `${d >= 0 ? '+' : ''}${d.toFixed(1)} ms (${((d / ref) * 100).toFixed(0)} %)${ok ? '' : ' MISS'}`;
+          };
+          const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(1));
+          rows.push([
+            String(rate),
+            String(q),
+            cc,
+            f(idleRef),
+            f(l?.idle?.median_ms),
+            f(l?.download?.median_ms),
+            f(kernel.down),
+            f(refDown),
+            cmp(l?.download?.median_ms, refDown),
+            f(l?.upload?.median_ms),
+            f(kernel.up),
+            f(refUp),
+            cmp(l?.upload?.median_ms, refUp),
+            l?.grade ?? (r.status === 'ok' ? (l?.unavailable ?? '—') : `${r.status} ${r.error?.code ?? ''}`),
+            String(l?.responsiveness_rpm ?? '—'),
+            r.download && r.upload ? `${r.download.mbps.toFixed(1)}/${r.upload.mbps.toFixed(1)}` : '—',
+          ]);
+          process.stderr.write(
+            `loaded ${rate} Mbit/s, ${q} ms queue, ${cc}: ${rows[rows.length - 1]!.join(' | ')}\n`,
+          );
+        }
+      }
+    }
+  } finally {
+    echo.child.kill('SIGTERM');
+    congestion('bbr');
+    unshape();
+  }
+}
+
+function printLoaded(rows: string[][]): void {
+  console.log(
+    `\nLatency under load on a tbf-shaped veth with a deep queue (${LOADED_DURATION} s per direction, RMBT 3 threads, native engine). ` +
+      "Queue = the qdisc's backlog / rate while that direction sent ≥ half the rate (one way); reference = a 1-byte TCP echo every 100 ms while iperf3 -P 3 fills the same queue; target: ours within 10 % or 2 ms of the reference\n",
+  );
+  console.log(
+    table(
+      [
+        'Mbit/s',
+        'queue ms',
+        'cc',
+        'idle echo',
+        'idle ours',
+        'down ours',
+        'down queue',
+        'down ref',
+        'down ours − ref',
+        'up ours',
+        'up queue',
+        'up ref',
+        'up ours − ref',
+        'grade',
+        'RPM',
+        'Mbit/s down/up',
+      ],
+      rows,
+    ),
+  );
 }
 
 async function refPing(host: string, port: string): Promise<string> {

@@ -2,11 +2,12 @@
  * The reference for the accuracy bench's ping check: the smallest TCP round trip two Node processes can
  * do (one byte out, one byte back) through the same delaying relay, so what the host adds (process
  * wake-ups, loopback) shows up in the reference too. `node tcpping.js echo <host> <port>` prints
- * `READY <port>`; `node tcpping.js ping <host> <port> <count>` prints `{"median_ms":…,"min_ms":…}`.
+ * `READY <port>`; `node tcpping.js ping <host> <port> <count> [gap ms] [for s]` prints `{"median_ms":…,"min_ms":…}`.
  */
 import net from 'node:net';
 
-const [mode, host = '127.0.0.1', portArg = '0', countArg = '20'] = process.argv.slice(2);
+const [mode, host = '127.0.0.1', portArg = '0', countArg = '20', gapArg = '20', forSArg = '0'] =
+  process.argv.slice(2);
 
 if (mode === 'echo') {
   const server = net.createServer((s) => {
@@ -28,17 +29,22 @@ if (mode === 'echo') {
   });
   s.once('connect', async () => {
     const rtts: number[] = [];
-    for (let i = 0; i < Number(countArg); i++) {
+    // paced from the start of each ping (gap ms), one outstanding at most, as the probe's own PINGs
+    const gap = Number(gapArg);
+    // and for at most forS seconds when given (a reference that runs as long as a load does)
+    const until = Number(forSArg) > 0 ? Date.now() + Number(forSArg) * 1000 : Number.POSITIVE_INFINITY;
+    for (let i = 0; i < Number(countArg) && Date.now() < until; i++) {
       const t = process.hrtime.bigint();
       s.write('p');
       await new Promise((r) => s.once('data', r));
-      rtts.push(Number(process.hrtime.bigint() - t) / 1e6);
-      await new Promise((r) => setTimeout(r, 20));
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      rtts.push(ms);
+      await new Promise((r) => setTimeout(r, Math.max(0, gap - ms)));
     }
     rtts.sort((a, b) => a - b);
     const mid = rtts.length >> 1;
     const median = rtts.length % 2 ? rtts[mid]! : (rtts[mid - 1]! + rtts[mid]!) / 2;
-    process.stdout.write(`${JSON.stringify({ median_ms: median, min_ms: rtts[0] })}\n`);
+    process.stdout.write(`${JSON.stringify({ median_ms: median, min_ms: rtts[0], count: rtts.length })}\n`);
     s.destroy();
   });
 } else {

@@ -87,6 +87,7 @@
     cpu_limited: ['probe CPU-limited', 'warn'],
     single_thread_fallback: ['one connection only', 'warn'],
     udp_ramp: ['UDP rate still rising', 'warn'],
+    latency_limited: ['latency inflated by the probe', 'warn'],
   };
   const flagPills = (flags) =>
     (flags || []).map((f) =>

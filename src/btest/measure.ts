@@ -142,6 +142,7 @@ function figures(raw: BtestRaw, s: BtestSettings): Partial<RunResult> {
     out.cpu!.remote_percent = Math.round(remote.reduce((a, x) => a + x.cpu, 0) / remote.length);
   const latency = btestLatency(raw, s.direction);
   if (latency) out.latency = latency;
+  if (latency?.limited) out.flags!.push('latency_limited');
   const pts = (o: StreamOutcome[]) => o.map((x) => x.points);
   if (raw.rx)
     out.download = fromPoints(
@@ -200,7 +201,11 @@ export function btestLatency(
   if (!l) return undefined;
   const idle = latencySet('tcp_connect', l.idle.samples, l.idle.error ? { error: l.idle.error } : {});
   const loaded =
-    l.loaded && latencySet('tcp_connect', l.loaded.samples, l.loaded.error ? { error: l.loaded.error } : {});
+    l.loaded &&
+    latencySet('tcp_connect', l.loaded.samples, {
+      ...(l.loaded.error ? { error: l.loaded.error } : {}),
+      ...(l.loaded.loop_delay_ms !== undefined ? { loop_delay_ms: l.loaded.loop_delay_ms } : {}),
+    });
   const key = direction === 'receive' ? 'download' : direction === 'send' ? 'upload' : 'both';
   const why = l.loaded?.error ?? l.idle.error;
   return latencyResult(

@@ -86,6 +86,12 @@ export function latencyLines(r: RunResult): string[] {
       `          bufferbloat grade ${l.grade} (${parts.join(', ')}), responsiveness ${l.responsiveness_rpm ?? '?'} RPM`,
     );
   }
+  if (l.limited) {
+    const d = Math.max(...[l.download, l.upload, l.both].map((x) => x?.loop_delay_ms ?? 0));
+    out.push(
+      `          upper bounds: this process's event loop added about ${msText(d)} ms to each round trip (engine ${r.engine})`,
+    );
+  }
   if (l.unavailable) out.push(`          latency under load: ${l.unavailable}`);
   return out;
 }

@@ -43,6 +43,8 @@ export interface LatencySet extends LatencyStats {
   error?: string;
   /** payload bytes the probes moved both ways in this phase (not counted in the speed) */
   probe_bytes?: number;
+  /** median wait of a ready callback in this process's event loop meanwhile (src/util/probe.ts) */
+  loop_delay_ms?: number;
 }
 
 /** DSLReports' bufferbloat grades (below). */
@@ -72,7 +74,18 @@ export interface LatencyResult {
   bufferbloat_ms?: { download?: number; upload?: number; both?: number };
   /** DSLReports' grade of the mean of bufferbloat_ms over the loaded phases */
   grade?: BufferbloatGrade;
+  /**
+   * our own event loop's delay was a noticeable part of a loaded median (LOOP_LIMIT): the figures are
+   * upper bounds, and the run carries the `latency_limited` flag
+   */
+  limited?: boolean;
 }
+
+/**
+ * When the loop delay makes a loaded set an upper bound rather than a measurement: at least 1 ms and
+ * at least a quarter of the set's median.
+ */
+export const LOOP_LIMIT = { minMs: 1, share: 0.25 } as const;
 
 export function latencyStats(values: readonly number[]): LatencyStats | undefined {
   if (values.length === 0) return undefined;
@@ -93,7 +106,12 @@ export function latencyStats(values: readonly number[]): LatencyStats | undefine
 export function latencySet(
   method: LatencyMethod,
   samples: readonly LatencySample[],
-  extra: { connect?: readonly LatencySample[]; error?: string; probe_bytes?: number } = {},
+  extra: {
+    connect?: readonly LatencySample[];
+    error?: string;
+    probe_bytes?: number;
+    loop_delay_ms?: number;
+  } = {},
 ): LatencySet | undefined {
   const stats = latencyStats(samples.map((s) => s.ms));
   if (!stats) return undefined;
@@ -106,6 +124,7 @@ export function latencySet(
     ...(connect ? { connect: { ...connect, samples: extra.connect!.map(round) } } : {}),
     ...(extra.error ? { error: extra.error } : {}),
     ...(extra.probe_bytes !== undefined ? { probe_bytes: extra.probe_bytes } : {}),
+    ...(extra.loop_delay_ms !== undefined ? { loop_delay_ms: extra.loop_delay_ms } : {}),
   };
 }
 
@@ -147,6 +166,12 @@ export function latencyResult(
     if (rpm !== undefined) out.responsiveness_rpm = rpm;
   }
   if (unavailable) out.unavailable = unavailable;
+  const limited = LOADED.some((k) => {
+    const s = sets[k];
+    const d = s?.loop_delay_ms;
+    return s !== undefined && d !== undefined && d >= LOOP_LIMIT.minMs && d >= LOOP_LIMIT.share * s.median_ms;
+  });
+  if (limited) out.limited = true;
   if (sets.idle) {
     const bloat: NonNullable<LatencyResult['bufferbloat_ms']> = {};
     for (const k of LOADED) {

@@ -15,7 +15,9 @@ export type QualityFlag =
   | 'below_threshold'
   | 'single_thread_fallback'
   /** an unlimited UDP sender had not found the path's rate by the end of its ramp (issue 13) */
-  | 'udp_ramp';
+  | 'udp_ramp'
+  /** the probe's own event loop added a noticeable part of the loaded round trips (issue 17) */
+  | 'latency_limited';
 
 export interface PingStats {
   /** what RMBT reports: the median of the server-side values */

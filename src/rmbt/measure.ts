@@ -352,6 +352,7 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
     );
   }
   if (raw.singleThreadFallback) result.flags.push('single_thread_fallback');
+  if (result.latency?.limited) result.flags.push('latency_limited');
   const cpu = process.cpuUsage(cpu0);
   const wallMs = Date.now() - started.getTime();
   // percent of one core, to 0.1 % (cpuUsage is in µs)

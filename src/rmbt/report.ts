@@ -42,6 +42,7 @@ export function rmbtLatency(raw: RmbtRaw): LatencyResult | undefined {
       connect: l.connects.samples,
       ...(l.pings.error ? { error: l.pings.error } : {}),
       probe_bytes: l.pings.bytes,
+      ...(l.pings.loop_delay_ms !== undefined ? { loop_delay_ms: l.pings.loop_delay_ms } : {}),
     });
   const download = loaded(raw.loaded.download);
   const upload = loaded(raw.loaded.upload);

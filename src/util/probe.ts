@@ -57,6 +57,11 @@ export interface ProbeOutcome {
   error?: string;
   /** a probe was still under way when the grace ran out: its connection is in an unknown state */
   pending: boolean;
+  /**
+   * median time a ready callback waited for this process's event loop while the probes ran (ms): what
+   * our own loop added to each round trip, large when the js engine moves the bulk bytes at high speed
+   */
+  loop_delay_ms?: number;
 }
 
 export interface Pacer {
@@ -81,6 +86,7 @@ export interface PaceOptions {
 export function pace(probe: () => Promise<{ ms: number; bytes?: number }>, o: PaceOptions): Pacer {
   const t0 = hr();
   const out: ProbeOutcome = { samples: [], bytes: 0, pending: false };
+  const lag = loopLag();
   let stopped = false;
   let wake: (() => void) | undefined;
   const sleep = (ms: number) =>
@@ -123,7 +129,44 @@ export function pace(probe: () => Promise<{ ms: number; bytes?: number }>, o: Pa
       ]);
       clearTimeout(timer);
       out.pending = late;
-      return { ...out, samples: [...out.samples] };
+      const delay = lag.stop();
+      return {
+        ...out,
+        samples: [...out.samples],
+        ...(delay !== undefined ? { loop_delay_ms: delay } : {}),
+      };
+    },
+  };
+}
+
+/** How often loopLag samples, and the most samples it keeps (a bound for a stuck stop). */
+const LAG_EVERY_MS = 20;
+const LAG_MAX = 5000;
+
+/**
+ * The event loop's own delay: every LAG_EVERY_MS a setImmediate is queued and the time until it runs is
+ * noted, which is about how long a socket's ready data waits for this process. Node's
+ * monitorEventLoopDelay reports whole timer intervals, which hides delays shorter than its resolution.
+ */
+export function loopLag(): { stop(): number | undefined } {
+  const lags: number[] = [];
+  let stopped = false;
+  const tick = () => {
+    if (stopped || lags.length >= LAG_MAX) return;
+    const t = hr();
+    setImmediate(() => {
+      lags.push(Number(hr() - t) / 1e6);
+      timer = setTimeout(tick, LAG_EVERY_MS);
+    });
+  };
+  let timer: NodeJS.Timeout | undefined = setTimeout(tick, LAG_EVERY_MS);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      if (!lags.length) return undefined;
+      const s = lags.sort((a, b) => a - b);
+      return Math.round(s[s.length >> 1]! * 1000) / 1000;
     },
   };
 }

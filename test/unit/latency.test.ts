@@ -91,6 +91,18 @@ describe('latency statistics (issue 17)', () => {
     expect(faster.grade).toBe('A+');
   });
 
+  it('a loaded set whose loop delay is ≥ 1 ms and ≥ a quarter of its median makes the figures upper bounds', () => {
+    const idle = latencySet('rmbt_ping', series([0.1, 0.1, 0.1]))!;
+    const busy = latencySet('rmbt_ping', series([16, 14, 18]), { loop_delay_ms: 6 })!;
+    expect(latencyResult({ idle, download: busy }).limited).toBe(true);
+    // a long queue with a small loop delay is a measurement
+    const deep = latencySet('rmbt_ping', series([200, 210, 190]), { loop_delay_ms: 6 })!;
+    expect(latencyResult({ idle, download: deep }).limited).toBeUndefined();
+    // a loopback-fast line with a sub-millisecond loop delay too
+    const fast = latencySet('rmbt_ping', series([0.3, 0.4, 0.3]), { loop_delay_ms: 0.2 })!;
+    expect(latencyResult({ idle, upload: fast }).limited).toBeUndefined();
+  });
+
   it('without loaded samples there is no RPM or grade, and the reason is kept', () => {
     const idle = latencySet('rmbt_ping', series([1, 2, 3]))!;
     const r = latencyResult({ idle }, 'the server refused a connection for latency probes');
