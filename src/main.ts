@@ -76,7 +76,7 @@ export function installId(dataDir: string): string {
 export function latencyPhases(t: TargetSettings): ('download' | 'upload' | 'both')[] {
   if (t.type === 'rmbt') return t.rmbt?.loaded_latency === false ? [] : ['download', 'upload'];
   const b = t.btest;
-  if (!b || !b.loaded_latency) return [];
+  if (!b?.loaded_latency) return [];
   return b.direction === 'receive' ? ['download'] : b.direction === 'send' ? ['upload'] : ['both'];
 }
 
