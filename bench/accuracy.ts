@@ -207,6 +207,14 @@ async function iperf(reverse: boolean): Promise<number> {
   return j.end.sum_received.bits_per_second / 1e6;
 }
 
+interface LoadedSet {
+  median_ms: number;
+  count: number;
+  loop_delay_ms?: number;
+  started_at?: string;
+  samples: { t_ms: number; ms: number }[];
+}
+
 interface Res {
   status: string;
   error?: { code: string };
@@ -220,8 +228,8 @@ interface Res {
   flags?: string[];
   latency?: {
     idle?: { median_ms: number };
-    download?: { median_ms: number; count: number; loop_delay_ms?: number };
-    upload?: { median_ms: number; count: number; loop_delay_ms?: number };
+    download?: LoadedSet;
+    upload?: LoadedSet;
     grade?: string;
     responsiveness_rpm?: number;
     unavailable?: string;
@@ -650,7 +658,14 @@ function congestion(cc: string): void {
  * and bytes sent. Stop returns, per direction, the median queueing delay (backlog / rate) over the
  * samples in which that direction's qdisc sent at least half the rate (the loaded ones).
  */
-function qdiscSampler(mbit: number): { stop(): { down?: number; up?: number } } {
+interface QueueTruth {
+  down?: number;
+  up?: number;
+  /** when each direction was loaded (epoch ms, one entry per loaded sampling interval) */
+  loaded: { down: [number, number][]; up: [number, number][] };
+}
+
+function qdiscSampler(mbit: number): { stop(): QueueTruth } {
   const devs = { down: [NS_SRV, `${TAG}a`], up: [NS_CLI, `${TAG}b`] } as const;
   const read = (ns: string, dev: string) => {
     const out = inNs(ns, ['tc', '-s', 'qdisc', 'show', 'dev', dev], { quiet: true });
@@ -665,14 +680,17 @@ function qdiscSampler(mbit: number): { stop(): { down?: number; up?: number } } 
   return {
     stop() {
       clearInterval(timer);
-      const out: { down?: number; up?: number } = {};
+      const out: QueueTruth = { loaded: { down: [], up: [] } };
       for (const k of ['down', 'up'] as const) {
         const s = samples[k];
         const delays: number[] = [];
         for (let i = 1; i < s.length; i++) {
           const dt = (s[i]!.t - s[i - 1]!.t) / 1000;
           const rate = dt > 0 ? ((s[i]!.sent - s[i - 1]!.sent) * 8) / dt / 1e6 : 0;
-          if (rate >= mbit / 2) delays.push(((s[i]!.backlog * 8) / (mbit * 1e6)) * 1000);
+          if (rate >= mbit / 2) {
+            delays.push(((s[i]!.backlog * 8) / (mbit * 1e6)) * 1000);
+            out.loaded[k].push([s[i - 1]!.t, s[i]!.t]);
+          }
         }
         if (delays.length) out[k] = medianOf(delays);
       }
@@ -685,6 +703,50 @@ function medianOf(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** A child in a namespace that runs until stopped; stop sends SIGTERM and resolves with its stdout. */
+function stoppable(ns: string, args: string[]): { stop(): Promise<string> } {
+  const child = spawn('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  const closed = new Promise<void>((r) => child.on('close', () => r()));
+  return {
+    async stop() {
+      // ip netns exec runs the program in its own process (exec), so the signal reaches it
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await closed;
+      clearTimeout(t);
+      children.delete(child);
+      return out;
+    },
+  };
+}
+
+/** The echo samples that fell into each direction's loaded intervals, as medians. */
+function sameLoadEcho(out: string, truth: QueueTruth, r: Res): { down?: number; up?: number } {
+  let samples: [number, number][] = [];
+  try {
+    samples = (JSON.parse(out) as { samples: [number, number][] }).samples;
+  } catch {
+    return {};
+  }
+  const res: { down?: number; up?: number } = {};
+  for (const k of ['down', 'up'] as const) {
+    const iv = truth.loaded[k];
+    // and within the seconds our own probes ran in that phase (not its pre-test)
+    const set = k === 'down' ? r.latency?.download : r.latency?.upload;
+    const from = set?.started_at ? Date.parse(set.started_at) : Number.NEGATIVE_INFINITY;
+    const last = set?.samples[set.samples.length - 1];
+    const to = set?.started_at && last ? from + last.t_ms + last.ms : Number.POSITIVE_INFINITY;
+    const mine = samples
+      .filter(([t]) => t >= from && t <= to && iv.some(([a, b]) => t >= a && t <= b))
+      .map(([, ms]) => ms);
+    if (mine.length) res[k] = medianOf(mine);
+  }
+  return res;
 }
 
 /** The reference under load: iperf3 fills the queue, a 1-byte TCP echo through it every 100 ms. */
@@ -721,8 +783,12 @@ async function loadedRows(rows: string[][]): Promise<void> {
           shapeDeep(rate, q);
           const idleRef = Number(await refPing(SRV_IP, port));
           const truth = qdiscSampler(rate);
+          // the same-load reference: a 1-byte echo every 100 ms through the queue our own run fills,
+          // stopped (SIGTERM: it reports what it has) when our run ends
+          const echoing = stoppable(NS_CLI, ['node', TCPPING, 'ping', SRV_IP, port, '100000', '100', '120']);
           const r = await rmbt('native', `${SRV_IP}:${RMBT_PORT}`, ['--duration', String(LOADED_DURATION)]);
           const kernel = truth.stop();
+          const same = sameLoadEcho(await echoing.stop(), kernel, r);
           const refDown = await echoUnderLoad(port, true);
           const refUp = await echoUnderLoad(port, false);
           const l = r.latency;
@@ -741,12 +807,14 @@ async function loadedRows(rows: string[][]): Promise<void> {
             f(l?.idle?.median_ms),
             f(l?.download?.median_ms),
             f(kernel.down),
+            f(same.down),
+            cmp(l?.download?.median_ms, same.down),
             f(refDown),
-            cmp(l?.download?.median_ms, refDown),
             f(l?.upload?.median_ms),
             f(kernel.up),
+            f(same.up),
+            cmp(l?.upload?.median_ms, same.up),
             f(refUp),
-            cmp(l?.upload?.median_ms, refUp),
             l?.grade ?? (r.status === 'ok' ? (l?.unavailable ?? '—') : `${r.status} ${r.error?.code ?? ''}`),
             String(l?.responsiveness_rpm ?? '—'),
             r.download && r.upload ? `${r.download.mbps.toFixed(1)}/${r.upload.mbps.toFixed(1)}` : '—',
@@ -767,7 +835,7 @@ async function loadedRows(rows: string[][]): Promise<void> {
 function printLoaded(rows: string[][]): void {
   console.log(
     `\nLatency under load on a tbf-shaped veth with a deep queue (${LOADED_DURATION} s per direction, RMBT 3 threads, native engine). ` +
-      "Queue = the qdisc's backlog / rate while that direction sent ≥ half the rate (one way); reference = a 1-byte TCP echo every 100 ms while iperf3 -P 3 fills the same queue; target: ours within 10 % or 2 ms of the reference\n",
+      "Queue = the qdisc's backlog / rate while that direction sent ≥ half the rate (one way). Echo = a 1-byte TCP echo every 100 ms through the same queue during our run, its samples from the loaded seconds of that direction (target: ours within 10 % or 2 ms of it); 'echo, iperf3 load' = the same echo while iperf3 -P 3 fills the queue instead\n",
   );
   console.log(
     table(
@@ -779,12 +847,14 @@ function printLoaded(rows: string[][]): void {
         'idle ours',
         'down ours',
         'down queue',
-        'down ref',
-        'down ours − ref',
+        'down echo',
+        'ours − echo',
+        'echo, iperf3 load',
         'up ours',
         'up queue',
-        'up ref',
-        'up ours − ref',
+        'up echo',
+        'ours − echo',
+        'echo, iperf3 load',
         'grade',
         'RPM',
         'Mbit/s down/up',
@@ -804,48 +874,52 @@ async function refPing(host: string, port: string): Promise<string> {
 }
 
 function print(throughput: Line[], udpRows: string[][], pingRows: string[][]): void {
-  console.log(
-    `\nThroughput on a tbf-shaped veth (${DURATION} s per direction; ratio and error vs iperf3 on the same link, target ±2 %)\n`,
-  );
-  console.log(
-    table(
-      ['Mbit/s tbf', 'client', 'dir', 'measured', 'iperf3', 'vs iperf3', 'vs tbf', 'note'],
-      throughput.map((l) => [
-        String(l.rate),
-        l.who,
-        l.dir,
-        l.mbps === null ? '—' : l.mbps.toFixed(2),
-        l.ref === null ? '' : l.ref.toFixed(2),
-        l.mbps === null || l.ref === null
-          ? ''
-          : `${pct(l.mbps, l.ref) >= 0 ? '+' : ''}${pct(l.mbps, l.ref).toFixed(2)} %${Math.abs(pct(l.mbps, l.ref)) <= 2 ? '' : ' MISS'}`,
-        l.mbps === null ? '' : `${pct(l.mbps, l.rate).toFixed(2)} %`,
-        l.note,
-      ]),
-    ),
-  );
-  console.log(
-    "\nbtest UDP loss (server sends 15 % above the tbf rate; truth from the namespaces' /proc/net/snmp)\n",
-  );
-  console.log(
-    table(
-      [
-        'Mbit/s tbf',
-        'offered Mbit/s',
-        'measured Mbit/s',
-        'sent (kernel)',
-        'qdisc drops',
-        'received (ours)',
-        'lost (ours)',
-        'lost (kernel)',
-        'after close',
-        'rcvbuf drops',
-        'loss (ours)',
-        'verdict',
-      ],
-      udpRows,
-    ),
-  );
+  if (throughput.length) {
+    console.log(
+      `\nThroughput on a tbf-shaped veth (${DURATION} s per direction; ratio and error vs iperf3 on the same link, target ±2 %)\n`,
+    );
+    console.log(
+      table(
+        ['Mbit/s tbf', 'client', 'dir', 'measured', 'iperf3', 'vs iperf3', 'vs tbf', 'note'],
+        throughput.map((l) => [
+          String(l.rate),
+          l.who,
+          l.dir,
+          l.mbps === null ? '—' : l.mbps.toFixed(2),
+          l.ref === null ? '' : l.ref.toFixed(2),
+          l.mbps === null || l.ref === null
+            ? ''
+            : `${pct(l.mbps, l.ref) >= 0 ? '+' : ''}${pct(l.mbps, l.ref).toFixed(2)} %${Math.abs(pct(l.mbps, l.ref)) <= 2 ? '' : ' MISS'}`,
+          l.mbps === null ? '' : `${pct(l.mbps, l.rate).toFixed(2)} %`,
+          l.note,
+        ]),
+      ),
+    );
+  }
+  if (udpRows.length) {
+    console.log(
+      "\nbtest UDP loss (server sends 15 % above the tbf rate; truth from the namespaces' /proc/net/snmp)\n",
+    );
+    console.log(
+      table(
+        [
+          'Mbit/s tbf',
+          'offered Mbit/s',
+          'measured Mbit/s',
+          'sent (kernel)',
+          'qdisc drops',
+          'received (ours)',
+          'lost (ours)',
+          'lost (kernel)',
+          'after close',
+          'rcvbuf drops',
+          'loss (ours)',
+          'verdict',
+        ],
+        udpRows,
+      ),
+    );
+  }
   if (pingRows.length) {
     console.log(
       "\nRMBT ping median through the delaying relay (configured RTT = 2 × one-way + the veth's own; target ±0.5 ms)\n",

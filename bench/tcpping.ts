@@ -29,8 +29,26 @@ if (mode === 'echo') {
   });
   s.once('connect', async () => {
     const rtts: number[] = [];
+    /** [epoch ms when sent, round trip ms]: the bench files them under the phase they fell in */
+    const samples: [number, number][] = [];
     // paced from the start of each ping (gap ms), one outstanding at most, as the probe's own PINGs
     const gap = Number(gapArg);
+    // SIGTERM ends the pinging early and still reports (the bench stops it when its load ends)
+    let reported = false;
+    const report = () => {
+      if (reported) return;
+      reported = true;
+      rtts.sort((a, b) => a - b);
+      const mid = rtts.length >> 1;
+      const median = rtts.length % 2 ? rtts[mid]! : (rtts[mid - 1]! + rtts[mid]!) / 2;
+      process.stdout.write(
+        `${JSON.stringify({ median_ms: median, min_ms: rtts[0], count: rtts.length, samples })}\n`,
+      );
+    };
+    process.on('SIGTERM', () => {
+      report();
+      process.exit(0);
+    });
     // and for at most forS seconds when given (a reference that runs as long as a load does)
     const until = Number(forSArg) > 0 ? Date.now() + Number(forSArg) * 1000 : Number.POSITIVE_INFINITY;
     for (let i = 0; i < Number(countArg) && Date.now() < until; i++) {
@@ -39,12 +57,10 @@ if (mode === 'echo') {
       await new Promise((r) => s.once('data', r));
       const ms = Number(process.hrtime.bigint() - t) / 1e6;
       rtts.push(ms);
+      samples.push([Date.now() - ms, Math.round(ms * 1000) / 1000]);
       await new Promise((r) => setTimeout(r, Math.max(0, gap - ms)));
     }
-    rtts.sort((a, b) => a - b);
-    const mid = rtts.length >> 1;
-    const median = rtts.length % 2 ? rtts[mid]! : (rtts[mid - 1]! + rtts[mid]!) / 2;
-    process.stdout.write(`${JSON.stringify({ median_ms: median, min_ms: rtts[0], count: rtts.length })}\n`);
+    report();
     s.destroy();
   });
 } else {

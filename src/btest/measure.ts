@@ -205,6 +205,7 @@ export function btestLatency(
     latencySet('tcp_connect', l.loaded.samples, {
       ...(l.loaded.error ? { error: l.loaded.error } : {}),
       ...(l.loaded.loop_delay_ms !== undefined ? { loop_delay_ms: l.loaded.loop_delay_ms } : {}),
+      started_ms: l.loaded.started_ms,
     });
   const key = direction === 'receive' ? 'download' : direction === 'send' ? 'upload' : 'both';
   const why = l.loaded?.error ?? l.idle.error;

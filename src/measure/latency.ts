@@ -45,6 +45,8 @@ export interface LatencySet extends LatencyStats {
   probe_bytes?: number;
   /** median wait of a ready callback in this process's event loop meanwhile (src/util/probe.ts) */
   loop_delay_ms?: number;
+  /** when the phase's probing started (ISO 8601); the samples' t_ms count from here */
+  started_at?: string;
 }
 
 /** DSLReports' bufferbloat grades (below). */
@@ -111,6 +113,7 @@ export function latencySet(
     error?: string;
     probe_bytes?: number;
     loop_delay_ms?: number;
+    started_ms?: number;
   } = {},
 ): LatencySet | undefined {
   const stats = latencyStats(samples.map((s) => s.ms));
@@ -125,6 +128,7 @@ export function latencySet(
     ...(extra.error ? { error: extra.error } : {}),
     ...(extra.probe_bytes !== undefined ? { probe_bytes: extra.probe_bytes } : {}),
     ...(extra.loop_delay_ms !== undefined ? { loop_delay_ms: extra.loop_delay_ms } : {}),
+    ...(extra.started_ms !== undefined ? { started_at: new Date(extra.started_ms).toISOString() } : {}),
   };
 }
 

@@ -43,6 +43,7 @@ export function rmbtLatency(raw: RmbtRaw): LatencyResult | undefined {
       ...(l.pings.error ? { error: l.pings.error } : {}),
       probe_bytes: l.pings.bytes,
       ...(l.pings.loop_delay_ms !== undefined ? { loop_delay_ms: l.pings.loop_delay_ms } : {}),
+      started_ms: l.pings.started_ms,
     });
   const download = loaded(raw.loaded.download);
   const upload = loaded(raw.loaded.upload);

@@ -62,6 +62,8 @@ export interface ProbeOutcome {
    * our own loop added to each round trip, large when the js engine moves the bulk bytes at high speed
    */
   loop_delay_ms?: number;
+  /** when the pacer started (epoch ms): the samples' t_ms count from here */
+  started_ms: number;
 }
 
 export interface Pacer {
@@ -85,7 +87,7 @@ export interface PaceOptions {
  */
 export function pace(probe: () => Promise<{ ms: number; bytes?: number }>, o: PaceOptions): Pacer {
   const t0 = hr();
-  const out: ProbeOutcome = { samples: [], bytes: 0, pending: false };
+  const out: ProbeOutcome = { samples: [], bytes: 0, pending: false, started_ms: Date.now() };
   const lag = loopLag();
   let stopped = false;
   let wake: (() => void) | undefined;
