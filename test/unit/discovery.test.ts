@@ -329,3 +329,67 @@ describe('untrusted broker input (issue 14 rows 13, 14)', () => {
     expect(b.take(61_000 + 1001)).toEqual({ log: true, suppressed: 0 });
   });
 });
+
+describe('latency entities (issue 17)', () => {
+  const comps = (latency?: readonly ('download' | 'upload' | 'both')[]) =>
+    Object.keys(
+      (
+        discoveryPayload({
+          topics,
+          deviceName: 'Bandwidth Probe',
+          version: '1',
+          model: 'standalone',
+          targets: [{ id: 't', name: 'T', udp: false, expireAfter: 600, ...(latency ? { latency } : {}) }],
+        }) as { components: Record<string, unknown> }
+      ).components,
+    ).filter((k) => /latency|responsiveness|grade/.test(k));
+
+  it('an RMBT target has both loaded latencies, the responsiveness and the grade', () => {
+    expect(comps().sort()).toEqual([
+      't_bufferbloat_grade',
+      't_download_latency',
+      't_responsiveness',
+      't_upload_latency',
+    ]);
+  });
+  it('btest has the direction it loads; both ways has no per-direction latency; off has none', () => {
+    expect(comps(['download']).sort()).toEqual([
+      't_bufferbloat_grade',
+      't_download_latency',
+      't_responsiveness',
+    ]);
+    expect(comps(['both']).sort()).toEqual(['t_bufferbloat_grade', 't_responsiveness']);
+    expect(comps([])).toEqual([]);
+  });
+  it('the grade is an enum of the six grades with the same expiry as the figures, no unit', () => {
+    const c = (payload.components as Record<string, Record<string, unknown>>).isp_bufferbloat_grade!;
+    expect(c).toMatchObject({
+      device_class: 'enum',
+      options: ['A+', 'A', 'B', 'C', 'D', 'F'],
+      expire_after: 11100,
+    });
+    expect(c.unit_of_measurement).toBeUndefined();
+    expect(c.state_class).toBeUndefined();
+  });
+  it("a failed run's latency figures are null", () => {
+    const st = targetState(
+      {
+        target: { id: 't', kind: 'rmbt' },
+        server: { host: 'h', port: 1 },
+        started_at: 'a',
+        finished_at: 'b',
+        status: 'failed',
+        engine: 'js',
+        cpu: {},
+        flags: [],
+        latency: { responsiveness_rpm: 900, grade: 'C' },
+      } as RunResult,
+      1,
+    );
+    expect(st).toMatchObject({
+      download_latency_ms: null,
+      responsiveness_rpm: null,
+      bufferbloat_grade: null,
+    });
+  });
+});
