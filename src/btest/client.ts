@@ -202,11 +202,14 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
   opt.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     emit({ type: 'phase', phase: 'connect' });
-    const idle = p.loadedLatency === false ? undefined : await idleConnects(p);
     const t0c = hr();
     const main = await connect(p, opt.signal);
     conns.push(main);
     const connectMs = Number(hr() - t0c) / 1e6;
+    // The idle round trips once the server has greeted (so an unreachable host fails once, not twice),
+    // before the command: nothing moves on the line yet.
+    const idle =
+      p.loadedLatency === false ? undefined : await idleConnects(p, main.socket.remoteAddress ?? p.host);
     const family = net.isIPv6(main.socket.remoteAddress ?? '') ? 6 : 4;
     const multi = p.protocol === 'tcp' && p.connections > 1;
     const cmd: Command = {
@@ -288,9 +291,9 @@ async function connectOnce(p: BtestParams, host: string): Promise<{ ms: number }
   };
 }
 
-/** The idle round trips: IDLE_CONNECTS connects 50 ms apart before the test connection opens. */
-async function idleConnects(p: BtestParams): Promise<ProbeOutcome> {
-  const pacer = pace(() => connectOnce(p, p.host), { intervalMs: 50, maxSamples: IDLE_CONNECTS });
+/** The idle round trips: IDLE_CONNECTS connects 50 ms apart, before the test command is sent. */
+async function idleConnects(p: BtestParams, host: string): Promise<ProbeOutcome> {
+  const pacer = pace(() => connectOnce(p, host), { intervalMs: 50, maxSamples: IDLE_CONNECTS });
   await pacer.finished; // bounded: the first failure or timeout (ioTimeoutMs) ends it
   return pacer.stop();
 }

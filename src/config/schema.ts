@@ -438,7 +438,7 @@ export const btestSchema = {
     type: 'bool',
     default: true,
     description:
-      'Measure latency under load: btest has no ping, so a TCP connect to the btest port every 200 ms during the transfer (5 before it for the idle figure).',
+      'Measure latency under load: btest has no ping, so a TCP connect to the btest port every 200 ms during the transfer (5 before it, once the server has greeted, for the idle figure).',
   },
   ip_version: {
     type: 'enum',
