@@ -138,14 +138,14 @@ describe('server rmbt under attack (real process)', () => {
     for (const c of children) c.kill('SIGKILL');
   });
 
-  const bounded = async (what: string) => {
+  const bounded = async (what: string, limitMb = 64) => {
     await sleep(1500);
     const grew = rssMb(srv.pid!) - base;
     console.log(
       `${what}: RSS ${base.toFixed(0)} → ${(base + grew).toFixed(0)} MB, fds ${baseFds} → ${fds(srv.pid!)}`,
     );
     expect(srv.exitCode).toBeNull();
-    expect(grew).toBeLessThan(64);
+    expect(grew).toBeLessThan(limitMb);
   };
 
   it('row 1: 60 × testRequest + a 4 MB result, then 60 × a 0.9 MB one: 413 / bounded store, RSS bounded', async () => {
@@ -223,9 +223,19 @@ describe('server rmbt under attack (real process)', () => {
     await bounded('after GETCHUNKS attack');
   }, 120_000);
 
-  it('row 18: 12 real runs, then memory back within 64 MB of the start and fds back', async () => {
+  it('row 18: real runs leak nothing: after 6 warm-up runs, 12 more grow RSS by < 16 MB; fds back', async () => {
+    // The warm-up fills what the allocator keeps after the attack rows (glibc arenas of the loop
+    // threads; each run also has a latency probe connection and a fresh connect a second since issue 17):
+    // retained, not leaked. A leak shows as growth over the next 12 runs.
+    for (let i = 0; i < 6; i++) expect((await measure()).status).toBe('ok');
+    await sleep(1500);
+    const warm = rssMb(srv.pid!);
     for (let i = 0; i < 12; i++) expect((await measure()).status).toBe('ok');
-    await bounded('after 12 runs');
+    await sleep(1500);
+    const later = rssMb(srv.pid!) - warm;
+    console.log(`12 runs after the warm-up: RSS ${warm.toFixed(0)} → ${(warm + later).toFixed(0)} MB`);
+    expect(later).toBeLessThan(16);
+    await bounded('after 18 runs', 96);
     const t0 = Date.now();
     while (fds(srv.pid!) > baseFds && Date.now() - t0 < 5000) await sleep(200);
     expect(fds(srv.pid!)).toBeLessThanOrEqual(baseFds);
