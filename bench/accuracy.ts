@@ -78,8 +78,13 @@ function setup(): void {
   }
 }
 
-function shape(mbit: number): void {
-  // burst: at least 2 ms at the rate (the timer must not be the limit), never below 32 kB; a 10 ms queue.
+/**
+ * Both veth ends at `mbit` with tbf. burst: at least 2 ms at the rate (the timer must not be the limit),
+ * never below 32 kB. The queue holds `queueMs` of packets: 10 ms for the throughput rows, up to 300 ms
+ * for the deep queues of the latency-under-load rows (issue 17), where a saturating flow sees up to that
+ * much queueing delay.
+ */
+function shape(mbit: number, queueMs = 10): void {
   const burst = Math.max(32 * 1024, Math.round((mbit * 1e6) / 8 / 500));
   for (const [ns, dev] of [
     [NS_SRV, `${TAG}a`],
@@ -98,7 +103,7 @@ function shape(mbit: number): void {
       'burst',
       String(burst),
       'latency',
-      '10ms',
+      `${queueMs}ms`,
     ]);
   }
 }
@@ -619,34 +624,6 @@ async function pingCheck(pingRows: string[][]): Promise<void> {
   unshape();
 }
 
-/**
- * A deep queue (issue 17): tbf at `mbit` holding up to `queueMs` of packets on both veth ends, so a
- * saturating flow sees up to that much queueing delay.
- */
-function shapeDeep(mbit: number, queueMs: number): void {
-  const burst = Math.max(32 * 1024, Math.round((mbit * 1e6) / 8 / 500));
-  for (const [ns, dev] of [
-    [NS_SRV, `${TAG}a`],
-    [NS_CLI, `${TAG}b`],
-  ] as const) {
-    inNs(ns, [
-      'tc',
-      'qdisc',
-      'replace',
-      'dev',
-      dev,
-      'root',
-      'tbf',
-      'rate',
-      `${mbit}mbit`,
-      'burst',
-      String(burst),
-      'latency',
-      `${queueMs}ms`,
-    ]);
-  }
-}
-
 /** Both namespaces' congestion control (a per-namespace sysctl; only what the host allows). */
 function congestion(cc: string): void {
   for (const ns of [NS_SRV, NS_CLI])
@@ -780,7 +757,7 @@ async function loadedRows(rows: string[][]): Promise<void> {
       congestion(cc);
       for (const rate of LOADED_RATES) {
         for (const q of QUEUES) {
-          shapeDeep(rate, q);
+          shape(rate, q);
           const idleRef = Number(await refPing(SRV_IP, port));
           const truth = qdiscSampler(rate);
           // the same-load reference: a 1-byte echo every 100 ms through the queue our own run fills,

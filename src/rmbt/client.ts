@@ -280,10 +280,16 @@ function startLoaded(
   phase: 'download' | 'upload',
 ): PhaseProbes {
   const ch = probe.channel;
-  const pings: Pacer = pace(() => pingOnce(ch, p.ioTimeoutMs), {
-    intervalMs: LOADED_PING_MS,
-    maxSamples: LOADED_MAX_PINGS,
-  });
+  const pings: Pacer = pace(
+    async () => {
+      const x = await pingExchange(ch, p.ioTimeoutMs);
+      return { ms: x.clientNs / 1e6, bytes: x.bytes };
+    },
+    {
+      intervalMs: LOADED_PING_MS,
+      maxSamples: LOADED_MAX_PINGS,
+    },
+  );
   const host = raw.serverIp ?? p.connect.host;
   const localAddress = resolveSource(p.connect.source, p.connect.ipVersion);
   const connects: Pacer = pace(
@@ -323,21 +329,26 @@ async function settleProbe(
   return undefined;
 }
 
-/** One PING on the probe connection (§3.2 PING): the client's PING → PONG time and the bytes moved. */
-async function pingOnce(ch: Channel, timeoutMs: number): Promise<{ ms: number; bytes: number }> {
+/**
+ * One PING exchange (§3.2 PING): PING → PONG → OK → TIME → ACCEPT. Client time runs from sending PING
+ * to receiving PONG; the server's TIME is its own PONG → OK time. Used by the ping phase and, under
+ * load, by the probe connection; `bytes` counts the payload both ways.
+ */
+async function pingExchange(
+  ch: Channel,
+  timeoutMs: number,
+): Promise<{ t1: bigint; clientNs: number; serverNs: number; bytes: number }> {
   const t1 = hr();
   ch.writeLine('PING');
-  const pong = await ch.readLine(timeoutMs);
-  if (pong !== 'PONG')
-    throw new ProbeError('BP_ERR_PROTOCOL', `expected PONG, got ${JSON.stringify(pong.slice(0, 80))}`);
-  const ms = Number(hr() - t1) / 1e6;
+  await expectLine(ch, 'PONG', timeoutMs);
+  const clientNs = Number(hr() - t1);
   ch.writeLine('OK');
   const time = await ch.readLine(timeoutMs);
-  parseTime(time);
+  const t = parseTime(time);
   const accept = await ch.readLine(timeoutMs);
   expectAccept(accept);
   // PING\n PONG\n OK\n, the TIME line and the ACCEPT line with their newlines
-  return { ms, bytes: 13 + time.length + accept.length + 2 };
+  return { t1, clientNs, serverNs: t.ns, bytes: 13 + time.length + accept.length + 2 };
 }
 
 /** WS thresholds (§4.1): download >1 Mbit/s → 3, >100 → 5; upload >30 → 2, >80 → 3, >150 → 5. */
@@ -578,16 +589,10 @@ async function ping(
   const start = hr();
   const minEnd = start + BigInt(Math.round(p.pingMinS * 1e9));
   while (out.length < MAX_PINGS && (out.length < p.pings || hr() < minEnd)) {
-    const t1 = hr();
-    ch.writeLine('PING');
-    await expectLine(ch, 'PONG', p.ioTimeoutMs);
-    const t2 = hr();
-    ch.writeLine('OK');
-    const t = parseTime(await ch.readLine(p.ioTimeoutMs));
-    expectAccept(await ch.readLine(p.ioTimeoutMs));
+    const x = await pingExchange(ch, p.ioTimeoutMs);
     // time_ns: "relative time from the start of the test" (CTRL PingRequest; F13), not of the ping phase
-    out.push({ clientNs: Number(t2 - t1), serverNs: t.ns, timeNs: Number(t1 - testStart) });
-    emit({ type: 'ping', ms: t.ns / 1e6 });
+    out.push({ clientNs: x.clientNs, serverNs: x.serverNs, timeNs: Number(x.t1 - testStart) });
+    emit({ type: 'ping', ms: x.serverNs / 1e6 });
   }
   return out;
 }
