@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { measureBtest } from './btest/measure.js';
-import { BtestServer } from './btest/server.js';
+import { startBtestServer } from './btest/serve.js';
 import { type CommandFlag, parseArgs } from './cli/args.js';
 import { helpText } from './cli/help.js';
 import { btestLines, btestProgress, terminalProgress } from './cli/progress.js';
@@ -223,21 +223,7 @@ const COMMANDS: Record<string, Command> = {
     async run(s, log, _extra, signal) {
       const engine = loadEngine(s.general.engine, log);
       const b = s.btest_server;
-      const server = new BtestServer({
-        host: b.bind,
-        port: b.port,
-        udpPortStart: b.udp_port_start,
-        auth: b.auth,
-        user: b.user,
-        ...(b.password ? { password: b.password } : {}),
-        maxSessions: b.max_sessions,
-        maxDurationS: b.max_duration,
-        maxBytes: b.max_bytes,
-        handshakeTimeoutMs: b.handshake_timeout * 1000,
-        engine,
-        log,
-      });
-      await server.start();
+      const server = await startBtestServer(b, engine, log);
       process.stderr.write(
         `btest server on ${b.bind}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`,
       );

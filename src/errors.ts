@@ -31,6 +31,8 @@ export const ERRORS = {
   BP_ERR_ENGINE: 'The measurement engine failed.',
   BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
   BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',
+  BP_ERR_QUOTA:
+    "A server's daily quota (bytes or tests per address, or its total bytes) is used up; the test was refused or ended early.",
   BP_ERR_STORE: 'The data directory could not be written.',
   BP_ERR_STORE_CORRUPT:
     'The history database is damaged; nothing in it was overwritten (see DOCS.md, "A damaged history").',

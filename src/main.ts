@@ -15,6 +15,7 @@ import { discoveryPayload, expireAfter } from './mqtt/discovery.js';
 import { MqttPublisher } from './mqtt/publisher.js';
 import { Topics } from './mqtt/topics.js';
 import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
+import { type Inbound, startInbound } from './runner/inbound.js';
 import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler, setScheduleTimezone } from './runner/schedule.js';
 import { DataDirLock } from './store/lock.js';
@@ -29,6 +30,8 @@ import { ensureWebToken, isLoopbackBind } from './web/token.js';
  */
 export interface Service {
   readonly runner: Runner;
+  /** our btest/RMBT servers when btest_server.enabled / rmbt_server.enabled (issue 18) */
+  readonly inbound?: Inbound;
   readonly scheduler: Scheduler;
   readonly store: Store;
   readonly targets: readonly TargetSettings[];
@@ -45,6 +48,8 @@ export interface ServiceOptions {
   version: string;
   /** test hooks */
   busyWindowMs?: number;
+  /** the servers of btest_server/rmbt_server.enabled on free ports (tests) */
+  ephemeralServerPorts?: boolean;
   birthDelayMs?: [number, number];
   backoffMs?: [number, number];
 }
@@ -247,6 +252,11 @@ async function startParts(
   undo.push(() => runner.stop());
   const scheduler = new Scheduler(targets, (id) => runner.enqueue(id, 'schedule'), { log });
   undo.push(() => scheduler.stop());
+  // Our servers, when enabled: a taken port fails the start like a taken page port does.
+  const inbound = await startInbound(s, engine, store, runner, log, {
+    ...(opts.ephemeralServerPorts ? { ephemeralPorts: true } : {}),
+  });
+  if (inbound) undo.push(() => inbound.close());
 
   const deviceId = `bwprobe_${installId(s.general.data_dir)}`;
   let publisher: MqttPublisher | undefined;
@@ -304,6 +314,7 @@ async function startParts(
       tokenAsPassword,
       maxConnections: webConnectionBudget(fds.soft),
       selfTest: selfTest ? { published: mqttOn } : undefined,
+      ...(inbound ? { inbound } : {}),
       timezone: zone,
       log: log.child({ module: 'web' }),
     });
@@ -343,6 +354,7 @@ async function startParts(
         s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,
       ),
     })),
+    ...(inbound ? { inbound: { udp: Boolean(inbound.btest) } } : {}),
   });
   const startMqtt = async (): Promise<void> => {
     let broker: Awaited<ReturnType<typeof resolveBroker>>;
@@ -367,6 +379,7 @@ async function startParts(
       topics,
       birthTopic: s.mqtt.birth_topic,
       discovery,
+      ...(inbound ? { inbound: true } : {}),
       runner,
       store,
       log: log.child({ module: 'mqtt' }),
@@ -400,6 +413,7 @@ async function startParts(
 
   return {
     runner,
+    ...(inbound ? { inbound } : {}),
     scheduler,
     store,
     targets,
@@ -414,6 +428,8 @@ async function startParts(
       clearInterval(pruneTimer);
       scheduler.stop();
       await runner.stop();
+      // the servers' last tests are recorded before MQTT goes
+      await inbound?.close();
       await publisher?.stop();
       await loopback?.close();
       store.close();

@@ -3,8 +3,11 @@ import net from 'node:net';
 import type { Engine, EngineJob, UdpRunHandle } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { InboundReport } from '../measure/inbound.js';
+import type { Point } from '../measure/speed.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
+import type { Quota } from '../util/quota.js';
 import {
   AUTH_FAILED,
   type Command,
@@ -42,6 +45,12 @@ export interface BtestServerOptions {
   handshakeTimeoutMs: number;
   engine: Engine;
   log?: Logger;
+  /** daily per-address and total budgets (issue 18); checked after login and once a second */
+  quota?: Quota;
+  /** every test past its login, when it ends: stored as an inbound run by `serve` (issue 18) */
+  onSession?: (report: InboundReport) => void;
+  /** UDP ports handed out: udpPortStart … + udpPortCount − 1 (0 or absent: maxSessions of them) */
+  udpPortCount?: number;
 }
 
 /** How long secondaries of a multi-connection test may take to join (RS waits 10 s, §6). */
@@ -70,7 +79,15 @@ export class BtestServer {
   /** one salt per server run for the EC-SRP5 verifier (RouterOS keeps one per user) */
   private readonly salt = randomBytes(16);
   private readonly ver;
-  readonly stats = { sessions: 0, refused: 0, authFailed: 0, evicted: 0, handshakeTimeouts: 0 };
+  readonly stats = {
+    sessions: 0,
+    refused: 0,
+    authFailed: 0,
+    evicted: 0,
+    handshakeTimeouts: 0,
+    /** refused or ended by a daily quota */
+    quota: 0,
+  };
 
   constructor(private readonly o: BtestServerOptions) {
     if (o.auth !== 'none' && !o.password)
@@ -183,6 +200,17 @@ export class BtestServer {
     // The slot is taken only now, so a client stuck in its handshake never holds one (the success
     // reply, the command's OK, has not gone out yet: a refusal here still reads as a refusal).
     if (this.active >= this.o.maxSessions) throw refuse();
+    const peer = ch.socket.remoteAddress ?? '';
+    const over = this.o.quota?.check(peer);
+    if (over) {
+      // No reason travels in btest's refusal: the log and the metrics say which limit it was.
+      this.stats.refused++;
+      this.stats.quota++;
+      log?.info({ event: 'quota', reason: over.reason, ...who }, `btest test refused: ${over.message}`);
+      ch.writeRaw(AUTH_FAILED);
+      throw new ProbeError('BP_ERR_QUOTA', over.message);
+    }
+    this.o.quota?.begin(peer);
     this.settle(ch.socket);
     this.active++;
     const test = {
@@ -195,10 +223,20 @@ export class BtestServer {
     };
     log?.info({ event: 'test_start', ...test }, 'btest test started');
     const t0 = process.hrtime.bigint();
+    const startedAt = new Date();
+    const moved: Moved = { tx: 0, rx: 0, kind: this.o.engine.kind, end: 'done' };
+    let failure: ProbeError | undefined;
     try {
       this.stats.sessions++;
-      const moved = cmd.proto === 'udp' ? await this.udp(ch, cmd) : await this.tcp(ch, cmd);
-      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      await (cmd.proto === 'udp' ? this.udp(ch, cmd, moved) : this.tcp(ch, cmd, moved));
+    } catch (err) {
+      failure = toProbeError(err);
+      throw err;
+    } finally {
+      this.active--;
+      const durationNs = Number(process.hrtime.bigint() - t0);
+      this.report(ch, cmd, who.user, startedAt, durationNs, moved, failure);
+      const s = durationNs / 1e9;
       const mbps = (b: number) => (s > 0 ? Math.round((b * 8) / s / 1e4) / 100 : 0);
       log?.info(
         {
@@ -210,12 +248,75 @@ export class BtestServer {
           tx_mbps: mbps(moved.tx),
           rx_mbps: mbps(moved.rx),
           ...(moved.lost !== undefined ? { lost_packets: moved.lost } : {}),
+          ...(moved.end !== 'done' ? { ended_by: moved.end } : {}),
         },
         'btest test ended',
       );
-    } finally {
-      this.active--;
     }
+  }
+
+  /** Hands the finished test to `onSession` as the peer saw it (issue 18). */
+  private report(
+    ch: Channel,
+    cmd: Command,
+    user: string | undefined,
+    startedAt: Date,
+    durationNs: number,
+    moved: Moved,
+    failure: ProbeError | undefined,
+  ): void {
+    if (!this.o.onSession) return;
+    const sock = ch.socket;
+    const dir = (d: { streams: Point[][]; totals: number[] } | undefined) =>
+      d?.totals.some((b) => b > 0) ? d : undefined;
+    try {
+      this.o.onSession({
+        kind: 'btest-server',
+        started_at: startedAt,
+        finished_at: new Date(startedAt.getTime() + durationNs / 1e6),
+        engine: moved.kind,
+        ...(moved.localCpu !== undefined ? { local_cpu_percent: moved.localCpu } : {}),
+        info: {
+          peer: sock.remoteAddress ?? '',
+          peer_port: sock.remotePort ?? 0,
+          local_port: sock.localPort ?? this.o.port,
+          ...(user !== undefined ? { user } : {}),
+          protocol: cmd.proto,
+          // the client's view: the server sending is the client receiving
+          direction: cmd.serverSends && cmd.serverReceives ? 'both' : cmd.serverSends ? 'receive' : 'send',
+          connections: moved.connections ?? Math.max(1, cmd.connCount),
+          bytes_sent: moved.tx,
+          bytes_received: moved.rx,
+          duration_ms: Math.round(durationNs / 1e3) / 1e3,
+          ...(moved.lost !== undefined ? { lost_packets: moved.lost } : {}),
+          ...(moved.remoteCpu !== undefined ? { remote_cpu_percent: moved.remoteCpu } : {}),
+          end: failure && moved.end === 'done' ? 'error' : moved.end,
+        },
+        ...(dir(moved.sent) ? { download: moved.sent! } : {}),
+        ...(dir(moved.received) ? { upload: moved.received! } : {}),
+        ...(moved.udpRx ? { udp: moved.udpRx } : {}),
+        ...(failure ? { error: failure.toJSON() } : {}),
+      });
+    } catch (err) {
+      this.o.log?.error({ err: String(err) }, 'recording an inbound btest test failed');
+    }
+  }
+
+  /** Ends the test when the per-test cap or the address's daily budget is reached (checked each second). */
+  private overBudget(peer: string, total: number, counted: number, moved: Moved): boolean {
+    if (this.o.maxBytes && total >= this.o.maxBytes) {
+      moved.end = 'limit';
+      return true;
+    }
+    const q = this.o.quota;
+    if (!q) return false;
+    q.add(peer, total - counted);
+    if (q.remaining(peer) <= 0) {
+      moved.end = 'quota';
+      this.stats.quota++;
+      return true;
+    }
+    return false;
   }
 
   /** §4 and §5; ok when the client proved the password (or none is asked for), and the user it gave. */
@@ -264,7 +365,7 @@ export class BtestServer {
   }
 
   /** What a session moved, for its TEST_END line. */
-  private async tcp(main: Channel, cmd: Command): Promise<Moved> {
+  private async tcp(main: Channel, cmd: Command, moved: Moved): Promise<void> {
     let conns = [main];
     if (cmd.connCount > 1) {
       // A random token a join can never be mistaken for a command with (§6, see sessionToken).
@@ -318,24 +419,43 @@ export class BtestServer {
       conns.map(() => t0),
     );
     const cpu = cpuMeter();
+    const peer = main.socket.remoteAddress ?? '';
     let seq = 0;
     let last = 0;
-    // The test ends when the client closes (§10); byte cap checked once a second.
+    let counted = 0;
+    moved.connections = conns.length;
+    moved.kind = run.kind;
+    // The test ends when the client closes (§10); byte cap and daily budget checked once a second.
     const tick = setInterval(() => {
+      // counters hold what was sent (send jobs) or received; TCP both counts the inbound apart
       const total = run.counters.reduce((a, b) => a + b, 0);
       // Status only when we only receive: in TCP both it would land inside our own bulk stream.
       if (cmd.serverReceives && !cmd.serverSends)
         main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq: ++seq, bytes: total - last }));
       last = total;
-      if (this.o.maxBytes && total >= this.o.maxBytes) run.abort();
+      if (this.overBudget(peer, total, counted, moved)) run.abort();
+      counted = total;
     }, 1000);
     for (const c of conns) c.socket.once('close', () => run.abort());
     try {
       const out = await run.done;
       const sum = (f: (o: (typeof out)[number]) => number) => out.reduce((a, o) => a + f(o), 0);
-      return cmd.serverSends
-        ? { tx: sum((o) => o.bytes), rx: sum((o) => o.rx?.bytes ?? 0) }
-        : { tx: 0, rx: sum((o) => o.bytes) };
+      const streams = (f: (o: (typeof out)[number]) => Point[] | undefined) => out.map((o) => f(o) ?? []);
+      if (cmd.serverSends) {
+        moved.tx = sum((o) => o.bytes);
+        moved.rx = sum((o) => o.rx?.bytes ?? 0);
+        moved.sent = { streams: streams((o) => o.points), totals: out.map((o) => o.bytes) };
+        if (cmd.serverReceives)
+          moved.received = {
+            streams: streams((o) => o.rx?.points),
+            totals: out.map((o) => o.rx?.bytes ?? 0),
+          };
+      } else {
+        moved.rx = sum((o) => o.bytes);
+        moved.received = { streams: streams((o) => o.points), totals: out.map((o) => o.bytes) };
+      }
+      this.o.quota?.add(peer, moved.tx + moved.rx - counted);
+      moved.localCpu = cpu.percent();
     } finally {
       clearInterval(tick);
       for (const c of conns) c.close();
@@ -345,9 +465,12 @@ export class BtestServer {
   private async openUdp(cmd: Command, main: Channel): Promise<{ run: UdpRunHandle; base: number }> {
     const family = net.isIPv6(main.socket.remoteAddress ?? '') ? 6 : 4;
     const peer = main.socket.remoteAddress!;
-    for (let i = 0; i < 200; i++) {
+    // Within the configured range only: in a container, only the mapped ports reach us.
+    const start = this.o.udpPortStart;
+    const end = Math.min(65000, start + (this.o.udpPortCount || this.o.maxSessions) - 1);
+    for (let i = 0; i < Math.min(200, end - start + 1); i++) {
       const base = this.nextUdp;
-      this.nextUdp = base + 1 > 65000 ? this.o.udpPortStart : base + 1;
+      this.nextUdp = base + 1 > end ? start : base + 1;
       try {
         const run = await this.o.engine.udp({
           bindHost: family === 6 ? '::' : '0.0.0.0',
@@ -380,8 +503,11 @@ export class BtestServer {
     throw new ProbeError('BP_ERR_SERVER_LIMIT', 'no free UDP port');
   }
 
-  private async udp(main: Channel, cmd: Command): Promise<Moved> {
+  private async udp(main: Channel, cmd: Command, moved: Moved): Promise<void> {
     const { run, base } = await this.openUdp(cmd, main);
+    moved.kind = run.kind;
+    const peer = main.socket.remoteAddress ?? '';
+    let counted = 0;
     main.writeRaw(encodeOk());
     const port = Buffer.alloc(2);
     port.writeUInt16BE(base, 0);
@@ -395,8 +521,9 @@ export class BtestServer {
       const rx = run.counters[1]! + run.counters[2]! * overhead;
       main.writeRaw(encodeStatus({ cpu: cpu.percent(), seq: ++seq, bytes: rx - lastRx }));
       lastRx = rx;
-      const moved = run.counters[0]! + rx;
-      if (this.o.maxBytes && moved >= this.o.maxBytes) run.abort();
+      const total = run.counters[0]! + rx;
+      if (this.overBudget(peer, total, counted, moved)) run.abort();
+      counted = total;
     }, 1000);
     // Client statuses: unlimited sending adapts to 1.5 × what the client received (§9).
     const reader = (async () => {
@@ -409,14 +536,25 @@ export class BtestServer {
         } catch {
           break; // not a status: the client is not speaking btest any more
         }
+        if (st.seq > 0) moved.remoteCpu = st.cpu;
         if (cmd.serverSends && !cmd.remoteTxSpeed && st.bytes > 0) run.setRate(st.bytes * 8 * 1.5);
       }
       run.abort();
     })();
     try {
       const out = await run.start();
-      // loss is known only where the datagrams arrive
-      return { tx: out.sentBytes, rx: out.bytes, ...(cmd.serverReceives ? { lost: out.lost } : {}) };
+      moved.tx = out.sentBytes;
+      moved.rx = out.bytes;
+      moved.connections = 1;
+      if (cmd.serverSends) moved.sent = { streams: [out.txPoints], totals: [out.sentBytes] };
+      if (cmd.serverReceives) {
+        moved.received = { streams: [out.rxPoints], totals: [out.bytes] };
+        // loss is known only where the datagrams arrive
+        moved.lost = out.lost;
+        moved.udpRx = { packets: out.packets, lost: out.lost };
+      }
+      this.o.quota?.add(peer, moved.tx + moved.rx - counted);
+      moved.localCpu = cpu.percent();
     } finally {
       clearInterval(tick);
       main.close();
@@ -425,8 +563,17 @@ export class BtestServer {
   }
 }
 
+/** What a session moved, filled in as it goes (the report is made even when it fails midway). */
 interface Moved {
   tx: number;
   rx: number;
   lost?: number;
+  kind: 'native' | 'js';
+  end: 'done' | 'quota' | 'limit';
+  connections?: number;
+  sent?: { streams: Point[][]; totals: number[] };
+  received?: { streams: Point[][]; totals: number[] };
+  udpRx?: { packets: number; lost: number };
+  remoteCpu?: number;
+  localCpu?: number;
 }

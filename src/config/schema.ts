@@ -229,6 +229,12 @@ export const rmbtSchema = {
 } as const satisfies Group;
 
 export const rmbtServerSchema = {
+  enabled: {
+    type: 'bool',
+    default: false,
+    description:
+      'Run our RMBT measurement server (and its control server, when control_port is set) inside the service, so other probes can test to this one; their tests show as inbound runs. The server rmbt command runs it whatever this says.',
+  },
   bind: {
     type: 'str',
     default: '0.0.0.0',
@@ -364,6 +370,29 @@ export const rmbtServerSchema = {
     default: true,
     description: 'Whether the control server sends clients to the TLS port (when it is on).',
   },
+  max_daily_bytes_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
+  },
+  max_daily_tests_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 100000,
+    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
+  },
+  max_daily_bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
+  },
 } as const satisfies Group;
 
 export const btestSchema = {
@@ -456,6 +485,12 @@ export const btestSchema = {
 } as const satisfies Group;
 
 export const btestServerSchema = {
+  enabled: {
+    type: 'bool',
+    default: false,
+    description:
+      'Run our btest server inside the service, so a MikroTik router (/tool bandwidth-test) or another btest client can test to it; its tests show as inbound runs. The server btest command runs it whatever this says.',
+  },
   bind: { type: 'str', default: '0.0.0.0', description: 'Address the btest server listens on.' },
   port: {
     type: 'int',
@@ -470,6 +505,14 @@ export const btestServerSchema = {
     min: 1024,
     max: 65000,
     description: 'First UDP port handed out for UDP tests (clients use it + 256).',
+  },
+  udp_port_count: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 60000,
+    description:
+      'How many UDP ports from udp_port_start are handed out, one per UDP test in turn (0 = max_sessions of them; the add-on maps 2001–2004/udp, enough for the default 4).',
   },
   auth: {
     type: 'enum',
@@ -507,6 +550,29 @@ export const btestServerSchema = {
     min: 0,
     max: 1e15,
     description: 'Bytes a test may move before the server ends it (0 = no limit).',
+  },
+  max_daily_bytes_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
+  },
+  max_daily_tests_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 100000,
+    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
+  },
+  max_daily_bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
   },
   handshake_timeout: {
     type: 'float',

@@ -1,4 +1,5 @@
 import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
+import type { InboundInfo, InboundKind } from './inbound.js';
 import type { BufferbloatGrade, LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile } from './stats.js';
@@ -83,8 +84,11 @@ export interface ConnectionTiming {
   ready_ms: number;
 }
 
+/** A run we made (rmbt, btest), or a test a peer made against one of our servers (issue 18). */
+export type RunKind = 'rmbt' | 'btest' | InboundKind;
+
 export interface RunResult {
-  target: { id: string; kind: 'rmbt' | 'btest' };
+  target: { id: string; kind: RunKind };
   server: {
     host: string;
     port: number;
@@ -144,6 +148,8 @@ export interface RunResult {
     direction: 'receive' | 'send' | 'both';
     connections: number;
   };
+  /** a test a peer ran against our server: who, how, and what it moved (issue 18) */
+  inbound?: InboundInfo;
   rmbt?: {
     test_uuid?: string;
     open_test_uuid?: string;
@@ -240,7 +246,8 @@ export function headlineFigures(r: RunResult): {
     upload_mbps: val(r.upload?.mbps),
     ping_ms: val(r.ping?.median_ms),
     jitter_ms: val(r.ping?.jitter_ms ?? r.download?.udp?.jitter_ms),
-    loss_percent: val(r.download?.udp?.loss_percent),
+    // an inbound btest UDP test counts loss where the peer's datagrams arrived: its upload
+    loss_percent: val(r.download?.udp?.loss_percent ?? r.upload?.udp?.loss_percent),
     download_latency_ms: val(r.latency?.download?.median_ms),
     upload_latency_ms: val(r.latency?.upload?.median_ms),
     responsiveness_rpm: val(r.latency?.responsiveness_rpm),

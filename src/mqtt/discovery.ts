@@ -1,3 +1,4 @@
+import { INBOUND_TARGET } from '../measure/inbound.js';
 import { GRADES } from '../measure/latency.js';
 import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
 
@@ -34,6 +35,8 @@ export interface DiscoveryInput {
   /** the device page's link to the status page (HA ingress: homeassistant://hassio/ingress/<slug>) */
   configurationUrl?: string;
   targets: readonly DiscoveryTarget[];
+  /** our servers run inside the service (issue 18): the entities of the `inbound` pseudo-target */
+  inbound?: { udp: boolean };
 }
 
 type Component = Record<string, unknown>;
@@ -272,6 +275,83 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
   return out;
 }
 
+/**
+ * The `inbound` pseudo-target (issue 18): the last test a peer (a MikroTik router, another probe) ran
+ * against our servers. Download and upload are the peer's view. No expiry: inbound tests come when the
+ * peer likes, and the last one stays true until the next. No button: we cannot start the peer's test.
+ */
+function inboundComponents(input: DiscoveryInput): Record<string, Component> {
+  const { topics } = input;
+  const dev = topics.deviceId;
+  const id = INBOUND_TARGET;
+  const state = topics.state(id);
+  const ids = (platform: string, key: string) => ({
+    default_entity_id: `${platform}.${dev}_${id}_${key}`,
+    object_id: `${dev}_${id}_${key}`,
+  });
+  const rate = (key: 'download' | 'upload', icon: string) => ({
+    platform: 'sensor',
+    unique_id: uniqueId(dev, id, key),
+    ...ids('sensor', key),
+    name: `Inbound ${key}`,
+    state_topic: state,
+    value_template: tpl(`${key}_mbps`),
+    device_class: 'data_rate',
+    unit_of_measurement: 'Mbit/s',
+    state_class: 'measurement',
+    suggested_display_precision: 1,
+    icon,
+  });
+  const out: Record<string, Component> = {
+    [`${id}_download`]: rate('download', 'mdi:download-network-outline'),
+    [`${id}_upload`]: rate('upload', 'mdi:upload-network-outline'),
+    [`${id}_peer`]: {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, id, 'peer'),
+      ...ids('sensor', 'peer'),
+      name: 'Inbound peer',
+      state_topic: state,
+      value_template: '{{ value_json.inbound.peer if value_json.inbound is defined else None }}',
+      icon: 'mdi:router-network',
+      json_attributes_topic: state,
+      json_attributes_template:
+        '{{ (value_json.inbound if value_json.inbound is defined else {}) | tojson }}',
+    },
+    [`${id}_last_run`]: {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, id, 'last_run'),
+      ...ids('sensor', 'last_run'),
+      name: 'Inbound last test',
+      state_topic: state,
+      value_template: tpl('finished_at'),
+      device_class: 'timestamp',
+      entity_category: 'diagnostic',
+    },
+    [`${id}_event`]: {
+      platform: 'event',
+      unique_id: uniqueId(dev, id, 'event'),
+      ...ids('event', 'run'),
+      name: 'Inbound test',
+      state_topic: topics.event(id),
+      event_types: [...EVENT_TYPES],
+    },
+  };
+  if (input.inbound?.udp)
+    out[`${id}_loss`] = {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, id, 'loss'),
+      ...ids('sensor', 'loss'),
+      name: 'Inbound UDP loss',
+      state_topic: state,
+      value_template: tpl('loss_percent'),
+      unit_of_measurement: '%',
+      state_class: 'measurement',
+      suggested_display_precision: 2,
+      icon: 'mdi:package-variant-remove',
+    };
+  return out;
+}
+
 /** The whole discovery payload of the probe (the root options components inherit: availability, qos). */
 export function discoveryPayload(input: DiscoveryInput): Record<string, unknown> {
   const { topics } = input;
@@ -288,6 +368,7 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
     },
   };
   for (const t of input.targets) Object.assign(components, targetComponents(input, t));
+  if (input.inbound) Object.assign(components, inboundComponents(input));
   // qos on every component as well as at the root: the root's shared options before HA 2025.x had no
   // qos, so commands and state would otherwise be subscribed at QoS 0.
   for (const c of Object.values(components)) c.qos = 1;

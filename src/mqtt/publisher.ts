@@ -3,6 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { BrokerConfig } from '../config/supervisor.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { INBOUND_TARGET } from '../measure/inbound.js';
 import type { RunResult } from '../measure/result.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
@@ -21,6 +22,8 @@ export interface PublisherOptions {
   topics: Topics;
   birthTopic: string;
   discovery: Record<string, unknown>;
+  /** our servers run: the `inbound` pseudo-target's state is ours to publish too (issue 18) */
+  inbound?: boolean;
   runner: Runner;
   store: Store;
   log?: Logger;
@@ -320,7 +323,10 @@ export class MqttPublisher {
       });
     }
     for (const run of this.o.store.latest()) {
-      if (!this.o.runner.targets.some((t) => t.id === run.result.target.id)) continue;
+      const id = run.result.target.id;
+      const ours =
+        this.o.runner.targets.some((t) => t.id === id) || (this.o.inbound && id === INBOUND_TARGET);
+      if (!ours) continue;
       await this.publish(
         client,
         this.o.topics.state(run.result.target.id),
@@ -373,6 +379,10 @@ export class MqttPublisher {
         // not stored (disk full): publish it once now, nothing to replay later
         void this.enqueue(() => this.publishRun(client, e.result, undefined));
       } else void this.enqueue(() => this.flush(client));
+    }
+    if (e.type === 'inbound') {
+      if (e.run_id === undefined) void this.enqueue(() => this.publishRun(client, e.result, undefined));
+      else void this.enqueue(() => this.flush(client));
     }
   }
 

@@ -1,4 +1,5 @@
 import { bounded, MAX_DETAIL } from '../errors.js';
+import { inboundHeadline } from '../measure/inbound.js';
 import { headlineFigures, type RunResult, type RunStatus, serverLabel } from '../measure/result.js';
 
 export { serverLabel };
@@ -85,6 +86,17 @@ export interface TargetState {
   run_id: number | null;
   /** false when the history could not keep the run (disk full): it exists only in this message */
   stored: boolean;
+  /** inbound tests (issue 18): who tested to us and how; download/upload are the peer's view */
+  inbound?: {
+    kind: string;
+    peer: string;
+    protocol: string;
+    direction: string;
+    user: string | null;
+    bytes_sent: number;
+    bytes_received: number;
+    lost_packets: number | null;
+  };
 }
 
 export type RunEventType = 'completed' | 'failed' | 'aborted';
@@ -117,6 +129,20 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
     engine: r.engine,
     run_id: runId ?? null,
     stored: runId !== undefined,
+    ...(r.inbound
+      ? {
+          inbound: {
+            kind: r.target.kind,
+            peer: bounded(inboundHeadline(r).peer, 80),
+            protocol: bounded(r.inbound.protocol, 40),
+            direction: r.inbound.direction,
+            user: r.inbound.user === undefined ? null : bounded(r.inbound.user, 64),
+            bytes_sent: r.inbound.bytes_sent,
+            bytes_received: r.inbound.bytes_received,
+            lost_packets: r.inbound.lost_packets ?? null,
+          },
+        }
+      : {}),
   };
 }
 

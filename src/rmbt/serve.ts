@@ -1,6 +1,9 @@
+import { quotaFrom } from '../btest/serve.js';
 import type { GeneralSettings, RmbtServerSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import type { Logger } from '../log.js';
+import type { InboundReport } from '../measure/inbound.js';
+import type { Quota } from '../util/quota.js';
 import { ensureCert, ensureSecret } from './certs.js';
 import { ControlServer } from './controlServer.js';
 import { type ListenerSpec, RmbtServer } from './server.js';
@@ -20,7 +23,7 @@ export async function startRmbtServers(
   general: GeneralSettings,
   engine: Engine,
   log?: Logger,
-  opts: { ephemeralPorts?: boolean } = {},
+  opts: { ephemeralPorts?: boolean; quota?: Quota; onTest?: (r: InboundReport) => void } = {},
 ): Promise<RunningRmbtServers> {
   // 0 means "off" in settings; `ephemeralPorts` binds every enabled listener to a free port instead
   // (the demo and the tests, so they never collide with a running server).
@@ -48,6 +51,8 @@ export async function startRmbtServers(
     idleTimeoutMs: s.idle_timeout * 1000,
     handshakeTimeoutMs: s.handshake_timeout * 1000,
     engine,
+    quota: opts.quota ?? quotaFrom(s),
+    ...(opts.onTest ? { onTest: opts.onTest } : {}),
     ...(log ? { log } : {}),
   });
   await measurement.start();

@@ -1,8 +1,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Engine } from '../engine/types.js';
-import { ProbeError, toProbeError } from '../errors.js';
+import type { Engine, StreamOutcome } from '../engine/types.js';
+import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { InboundDirection, InboundReport } from '../measure/inbound.js';
+import type { Point } from '../measure/speed.js';
+import type { Quota } from '../util/quota.js';
 import { Channel } from './channel.js';
 import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
 import { wsAccept } from './ws.js';
@@ -17,7 +20,7 @@ export interface ListenerSpec {
   mode: 'plain' | 'http';
 }
 
-export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken'> {
+export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken' | 'onJob' | 'account'> {
   host: string;
   listeners: readonly ListenerSpec[];
   tlsCreds?: { cert: string; key: string };
@@ -33,7 +36,41 @@ export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken'> {
   handshakeTimeoutMs: number;
   engine: Engine;
   log?: Logger;
+  /** daily per-address and total budgets (issue 18): a new test's token is refused past them */
+  quota?: Quota;
+  /** every test (the connections of one token), once its last connection closed (issue 18) */
+  onTest?: (report: InboundReport) => void;
+  /** how long a test waits after its last connection closed for another with its token (default 2 s) */
+  testLingerMs?: number;
 }
+
+/**
+ * One test as the server sees it: every connection that presented the same token (issue 18). A
+ * connection's bulk commands become one series per direction and kind, each command's points shifted
+ * to follow the previous one's.
+ */
+interface Test {
+  uuid: string;
+  address: string;
+  peerPort: number;
+  localPort: number;
+  transports: Set<string>;
+  startedAt: Date;
+  live: number;
+  connections: number;
+  pings: number;
+  sent: number;
+  received: number;
+  kinds: Set<'native' | 'js'>;
+  /** per command kind, per connection: the joined series and its total */
+  series: Map<string, Map<number, { points: Point[]; bytes: number; t: number }>>;
+  error?: { code: ErrorCode; message: string };
+  quotaEnded: boolean;
+  linger?: NodeJS.Timeout;
+}
+
+/** Tests followed at once (a flood of tokens cannot grow the map past it; the oldest is reported). */
+const MAX_TESTS = 1000;
 
 export interface BoundListener extends ListenerSpec {
   /** the port actually bound (port 0 picks one) */
@@ -85,8 +122,13 @@ export class RmbtServer {
   private perAddress = new Map<string, number>();
   /** threads our control server granted per token uuid (the per-token cap is that + 1) */
   private grants = new Map<string, number>();
+  /** tests in progress (and lingering after their last connection) by token uuid */
+  private tests = new Map<string, Test>();
+  private connSeq = 0;
   /** counters for tests and the status page */
   readonly stats = {
+    /** tests refused or ended by a daily quota */
+    quota: 0,
     accepted: 0,
     refused: 0,
     sessions: 0,
@@ -218,7 +260,10 @@ export class RmbtServer {
       if (this.active.get(key) === entry) {
         this.active.delete(key);
         dec(this.perAddress, entry.address);
-        if (entry.uuid) dec(this.perToken, entry.uuid);
+        if (entry.uuid) {
+          dec(this.perToken, entry.uuid);
+          this.leaveTest(entry.uuid);
+        }
       }
     });
   }
@@ -248,6 +293,18 @@ export class RmbtServer {
       this.stats.refused++;
       return busy;
     }
+    // A daily quota is checked when a test begins (its first connection), never in the middle of one.
+    const known = this.tests.get(uuid);
+    if (!known && this.o.quota?.active) {
+      const over = this.o.quota.check(entry.address);
+      if (over) {
+        this.stats.refused++;
+        this.stats.quota++;
+        return `daily quota: ${over.message}`;
+      }
+      this.o.quota.begin(entry.address);
+    }
+    this.joinTest(uuid, entry, s);
     entry.uuid = uuid;
     this.active.set(key, entry);
     inc(this.perToken, uuid);
@@ -262,6 +319,119 @@ export class RmbtServer {
     }, this.o.sessionMs ?? sessionLimitMs(this.o.maxDuration));
     entry.timer.unref();
     return undefined;
+  }
+
+  /** Tests are followed when they are reported or counted against a quota. */
+  private get followsTests(): boolean {
+    return this.o.onTest !== undefined || this.o.quota?.active === true;
+  }
+
+  private joinTest(uuid: string, entry: Entry, s: net.Socket): void {
+    if (!this.followsTests) return;
+    let t = this.tests.get(uuid);
+    if (!t) {
+      if (this.tests.size >= MAX_TESTS) {
+        const [oldest] = this.tests.keys();
+        this.finishTest(oldest!);
+      }
+      t = {
+        uuid,
+        address: entry.address,
+        peerPort: s.remotePort ?? 0,
+        localPort: s.localPort ?? 0,
+        transports: new Set(),
+        startedAt: new Date(),
+        live: 0,
+        connections: 0,
+        pings: 0,
+        sent: 0,
+        received: 0,
+        kinds: new Set(),
+        series: new Map(),
+        quotaEnded: false,
+      };
+      this.tests.set(uuid, t);
+    }
+    clearTimeout(t.linger);
+    t.linger = undefined;
+    t.live++;
+    t.connections++;
+  }
+
+  private leaveTest(uuid: string): void {
+    const t = this.tests.get(uuid);
+    if (!t) return;
+    t.live--;
+    if (t.live > 0) return;
+    t.linger = setTimeout(() => this.finishTest(uuid), this.o.testLingerMs ?? 2000);
+    t.linger.unref();
+  }
+
+  /** A bulk command of a connection of test `uuid` ended: its points join that connection's series. */
+  private noteJob(
+    uuid: string | undefined,
+    conn: number,
+    cmd: string,
+    out: StreamOutcome,
+    kind: 'native' | 'js',
+  ): void {
+    const t = uuid ? this.tests.get(uuid) : undefined;
+    if (!t) return;
+    t.kinds.add(kind);
+    if (cmd === 'GETCHUNKS' || cmd === 'GETTIME') t.sent += out.bytes;
+    else t.received += out.bytes;
+    const byConn = t.series.get(cmd) ?? new Map<number, { points: Point[]; bytes: number; t: number }>();
+    t.series.set(cmd, byConn);
+    const acc = byConn.get(conn) ?? { points: [], bytes: 0, t: 0 };
+    byConn.set(conn, acc);
+    for (const p of out.points) acc.points.push({ t: acc.t + p.t, b: acc.bytes + p.b });
+    acc.t += out.endNs;
+    acc.bytes += out.bytes;
+  }
+
+  private finishTest(uuid: string): void {
+    const t = this.tests.get(uuid);
+    if (!t) return;
+    this.tests.delete(uuid);
+    clearTimeout(t.linger);
+    const dir = (main: string, pre: string): InboundDirection | undefined => {
+      // The measurement's own command if there was one (GETTIME, PUT), else the pre-test's or a
+      // GETCHUNKS-only client's (GETCHUNKS, PUTNORESULT).
+      const m = t.series.get(main)?.size ? t.series.get(main)! : t.series.get(pre);
+      if (!m?.size) return undefined;
+      const xs = [...m.values()];
+      return { streams: xs.map((x) => x.points), totals: xs.map((x) => x.bytes) };
+    };
+    const download = dir('GETTIME', 'GETCHUNKS');
+    const upload = dir('PUT', 'PUTNORESULT');
+    const finished = new Date();
+    try {
+      this.o.onTest?.({
+        kind: 'rmbt-server',
+        started_at: t.startedAt,
+        finished_at: finished,
+        engine: t.kinds.has('js') ? 'js' : 'native',
+        info: {
+          peer: t.address,
+          peer_port: t.peerPort,
+          local_port: t.localPort,
+          protocol: [...t.transports].sort().join(',') || 'plain',
+          direction: download && upload ? 'both' : upload ? 'send' : 'receive',
+          connections: t.connections,
+          bytes_sent: t.sent,
+          bytes_received: t.received,
+          duration_ms: finished.getTime() - t.startedAt.getTime(),
+          pings: t.pings,
+          test_uuid: t.uuid,
+          end: t.quotaEnded ? 'quota' : t.error && !download && !upload ? 'error' : 'done',
+        },
+        ...(download ? { download } : {}),
+        ...(upload ? { upload } : {}),
+        ...(t.error ? { error: t.error } : {}),
+      });
+    } catch (err) {
+      this.o.log?.error({ err: String(err) }, 'recording an inbound RMBT test failed');
+    }
   }
 
   private accept(socket: net.Socket, spec: ListenerSpec, nativeTls = false): void {
@@ -294,12 +464,39 @@ export class RmbtServer {
     (async () => {
       // The handshake is part of the pending stage: its deadline and cap apply (admit).
       if (nativeTls) await ch.tlsHandshake(this.o.handshakeTimeoutMs);
-      if (spec.mode === 'http' && !(await this.upgrade(ch))) return;
+      let transport: string = spec.mode === 'plain' ? 'plain' : 'http';
+      if (spec.mode === 'http') {
+        const up = await this.upgrade(ch);
+        if (!up) return;
+        transport = up;
+      }
+      if (spec.tls) transport += '+tls';
       this.stats.sessions++;
+      const conn = ++this.connSeq;
+      const quota = this.o.quota;
+      const address = socket.remoteAddress ?? '';
       await serveSession(
         ch,
         this.o.engine,
-        { ...this.o, onToken: (uuid) => this.promote(socket, uuid) },
+        {
+          ...this.o,
+          onToken: (uuid) => {
+            const busy = this.promote(socket, uuid);
+            if (!busy) this.tests.get(uuid)?.transports.add(transport);
+            return busy;
+          },
+          ...(this.o.onTest
+            ? { onJob: (cmd, out) => this.noteJob(fig.uuid, conn, cmd, out, this.o.engine.kind) }
+            : {}),
+          ...(quota?.active
+            ? {
+                account: (bytes: number) => {
+                  quota.add(address, bytes);
+                  return quota.remaining(address) > 0;
+                },
+              }
+            : {}),
+        },
         log,
         fig,
       );
@@ -308,11 +505,20 @@ export class RmbtServer {
       .catch((err) => {
         this.stats.failed++;
         const e = toProbeError(err);
+        const t = fig.uuid ? this.tests.get(fig.uuid) : undefined;
+        if (t) {
+          if (e.code === 'BP_ERR_QUOTA') {
+            t.quotaEnded = true;
+            this.stats.quota++;
+          } else if (e.code !== 'BP_ERR_RMBT_BUSY') t.error ??= e.toJSON();
+        }
         // Past its token a connection is a measurement: its end is worth a line; before, debug only.
         if (fig.uuid) ended({ end: 'error', code: e.code });
         else log?.debug({ code: e.code, err: e.message }, 'session ended with an error');
       })
       .finally(() => {
+        const t = fig.uuid ? this.tests.get(fig.uuid) : undefined;
+        if (t) t.pings += fig.pings;
         if (!socket.destroyed) socket.end();
         setTimeout(() => socket.destroy(), 1000).unref();
       });
@@ -322,7 +528,7 @@ export class RmbtServer {
    * The HTTP side of an `http` listener. The request head is read in full (up to 8 KiB, robust to
    * split segments, like RUSTD); non-GET gets 405, a GET without a usable Upgrade gets 426.
    */
-  private async upgrade(ch: Channel): Promise<boolean> {
+  private async upgrade(ch: Channel): Promise<'http' | 'ws' | undefined> {
     const head = await ch.readHttpHead(this.o.handshakeTimeoutMs);
     const reply = (status: string, extra = '') =>
       ch.writeRaw(
@@ -330,7 +536,7 @@ export class RmbtServer {
       );
     if (!head.startsWith('GET ')) {
       reply('405 Method Not Allowed', 'Allow: GET\r\n');
-      return false;
+      return undefined;
     }
     const upgrade = /^upgrade:\s*(\S+)\s*$/im.exec(head)?.[1]?.toLowerCase();
     if (upgrade === 'rmbt') {
@@ -341,14 +547,14 @@ export class RmbtServer {
           'latin1',
         ),
       );
-      return true;
+      return 'http';
     }
     if (upgrade === 'websocket') {
       const key = /^sec-websocket-key:\s*(\S+)\s*$/im.exec(head)?.[1];
       const version = /^sec-websocket-version:\s*(\S+)\s*$/im.exec(head)?.[1];
       if (!key || (version !== undefined && version !== '13')) {
         reply('400 Bad Request', 'Sec-WebSocket-Version: 13\r\n');
-        return false;
+        return undefined;
       }
       ch.writeRaw(
         Buffer.from(
@@ -357,14 +563,16 @@ export class RmbtServer {
         ),
       );
       ch.enableWs('server');
-      return true;
+      return 'ws';
     }
     reply('426 Upgrade Required', 'Upgrade: RMBT, websocket\r\n');
-    return false;
+    return undefined;
   }
 
   async close(): Promise<void> {
     for (const e of [...this.pending.values(), ...this.active.values()]) e.socket.destroy();
+    // tests cut short by the stop are still reported
+    for (const uuid of [...this.tests.keys()]) this.finishTest(uuid);
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers = [];
   }

@@ -1,4 +1,4 @@
-import type { Engine, EngineJob } from '../engine/types.js';
+import type { Engine, EngineJob, StreamOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Channel } from './channel.js';
@@ -26,7 +26,17 @@ export interface SessionLimits {
    * server's, the token's or the address's slots are taken) and says which.
    */
   onToken?: (uuid: string) => string | undefined;
+  /** each bulk command's outcome, for the inbound-test record (issue 18) */
+  onJob?: (cmd: 'GETCHUNKS' | 'GETTIME' | 'PUT' | 'PUTNORESULT', out: StreamOutcome) => void;
+  /**
+   * Bytes moved since the last call, checked twice a second while a bulk command runs: false ends it
+   * (a daily quota is used up, issue 18) and the connection with BP_ERR_QUOTA.
+   */
+  account?: (bytes: number) => boolean;
 }
+
+/** How often a running bulk command's bytes are put to `account`. */
+const ACCOUNT_MS = 500;
 
 /** Unknown commands in a row before the connection is closed (each is answered ERR, §3.2). */
 const MAX_UNKNOWN = 8;
@@ -149,7 +159,8 @@ export async function serveSession(
           sampleNs: 1e9,
           idleTimeoutMs: lim.idleTimeoutMs,
         };
-        fig.sent_bytes += (await runOne(engine, ch, job, start)).bytes;
+        const out = await runOne(engine, ch, job, start, lim, c.cmd);
+        fig.sent_bytes += out.bytes;
         await expectOk(ch, lim);
         // TIME: from the start of sending until the client's OK was read (§3.2).
         ch.writeLine(`TIME ${hr() - start}`);
@@ -169,7 +180,7 @@ export async function serveSession(
           maxDurationMs: (lim.maxDuration + 30) * 1000,
           ...(c.cmd === 'PUT' ? { report: { intervalNs: REPORT_NS } } : {}),
         };
-        const out = await runOne(engine, ch, job, start);
+        const out = await runOne(engine, ch, job, start, lim, c.cmd);
         fig.received_bytes += out.bytes;
         ch.writeLine(`TIME ${out.endNs}`);
         break;
@@ -220,10 +231,39 @@ async function flushed(ch: Channel, timeoutMs: number): Promise<void> {
   });
 }
 
-async function runOne(engine: Engine, ch: Channel, job: EngineJob, t0: bigint) {
-  const [out] = await engine.run([ch], job, [t0]).done;
-  if (out!.error) throw ProbeError.fromJSON(out!.error);
-  return out!;
+async function runOne(
+  engine: Engine,
+  ch: Channel,
+  job: EngineJob,
+  t0: bigint,
+  lim: SessionLimits,
+  cmd: 'GETCHUNKS' | 'GETTIME' | 'PUT' | 'PUTNORESULT',
+) {
+  const run = engine.run([ch], job, [t0]);
+  let counted = 0;
+  let over = false;
+  const account = lim.account;
+  const tick = account
+    ? setInterval(() => {
+        const now = run.counters[0] ?? 0;
+        if (!account(now - counted)) {
+          over = true;
+          run.abort();
+        }
+        counted = now;
+      }, ACCOUNT_MS)
+    : undefined;
+  try {
+    const [out] = await run.done;
+    account?.(out!.bytes - counted);
+    // what moved counts for the inbound record even when the command failed or was cut short
+    lim.onJob?.(cmd, out!);
+    if (over) throw new ProbeError('BP_ERR_QUOTA', 'a daily quota of this server is used up');
+    if (out!.error) throw ProbeError.fromJSON(out!.error);
+    return out!;
+  } finally {
+    clearInterval(tick);
+  }
 }
 
 async function expectOk(ch: Channel, lim: SessionLimits): Promise<void> {

@@ -26,7 +26,9 @@ export type RunnerEvent =
   | { type: 'started'; target: string; trigger: Trigger; started_at: string }
   | { type: 'phase'; target: string; phase: string }
   | { type: 'progress'; target: string; direction: 'download' | 'upload'; mbps: number }
-  | { type: 'finished'; target: string; run_id?: number; stored: boolean; result: RunResult };
+  | { type: 'finished'; target: string; run_id?: number; stored: boolean; result: RunResult }
+  /** a peer's test against one of our servers was recorded (issue 18); not a run of the queue */
+  | { type: 'inbound'; target: string; run_id?: number; stored: boolean; result: RunResult };
 
 /** The last failed write to the history (disk full, read-only); cleared by the next stored run. */
 export interface StoreError {
@@ -340,25 +342,7 @@ export class Runner {
       ...(t.threshold_ping !== undefined ? { ping_ms: t.threshold_ping } : {}),
       ...(t.threshold_loaded_latency !== undefined ? { loaded_latency_ms: t.threshold_loaded_latency } : {}),
     });
-    let runId: number | undefined;
-    try {
-      runId = this.d.store?.insert(result);
-      if (this.storeError) {
-        log?.info({ lost_runs: this.storeError.lost_runs }, 'history writable again');
-        this.storeError = undefined;
-      }
-    } catch (err) {
-      // The disk is full or read-only: the run is reported (event, page, MQTT) but not kept; earlier runs
-      // stay intact (SQLite rolls the insert back) and the next run tries again.
-      const e = toProbeError(err, 'BP_ERR_STORE');
-      this.storeError = {
-        code: e.code,
-        message: e.message,
-        at: new Date().toISOString(),
-        lost_runs: (this.storeError?.lost_runs ?? 0) + 1,
-      };
-      log?.error({ code: e.code, err: e.message }, 'run not stored');
-    }
+    const runId = this.keep(result, log);
     log?.info(
       {
         status: result.status,
@@ -379,6 +363,59 @@ export class Runner {
       stored: runId !== undefined,
       result,
     });
+  }
+
+  /** Stores a finished run; a full or read-only disk is noted (page, API) and the run still reported. */
+  private keep(result: RunResult, log: Logger | undefined): number | undefined {
+    try {
+      const runId = this.d.store?.insert(result);
+      if (this.storeError) {
+        log?.info({ lost_runs: this.storeError.lost_runs }, 'history writable again');
+        this.storeError = undefined;
+      }
+      return runId;
+    } catch (err) {
+      // The disk is full or read-only: the run is reported (event, page, MQTT) but not kept; earlier runs
+      // stay intact (SQLite rolls the insert back) and the next run tries again.
+      const e = toProbeError(err, 'BP_ERR_STORE');
+      this.storeError = {
+        code: e.code,
+        message: e.message,
+        at: new Date().toISOString(),
+        lost_runs: (this.storeError?.lost_runs ?? 0) + 1,
+      };
+      log?.error({ code: e.code, err: e.message }, 'run not stored');
+      return undefined;
+    }
+  }
+
+  /**
+   * A test a peer ran against one of our servers (issue 18): stored and reported like a run of ours
+   * (page, MQTT, metrics), under the pseudo-target `inbound`; it never touches the queue.
+   */
+  recordInbound(result: RunResult): number | undefined {
+    const log = this.d.log?.child({ target: result.target.id });
+    const runId = this.keep(result, log);
+    log?.info(
+      {
+        kind: result.target.kind,
+        peer: result.inbound?.peer,
+        status: result.status,
+        code: result.error?.code,
+        download_mbps: result.download?.mbps,
+        upload_mbps: result.upload?.mbps,
+        run_id: runId,
+      },
+      'inbound test recorded',
+    );
+    this.emit({
+      type: 'inbound',
+      target: result.target.id,
+      ...(runId !== undefined ? { run_id: runId } : {}),
+      stored: runId !== undefined,
+      result,
+    });
+    return runId;
   }
 
   private safe<T>(f: () => T): T | undefined {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RunResult, RunStatus } from '../measure/result.js';
+import type { RunKind, RunResult, RunStatus } from '../measure/result.js';
 
 /**
  * The run history in SQLite (better-sqlite3, WAL). One row per run: the figures HA and the page query
@@ -21,7 +21,7 @@ export interface StoredRun {
 export interface RunSummary {
   id: number;
   target: string;
-  kind: 'rmbt' | 'btest';
+  kind: RunKind;
   started_at: string;
   finished_at: string;
   status: RunStatus;
@@ -45,6 +45,8 @@ export interface RunSummary {
 
 export interface RunQuery {
   target?: string;
+  /** leave this target's runs out (the page's own runs without the inbound tests) */
+  excludeTarget?: string;
   /** ISO time; runs that started at or after it */
   since?: string;
   limit?: number;
@@ -245,7 +247,7 @@ export class Store {
 
   /** Stores a finished run; throws BP_ERR_STORE (disk full, read-only) and keeps what was stored before. */
   insert(r: RunResult): number {
-    const loss = r.download?.udp?.loss_percent ?? null;
+    const loss = r.download?.udp?.loss_percent ?? r.upload?.udp?.loss_percent ?? null;
     try {
       const info = this.db
         .prepare(
@@ -334,6 +336,10 @@ export class Store {
       where.push('target = ?');
       args.push(q.target);
     }
+    if (q.excludeTarget) {
+      where.push('target <> ?');
+      args.push(q.excludeTarget);
+    }
     if (q.since) {
       where.push('started_at >= ?');
       args.push(q.since);
@@ -366,7 +372,7 @@ export class Store {
     return rows.map((x) => ({
       id: x.id as number,
       target: x.target as string,
-      kind: x.kind as 'rmbt' | 'btest',
+      kind: x.kind as RunKind,
       started_at: x.started_at as string,
       finished_at: x.finished_at as string,
       status: x.status as RunStatus,
