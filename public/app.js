@@ -430,7 +430,9 @@
     dash: o.dash,
     // null is a failed run (a gap); undefined only means "another target's time" and is spanned
     spanGaps: false,
-    points: { size: 4 },
+    // points only (the Served chart: one point per session, no line between unrelated tests)
+    ...(o.points ? { paths: () => null } : {}),
+    points: o.points ? { show: true, size: 7 } : { size: 4 },
     value: (_u, v) => (v === null || v === undefined ? '–' : `${+v.toFixed(3)}`),
   });
   /** The unit for a set of Mbit/s figures: Gbit/s when the largest is 1000 or more. */
@@ -445,10 +447,11 @@
     const target = $('#h-target').value;
     const nowS = Date.now() / 1000;
     const since = new Date((nowS - range * 86400) * 1000).toISOString();
-    const q = new URLSearchParams({ since, limit: '10000' });
+    // the tests others ran against our servers are in Served, not here (issue 18)
+    const q = new URLSearchParams({ since, limit: '10000', scope: 'measured' });
     if (target) q.set('target', target);
     const { runs } = await api(`api/runs?${q}`);
-    const exp = new URLSearchParams({ since });
+    const exp = new URLSearchParams({ since, scope: 'measured' });
     if (target) exp.set('target', target);
     $('#export-csv').href = `api/export.csv?${exp}`;
     $('#export-json').href = `api/export.json?${exp}`;
@@ -551,8 +554,13 @@
     const d = $('#detail');
     const row = (k, v) =>
       v === undefined || v === null || v === '' ? null : [el('dt', {}, k), el('dd', {}, v)];
+    const ib = r.inbound;
     $('#detail-body').replaceChildren(
-      el('h2', {}, `${targetName(r.target.id)} · ${stampFmt.format(new Date(r.started_at))}`),
+      el(
+        'h2',
+        {},
+        `${ib ? `Served to ${hostText(ib.peer)}` : targetName(r.target.id)} · ${stampFmt.format(new Date(r.started_at))}`,
+      ),
       el(
         'dl',
         {},
@@ -561,10 +569,32 @@
           r.status === 'ok' ? 'ok' : `${r.status}: ${r.error ? `${r.error.code} — ${r.error.message}` : ''}`,
         ),
         row('Started', new Date(r.started_at).toLocaleString()),
-        row('Started by', TRIGGER_TEXT[r.trigger] || r.trigger),
+        row('Started by', ib ? null : TRIGGER_TEXT[r.trigger] || r.trigger),
         row(
           'Server',
-          `${r.server.name ? `${r.server.name} · ` : ''}${r.server.host}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
+          ib
+            ? null
+            : `${r.server.name ? `${r.server.name} · ` : ''}${r.server.host}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
+        ),
+        row('Peer', ib ? `${hostText(ib.peer)} port ${ib.peer_port}, to our port ${ib.local_port}` : null),
+        row('User', ib?.user),
+        row(
+          'Protocol',
+          ib
+            ? `${r.target.kind === 'btest-server' ? 'btest' : 'RMBT'} ${ib.protocol}, ${DIRECTION_TEXT[ib.direction] || ib.direction}, ${plural(ib.connections, 'connection', 'connections')}`
+            : null,
+        ),
+        row(
+          'Moved',
+          ib
+            ? `${fmt(ib.bytes_sent / 1e6)} MB sent to the peer, ${fmt(ib.bytes_received / 1e6)} MB received, in ${fmt(ib.duration_ms / 1000)} s${ib.end !== 'done' ? ` (${END_TEXT[ib.end] || ib.end})` : ''}`
+            : null,
+        ),
+        row(
+          'Lost',
+          ib?.lost_packets !== undefined && r.upload?.udp
+            ? `${ib.lost_packets} of the peer's datagrams (${fmt(r.upload.udp.loss_percent, 2)} %)`
+            : null,
         ),
         row('Engine', r.engine === 'native' ? 'native loop' : 'JavaScript'),
         row('TLS', r.server.tls ? `${r.server.tls.version}, ${r.server.tls.cipher}` : null),
@@ -598,7 +628,8 @@
           'CPU',
           [
             r.cpu.machine_percent !== undefined ? `machine ${r.cpu.machine_percent} %` : '',
-            r.cpu.remote_percent !== undefined ? `server ${r.cpu.remote_percent} %` : '',
+            r.cpu.local_percent !== undefined && ib ? `ours ${r.cpu.local_percent} %` : '',
+            r.cpu.remote_percent !== undefined ? `${ib ? 'peer' : 'server'} ${r.cpu.remote_percent} %` : '',
           ]
             .filter(Boolean)
             .join(', '),
@@ -666,6 +697,122 @@
           )
         : '',
     );
+  }
+
+  // ---- Served: tests other clients ran against our servers (issue 18) --------------------------------
+  const hostText = (h) => (String(h).includes(':') ? `[${h}]` : String(h));
+  const DIRECTION_TEXT = { receive: 'peer downloads', send: 'peer uploads', both: 'both ways' };
+  const END_TEXT = {
+    quota: 'ended by a daily quota',
+    limit: 'ended at max_bytes',
+    error: 'ended by an error',
+  };
+  function servedServers(sv) {
+    const parts = [];
+    if (sv.btest) {
+      const u = sv.btest.udp_ports;
+      const b = sv.btest.stats;
+      parts.push(
+        `btest on TCP ${sv.btest.port} (UDP ${u.start}${u.count > 1 ? `–${u.start + u.count - 1}` : ''}), ${plural(b.sessions, 'test', 'tests')}, ${b.refused + b.authFailed} refused${b.quota ? ` (${b.quota} by quota)` : ''}`,
+      );
+    }
+    if (sv.rmbt) {
+      const r = sv.rmbt.stats;
+      const ports = sv.rmbt.listeners.map((l) => `${l.port}${l.tls ? ' TLS' : ''}`).join(', ');
+      parts.push(
+        `RMBT on ${ports}${sv.rmbt.control_port ? ` · control ${sv.rmbt.control_port}` : ''}, ${plural(r.sessions, 'connection', 'connections')}, ${r.refused} refused${r.quota ? ` (${r.quota} by quota)` : ''}`,
+      );
+    }
+    return parts.join(' · ');
+  }
+  async function renderServed() {
+    const box = $('#served');
+    const sv = status?.served;
+    box.hidden = !sv;
+    if (!sv) return;
+    $('#served-servers').textContent = servedServers(sv);
+    const nowS = Date.now() / 1000;
+    const since = new Date((nowS - range * 86400) * 1000).toISOString();
+    const { runs } = await api(
+      `api/runs?${new URLSearchParams({ since, limit: '10000', scope: 'inbound' })}`,
+    );
+    const exp = new URLSearchParams({ since, scope: 'inbound' });
+    $('#served-csv').href = `api/export.csv?${exp}`;
+    $('#served-json').href = `api/export.json?${exp}`;
+    const asc = runs.slice().reverse();
+    const sc = scaleFor(asc.flatMap((r) => [r.download_mbps, r.upload_mbps]));
+    chart(
+      'chart-served',
+      [
+        line(`peer download ${sc.unit}`, css('--down'), { points: true }),
+        line(`peer upload ${sc.unit}`, css('--up'), { points: true }),
+      ],
+      [
+        asc.map((r) => Date.parse(r.finished_at) / 1000),
+        scaled(
+          asc.map((r) => r.download_mbps ?? null),
+          sc,
+        ),
+        scaled(
+          asc.map((r) => r.upload_mbps ?? null),
+          sc,
+        ),
+      ],
+      { yLabel: sc.unit, height: 140, x: { min: nowS - range * 86400, max: nowS } },
+    );
+    const open = (id) => ({
+      tabindex: 0,
+      onclick: () => showRun(id),
+      onkeydown: (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          showRun(id);
+        }
+      },
+    });
+    $('#served-runs tbody').replaceChildren(
+      ...runs.slice(0, 50).map((r) => {
+        const i = r.inbound || {};
+        const proto = `${r.kind === 'btest-server' ? 'btest' : 'RMBT'} ${i.protocol || ''}`;
+        return el(
+          'tr',
+          {
+            'data-run': r.id,
+            'aria-label': `Test from ${hostText(i.peer)} at ${when(r.finished_at)}: open details`,
+            ...open(r.id),
+          },
+          el('td', {}, when(r.finished_at)),
+          el('td', { title: i.user ? `user ${i.user}` : '' }, hostText(i.peer || r.server)),
+          el('td', {}, proto),
+          el('td', {}, DIRECTION_TEXT[i.direction] || i.direction || ''),
+          el('td', { class: 'num' }, rateText(r.download_mbps)),
+          el('td', { class: 'num' }, rateText(r.upload_mbps)),
+          el('td', { class: 'num' }, fmt(((i.bytes_sent || 0) + (i.bytes_received || 0)) / 1e6)),
+          el('td', { class: 'num' }, `${fmt((i.duration_ms || 0) / 1000)} s`),
+          el('td', { class: 'num' }, i.lost_packets ?? '–'),
+          el(
+            'td',
+            { class: 'num' },
+            i.remote_cpu_percent === null || i.remote_cpu_percent === undefined
+              ? '–'
+              : `${i.remote_cpu_percent} %`,
+          ),
+          el(
+            'td',
+            { class: `status-${r.status}`, title: r.error || '' },
+            r.status === 'ok'
+              ? i.end && i.end !== 'done'
+                ? END_TEXT[i.end] || i.end
+                : ''
+              : `${r.status} ${r.error_code || ''}`,
+          ),
+        );
+      }),
+    );
+    if (!runs.length)
+      $('#served-runs tbody').append(
+        el('tr', {}, el('td', { colspan: 11 }, 'No client has tested against this probe in this range.')),
+      );
   }
 
   // ---- latency under load in the run detail (issue 17) ----------------------------------------------
@@ -780,6 +927,10 @@
       await refresh();
       await renderHistory();
     });
+    es.addEventListener('inbound', async () => {
+      await refresh();
+      await renderServed();
+    });
   }
 
   // ---- wiring ---------------------------------------------------------------------------------------
@@ -790,6 +941,7 @@
       range = Number(b.dataset.days);
       for (const x of document.querySelectorAll('.seg button')) x.classList.toggle('on', x === b);
       renderHistory();
+      renderServed();
     });
   }
   // Charts follow the width; a height change (a full-page screenshot, a phone's toolbar) redraws nothing.
@@ -799,11 +951,15 @@
     if (window.innerWidth === lastWidth) return;
     lastWidth = window.innerWidth;
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => renderHistory(), 200);
+    resizeTimer = setTimeout(() => {
+      renderHistory();
+      renderServed();
+    }, 200);
   });
   setInterval(() => status && renderNow(), 30_000);
   refresh()
     .then(renderHistory)
+    .then(renderServed)
     .then(connectEvents)
     .catch((err) => {
       $('#now').replaceChildren(

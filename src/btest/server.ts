@@ -4,7 +4,7 @@ import type { Engine, EngineJob, UdpRunHandle } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
-import type { Point } from '../measure/speed.js';
+import { type Point, SERVER_SAMPLE_NS, withEnd } from '../measure/speed.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
 import type { Quota } from '../util/quota.js';
@@ -224,7 +224,16 @@ export class BtestServer {
     log?.info({ event: 'test_start', ...test }, 'btest test started');
     const t0 = process.hrtime.bigint();
     const startedAt = new Date();
-    const moved: Moved = { tx: 0, rx: 0, kind: this.o.engine.kind, end: 'done' };
+    // the addresses now: a closed socket no longer has them
+    const moved: Moved = {
+      tx: 0,
+      rx: 0,
+      kind: this.o.engine.kind,
+      end: 'done',
+      peer: ch.socket.remoteAddress ?? '',
+      peerPort: ch.socket.remotePort ?? 0,
+      localPort: ch.socket.localPort ?? this.o.port,
+    };
     let failure: ProbeError | undefined;
     try {
       this.stats.sessions++;
@@ -235,7 +244,7 @@ export class BtestServer {
     } finally {
       this.active--;
       const durationNs = Number(process.hrtime.bigint() - t0);
-      this.report(ch, cmd, who.user, startedAt, durationNs, moved, failure);
+      this.report(cmd, who.user, startedAt, durationNs, moved, failure);
       const s = durationNs / 1e9;
       const mbps = (b: number) => (s > 0 ? Math.round((b * 8) / s / 1e4) / 100 : 0);
       log?.info(
@@ -257,7 +266,6 @@ export class BtestServer {
 
   /** Hands the finished test to `onSession` as the peer saw it (issue 18). */
   private report(
-    ch: Channel,
     cmd: Command,
     user: string | undefined,
     startedAt: Date,
@@ -266,7 +274,6 @@ export class BtestServer {
     failure: ProbeError | undefined,
   ): void {
     if (!this.o.onSession) return;
-    const sock = ch.socket;
     const dir = (d: { streams: Point[][]; totals: number[] } | undefined) =>
       d?.totals.some((b) => b > 0) ? d : undefined;
     try {
@@ -277,9 +284,9 @@ export class BtestServer {
         engine: moved.kind,
         ...(moved.localCpu !== undefined ? { local_cpu_percent: moved.localCpu } : {}),
         info: {
-          peer: sock.remoteAddress ?? '',
-          peer_port: sock.remotePort ?? 0,
-          local_port: sock.localPort ?? this.o.port,
+          peer: moved.peer,
+          peer_port: moved.peerPort,
+          local_port: moved.localPort,
           ...(user !== undefined ? { user } : {}),
           protocol: cmd.proto,
           // the client's view: the server sending is the client receiving
@@ -400,7 +407,7 @@ export class BtestServer {
           framing: { kind: 'raw' },
           chunks: conns.map((c) => c.chunkSet(0x8000, false)),
           until: { durationNs: maxMs * 1e6 },
-          sampleNs: 1e9,
+          sampleNs: SERVER_SAMPLE_NS,
           idleTimeoutMs: this.o.handshakeTimeoutMs * 3,
           ...(cmd.remoteTxSpeed ? { rateBps: cmd.remoteTxSpeed / conns.length } : {}),
           // TCP both: the client's data arrives on the same connections; count it, keep nothing.
@@ -409,7 +416,7 @@ export class BtestServer {
       : {
           mode: 'receive',
           framing: { kind: 'raw' },
-          sampleNs: 1e9,
+          sampleNs: SERVER_SAMPLE_NS,
           idleTimeoutMs: this.o.handshakeTimeoutMs * 3,
           maxDurationMs: maxMs,
         };
@@ -440,19 +447,24 @@ export class BtestServer {
     try {
       const out = await run.done;
       const sum = (f: (o: (typeof out)[number]) => number) => out.reduce((a, o) => a + f(o), 0);
-      const streams = (f: (o: (typeof out)[number]) => Point[] | undefined) => out.map((o) => f(o) ?? []);
       if (cmd.serverSends) {
         moved.tx = sum((o) => o.bytes);
         moved.rx = sum((o) => o.rx?.bytes ?? 0);
-        moved.sent = { streams: streams((o) => o.points), totals: out.map((o) => o.bytes) };
+        moved.sent = {
+          streams: out.map((o) => withEnd(o.points, o.bytes, o.endNs)),
+          totals: out.map((o) => o.bytes),
+        };
         if (cmd.serverReceives)
           moved.received = {
-            streams: streams((o) => o.rx?.points),
+            streams: out.map((o) => withEnd(o.rx?.points ?? [], o.rx?.bytes ?? 0, o.endNs)),
             totals: out.map((o) => o.rx?.bytes ?? 0),
           };
       } else {
         moved.rx = sum((o) => o.bytes);
-        moved.received = { streams: streams((o) => o.points), totals: out.map((o) => o.bytes) };
+        moved.received = {
+          streams: out.map((o) => withEnd(o.points, o.bytes, o.endNs)),
+          totals: out.map((o) => o.bytes),
+        };
       }
       this.o.quota?.add(peer, moved.tx + moved.rx - counted);
       moved.localCpu = cpu.percent();
@@ -493,7 +505,7 @@ export class BtestServer {
             : {}),
           receive: cmd.serverReceives,
           durationNs: this.o.maxDurationS * 1e9,
-          sampleNs: 1e9,
+          sampleNs: SERVER_SAMPLE_NS,
         });
         return { run, base };
       } catch {
@@ -565,6 +577,9 @@ export class BtestServer {
 
 /** What a session moved, filled in as it goes (the report is made even when it fails midway). */
 interface Moved {
+  peer: string;
+  peerPort: number;
+  localPort: number;
   tx: number;
   rx: number;
   lost?: number;

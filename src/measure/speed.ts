@@ -81,6 +81,23 @@ export function intervalSeries(
   return out;
 }
 
+/**
+ * How often our servers sample each stream (issue 18): fine enough for the t* rule and a per-second
+ * series of a served test, coarse enough that a 300 s test on 100 connections keeps 120 000 points.
+ */
+export const SERVER_SAMPLE_NS = 250e6;
+
+/**
+ * A stream's points with its end as the last one: an engine samples at intervals and adds a final
+ * point only when the job itself ended it, so a stream the peer closed (a server's receive, a client
+ * that stops sending) would otherwise end at its last sample and t* would read far too few bytes.
+ */
+export function withEnd(points: readonly Point[], bytes: number, endNs: number): Point[] {
+  const last = points.at(-1);
+  if (bytes <= 0 || (last && last.b >= bytes)) return [...points];
+  return [...points, { t: Math.max(endNs, last?.t ?? 0), b: bytes }];
+}
+
 export function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }

@@ -4,7 +4,7 @@ import type { Engine, StreamOutcome } from '../engine/types.js';
 import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InboundDirection, InboundReport } from '../measure/inbound.js';
-import type { Point } from '../measure/speed.js';
+import { type Point, withEnd } from '../measure/speed.js';
 import type { Quota } from '../util/quota.js';
 import { Channel } from './channel.js';
 import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
@@ -384,7 +384,8 @@ export class RmbtServer {
     t.series.set(cmd, byConn);
     const acc = byConn.get(conn) ?? { points: [], bytes: 0, t: 0 };
     byConn.set(conn, acc);
-    for (const p of out.points) acc.points.push({ t: acc.t + p.t, b: acc.bytes + p.b });
+    for (const p of withEnd(out.points, out.bytes, out.endNs))
+      acc.points.push({ t: acc.t + p.t, b: acc.bytes + p.b });
     acc.t += out.endNs;
     acc.bytes += out.bytes;
   }

@@ -1,6 +1,7 @@
 import type { Engine, EngineJob, StreamOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { SERVER_SAMPLE_NS } from '../measure/speed.js';
 import type { Channel } from './channel.js';
 import {
   ACCEPT_COMMANDS,
@@ -156,7 +157,7 @@ export async function serveSession(
           framing: { kind: 'rmbt', chunkSize: cs },
           chunks: [ch.chunkSet(cs, true)],
           until: c.cmd === 'GETCHUNKS' ? { count: c.count } : { durationNs: c.seconds * 1e9 },
-          sampleNs: 1e9,
+          sampleNs: SERVER_SAMPLE_NS,
           idleTimeoutMs: lim.idleTimeoutMs,
         };
         const out = await runOne(engine, ch, job, start, lim, c.cmd);
@@ -175,7 +176,7 @@ export async function serveSession(
         const job: EngineJob = {
           mode: 'receive',
           framing: { kind: 'rmbt', chunkSize: cs },
-          sampleNs: 1e9,
+          sampleNs: SERVER_SAMPLE_NS,
           idleTimeoutMs: lim.idleTimeoutMs,
           maxDurationMs: (lim.maxDuration + 30) * 1000,
           ...(c.cmd === 'PUT' ? { report: { intervalNs: REPORT_NS } } : {}),

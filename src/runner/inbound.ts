@@ -18,6 +18,8 @@ import type { Runner } from './runner.js';
 export interface ServedStatus {
   btest?: {
     port: number;
+    /** the UDP ports handed out to UDP tests: udp_port_start and how many */
+    udp_ports: { start: number; count: number };
     auth: string;
     user: string;
     active_sessions: number;
@@ -118,6 +120,10 @@ export async function startInbound(
       if (btest)
         out.btest = {
           port: btest.port,
+          udp_ports: {
+            start: s.btest_server.udp_port_start,
+            count: s.btest_server.udp_port_count || s.btest_server.max_sessions,
+          },
           auth: s.btest_server.auth,
           user: s.btest_server.user,
           active_sessions: btest.activeSessions,

@@ -49,6 +49,41 @@ export function toCsv(rows: readonly RunSummary[]): string {
 }
 
 /**
+ * The Served table's columns (issue 18): the inbound runs alone, with who tested and how. Speeds are
+ * the peer's view (download = what we sent it).
+ */
+export const INBOUND_CSV_COLUMNS: readonly string[] = [
+  'id',
+  'kind',
+  'started_at',
+  'finished_at',
+  'status',
+  'peer',
+  'user',
+  'protocol',
+  'direction',
+  'download_mbps',
+  'upload_mbps',
+  'bytes_sent',
+  'bytes_received',
+  'duration_ms',
+  'lost_packets',
+  'loss_percent',
+  'remote_cpu_percent',
+  'end',
+  'error_code',
+  'error',
+  'engine',
+];
+
+export const inboundCsvHeader = (): string => `${INBOUND_CSV_COLUMNS.join(',')}\r\n`;
+
+export function inboundCsvRow(r: RunSummary): string {
+  const flat: Record<string, unknown> = { ...r, ...r.inbound };
+  return `${INBOUND_CSV_COLUMNS.map((c) => cell(flat[c])).join(',')}\r\n`;
+}
+
+/**
  * A run's summary straight from its result, as the store derives it from its columns: a failed or
  * aborted run's partial figures are no measurement and are left empty.
  */

@@ -41,6 +41,45 @@ export interface RunSummary {
   engine: string;
   server: string;
   trigger: string | null;
+  /** inbound runs only (issue 18): who tested to us and how, from the stored result */
+  inbound?: InboundSummary;
+}
+
+/** The Served table's columns of an inbound run (the peer's view, as in the result). */
+export interface InboundSummary {
+  peer: string;
+  user: string | null;
+  protocol: string;
+  direction: string;
+  bytes_sent: number;
+  bytes_received: number;
+  duration_ms: number;
+  lost_packets: number | null;
+  remote_cpu_percent: number | null;
+  end: string;
+}
+
+function inboundSummary(text: unknown): InboundSummary | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const i = JSON.parse(text) as Record<string, unknown>;
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    return {
+      peer: str(i.peer) ?? '',
+      user: str(i.user),
+      protocol: str(i.protocol) ?? '',
+      direction: str(i.direction) ?? '',
+      bytes_sent: num(i.bytes_sent) ?? 0,
+      bytes_received: num(i.bytes_received) ?? 0,
+      duration_ms: num(i.duration_ms) ?? 0,
+      lost_packets: num(i.lost_packets),
+      remote_cpu_percent: num(i.remote_cpu_percent),
+      end: str(i.end) ?? '',
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface RunQuery {
@@ -311,6 +350,10 @@ export class Store {
       where.push('target = ?');
       args.push(q.target);
     }
+    if (q.excludeTarget) {
+      where.push('target <> ?');
+      args.push(q.excludeTarget);
+    }
     if (q.since) {
       where.push('started_at >= ?');
       args.push(q.since);
@@ -360,7 +403,8 @@ export class Store {
                    ${j('$.latency.grade')} AS bufferbloat_grade,
                    ${j('$.flags')} AS flags, ${j('$.error.message')} AS error,
                    ${j('$.engine')} AS engine, ${j('$.trigger')} AS trig,
-                   coalesce(${j('$.server.name')}, ${j('$.server.host')}) AS server
+                   coalesce(${j('$.server.name')}, ${j('$.server.host')}) AS server,
+                   ${j('$.inbound')} AS inbound
                  FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                  ORDER BY started_at ${order}, id ${order} LIMIT ?`;
     args.push(Math.max(1, Math.min(q.limit ?? 100, 10_000)));
@@ -369,29 +413,33 @@ export class Store {
     const fig = (x: Record<string, unknown>, k: string) =>
       x.status === 'ok' ? (x[k] as number | null) : null;
     const rows = this.q('reading runs', () => this.db.prepare(sql).all(...args) as Record<string, unknown>[]);
-    return rows.map((x) => ({
-      id: x.id as number,
-      target: x.target as string,
-      kind: x.kind as RunKind,
-      started_at: x.started_at as string,
-      finished_at: x.finished_at as string,
-      status: x.status as RunStatus,
-      error_code: (x.error_code as string | null) ?? null,
-      error: (x.error as string | null) ?? null,
-      download_mbps: fig(x, 'download_mbps'),
-      upload_mbps: fig(x, 'upload_mbps'),
-      ping_ms: fig(x, 'ping_ms'),
-      jitter_ms: fig(x, 'jitter_ms'),
-      loss_percent: fig(x, 'loss_percent'),
-      download_latency_ms: fig(x, 'download_latency_ms'),
-      upload_latency_ms: fig(x, 'upload_latency_ms'),
-      responsiveness_rpm: fig(x, 'responsiveness_rpm'),
-      bufferbloat_grade: x.status === 'ok' ? ((x.bufferbloat_grade as string | null) ?? null) : null,
-      flags: parseFlags(x.flags),
-      engine: (x.engine as string | null) ?? '',
-      server: (x.server as string | null) ?? '',
-      trigger: (x.trig as string | null) ?? null,
-    }));
+    return rows.map((x) => {
+      const inbound = inboundSummary(x.inbound);
+      return {
+        id: x.id as number,
+        target: x.target as string,
+        kind: x.kind as RunKind,
+        started_at: x.started_at as string,
+        finished_at: x.finished_at as string,
+        status: x.status as RunStatus,
+        error_code: (x.error_code as string | null) ?? null,
+        error: (x.error as string | null) ?? null,
+        download_mbps: fig(x, 'download_mbps'),
+        upload_mbps: fig(x, 'upload_mbps'),
+        ping_ms: fig(x, 'ping_ms'),
+        jitter_ms: fig(x, 'jitter_ms'),
+        loss_percent: fig(x, 'loss_percent'),
+        download_latency_ms: fig(x, 'download_latency_ms'),
+        upload_latency_ms: fig(x, 'upload_latency_ms'),
+        responsiveness_rpm: fig(x, 'responsiveness_rpm'),
+        bufferbloat_grade: x.status === 'ok' ? ((x.bufferbloat_grade as string | null) ?? null) : null,
+        flags: parseFlags(x.flags),
+        engine: (x.engine as string | null) ?? '',
+        server: (x.server as string | null) ?? '',
+        trigger: (x.trig as string | null) ?? null,
+        ...(inbound ? { inbound } : {}),
+      };
+    });
   }
 
   /**

@@ -10,11 +10,13 @@ import type { WebSettings } from '../config/schema.js';
 import type { TargetSettings } from '../config/targets.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { INBOUND_TARGET } from '../measure/inbound.js';
 import type { PublisherStatus } from '../mqtt/publisher.js';
+import type { Inbound } from '../runner/inbound.js';
 import type { Runner, RunnerEvent } from '../runner/runner.js';
 import type { Scheduler } from '../runner/schedule.js';
-import { csvHeader, csvRow } from '../store/csv.js';
-import type { RunSummary, Store } from '../store/store.js';
+import { csvHeader, csvRow, inboundCsvHeader, inboundCsvRow } from '../store/csv.js';
+import type { RunQuery, RunSummary, Store } from '../store/store.js';
 import { checkAccess } from './access.js';
 import { allowedHosts, CSP_DIRECTIVES, guard, ingressBase } from './guard.js';
 import { createMetrics } from './metrics.js';
@@ -49,6 +51,8 @@ export interface WebDeps {
   /** tests: a shorter header timeout and check interval than the defaults below */
   timeouts?: Partial<WebTimeouts>;
   log?: Logger;
+  /** our servers inside the service (issue 18): the Served section, its runs and metrics */
+  inbound?: Inbound;
 }
 
 /**
@@ -118,12 +122,25 @@ function assets(): Map<string, { type: string; body: Buffer }> {
   return files;
 }
 
+/**
+ * Which runs a list or export holds: all of them, the probe's own measurements (`measured`), or the
+ * tests other clients ran against our servers (`inbound`, issue 18). A `target` narrows it further.
+ */
+const SCOPES = ['all', 'measured', 'inbound'] as const;
+type Scope = (typeof SCOPES)[number];
+const scopeQuery = (q: { target?: string; since?: string; scope?: Scope }): RunQuery => ({
+  ...(q.target ? { target: q.target } : q.scope === 'inbound' ? { target: INBOUND_TARGET } : {}),
+  ...(q.scope === 'measured' ? { excludeTarget: INBOUND_TARGET } : {}),
+  ...(q.since ? { since: q.since } : {}),
+});
+
 const runsQuery = {
   type: 'object',
   properties: {
     target: { type: 'string', pattern: '^[a-z0-9_]{1,40}$' },
     since: { type: 'string', format: 'date-time' },
     limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+    scope: { type: 'string', enum: SCOPES, default: 'all' },
   },
   additionalProperties: false,
 } as const;
@@ -158,7 +175,7 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   const files = assets();
   const index = readFileSync(join(PUBLIC, 'index.html'), 'utf8');
   const byId = new Map(d.targets.map((t) => [t.id, t]));
-  const metrics = createMetrics(d.store, d.runner, d.targets);
+  const metrics = createMetrics(d.store, d.runner, d.targets, d.inbound);
 
   // Host allow-list and same-origin JSON for state changes first, then who may use the page at all.
   const extraHosts = (d.settings.allowed_hosts ?? '')
@@ -214,6 +231,16 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   // Liveness for the container HEALTHCHECK: the process answers and the runner is not wedged.
   app.get('/healthz', async () => ({ ok: true, running: d.runner.status().running?.target ?? null }));
 
+  const served = (i: Inbound) => {
+    let last: RunSummary | null = null;
+    try {
+      last = d.store.summaries({ target: INBOUND_TARGET, limit: 1 })[0] ?? null;
+    } catch {
+      // a damaged history: store_error says so
+    }
+    return { ...i.status(), last };
+  };
+
   app.get('/api/status', async () => {
     const targets = d.targets.map((t) => {
       let last: RunSummary | null = null;
@@ -253,12 +280,13 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
       self_test_published: Boolean(d.selfTest?.published),
       timezone: d.timezone ?? null,
       targets,
+      served: d.inbound ? served(d.inbound) : null,
     };
   });
 
   app.get('/api/runs', { schema: { querystring: runsQuery } }, async (req) => {
-    const q = req.query as { target?: string; since?: string; limit: number };
-    return { runs: d.store.summaries(q) };
+    const q = req.query as { target?: string; since?: string; limit: number; scope: Scope };
+    return { runs: d.store.summaries({ ...scopeQuery(q), limit: q.limit }) };
   });
 
   app.get(
@@ -336,7 +364,7 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     });
     const send = (e: RunnerEvent | { type: 'hello'; running: unknown }) => {
       const data =
-        e.type === 'finished'
+        e.type === 'finished' || e.type === 'inbound'
           ? {
               type: e.type,
               target: e.target,
@@ -364,30 +392,39 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     properties: {
       target: { type: 'string', pattern: '^[a-z0-9_]{1,40}$' },
       since: { type: 'string', format: 'date-time' },
+      scope: { type: 'string', enum: SCOPES, default: 'all' },
     },
     additionalProperties: false,
   } as const;
+  type ExportQuery = { target?: string; since?: string; scope: Scope };
+  /** the inbound runs alone export the Served table's columns (peer, user, protocol, bytes…) */
+  const servedOnly = (q: ExportQuery) =>
+    q.scope === 'inbound' || (q.target === INBOUND_TARGET && q.scope !== 'measured');
   // Exports stream page by page (row 19): no whole-history string, and other requests go on meanwhile.
   // All exports share one turn per event-loop pass, so twenty of them cost a healthz no more than one.
   const turn = oneTurnPerTick();
-  const exportRows = (q: { target?: string; since?: string }) =>
-    d.store.summaryPages({ ...q, limit: EXPORT_MAX_ROWS }, EXPORT_PAGE, turn);
+  const exportRows = (q: ExportQuery) =>
+    d.store.summaryPages({ ...scopeQuery(q), limit: EXPORT_MAX_ROWS }, EXPORT_PAGE, turn);
   app.get('/api/export.csv', { schema: { querystring: exportQuery } }, async (req, reply) => {
-    const pages = exportRows(req.query as { target?: string; since?: string });
+    const q = req.query as ExportQuery;
+    const pages = exportRows(q);
+    const [header, row] = servedOnly(q) ? [inboundCsvHeader, inboundCsvRow] : [csvHeader, csvRow];
     // the first page is read before the answer starts, so a damaged history is a coded 503
     const first = await pages.next();
     async function* body() {
-      yield csvHeader();
-      if (!first.done) yield first.value.map(csvRow).join('');
-      for await (const rows of pages) yield rows.map(csvRow).join('');
+      yield header();
+      if (!first.done) yield first.value.map(row).join('');
+      for await (const rows of pages) yield rows.map(row).join('');
     }
+    const name = servedOnly(q) ? 'bandwidth-probe-served' : 'bandwidth-probe-runs';
     return reply
       .type('text/csv; charset=utf-8')
-      .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.csv"')
+      .header('content-disposition', `attachment; filename="${name}.csv"`)
       .send(Readable.from(body(), { highWaterMark: 1 }));
   });
   app.get('/api/export.json', { schema: { querystring: exportQuery } }, async (req, reply) => {
-    const pages = exportRows(req.query as { target?: string; since?: string });
+    const q = req.query as ExportQuery;
+    const pages = exportRows(q);
     const head = await pages.next();
     async function* body() {
       yield '{"runs":[';
@@ -400,7 +437,10 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
     }
     return reply
       .type('application/json; charset=utf-8')
-      .header('content-disposition', 'attachment; filename="bandwidth-probe-runs.json"')
+      .header(
+        'content-disposition',
+        `attachment; filename="${servedOnly(q) ? 'bandwidth-probe-served' : 'bandwidth-probe-runs'}.json"`,
+      )
       .send(Readable.from(body(), { highWaterMark: 1 }));
   });
 

@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TargetSettings } from '../config/targets.js';
+import { INBOUND_TARGET } from '../measure/inbound.js';
 import { type BufferbloatGrade, GRADES } from '../measure/latency.js';
+import type { Inbound } from '../runner/inbound.js';
 import type { Runner } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
 
@@ -8,8 +10,15 @@ import type { Store } from '../store/store.js';
  * Prometheus metrics (prom-client, its own registry): the latest figures per target and run counts read
  * from the store when scraped, and run durations observed as runs finish.
  */
-export function createMetrics(store: Store, runner: Runner, targets: readonly TargetSettings[]): Registry {
+export function createMetrics(
+  store: Store,
+  runner: Runner,
+  targets: readonly TargetSettings[],
+  inbound?: Inbound,
+): Registry {
   const registry = new Registry();
+  // The inbound tests (issue 18) are one more target for the per-target figures: the peer's view.
+  const ids = [...targets.map((t) => t.id), ...(inbound ? [INBOUND_TARGET] : [])];
   type Summary = ReturnType<Store['summaries']>[number];
   /** A gauge per target, read from the target's latest run when scraped (no value: no sample). */
   const perTarget = (name: string, help: string, value: (last: Summary) => number | null | undefined) =>
@@ -20,10 +29,10 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
       registers: [registry],
       collect() {
         this.reset();
-        for (const t of targets) {
-          const last = store.summaries({ target: t.id, limit: 1 })[0];
+        for (const id of ids) {
+          const last = store.summaries({ target: id, limit: 1 })[0];
           const v = last ? value(last) : undefined;
-          if (v !== null && v !== undefined) this.set({ target: t.id }, v);
+          if (v !== null && v !== undefined) this.set({ target: id }, v);
         }
       },
     });
@@ -97,8 +106,8 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
     labelNames: ['target', 'status'],
     registers: [registry],
   });
-  for (const t of targets)
-    for (const st of ['ok', 'failed', 'aborted']) finished.inc({ target: t.id, status: st }, 0);
+  for (const id of ids)
+    for (const st of ['ok', 'failed', 'aborted']) finished.inc({ target: id, status: st }, 0);
   new Gauge({
     name: 'bandwidth_probe_running',
     help: '1 while a run of the target is in progress',
@@ -116,11 +125,73 @@ export function createMetrics(store: Store, runner: Runner, targets: readonly Ta
     buckets: [5, 10, 20, 30, 45, 60, 90, 120, 300],
     registers: [registry],
   });
+  if (inbound) servedMetrics(registry, inbound, runner);
   runner.on((e) => {
+    if (e.type === 'inbound') finished.inc({ target: e.target, status: e.result.status });
     if (e.type !== 'finished') return;
     finished.inc({ target: e.target, status: e.result.status });
     const s = (Date.parse(e.result.finished_at) - Date.parse(e.result.started_at)) / 1000;
     if (Number.isFinite(s)) duration.observe({ target: e.target, status: e.result.status }, s);
   });
   return registry;
+}
+
+/**
+ * Our servers' own counters (issue 18): tests served, refusals by reason, and bytes moved, by server
+ * (`btest`, `rmbt`). The refusal counts are read from the servers' stats when scraped.
+ */
+function servedMetrics(registry: Registry, inbound: Inbound, runner: Runner): void {
+  const servers = [...(inbound.btest ? ['btest'] : []), ...(inbound.rmbt ? ['rmbt'] : [])];
+  new Counter({
+    name: 'bandwidth_probe_served_sessions_total',
+    help: 'Tests other clients ran against our servers since the service started, by server',
+    labelNames: ['server'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const st = inbound.status();
+      if (st.btest) this.inc({ server: 'btest' }, st.btest.stats.sessions);
+      if (st.rmbt) this.inc({ server: 'rmbt' }, st.rmbt.stats.sessions);
+    },
+  });
+  new Counter({
+    name: 'bandwidth_probe_served_refused_total',
+    help: 'Connections our servers refused since the service started, by server and reason',
+    labelNames: ['server', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const st = inbound.status();
+      if (st.btest) {
+        const b = st.btest.stats;
+        this.inc({ server: 'btest', reason: 'auth' }, b.authFailed);
+        this.inc({ server: 'btest', reason: 'quota' }, b.quota);
+        this.inc({ server: 'btest', reason: 'busy' }, Math.max(0, b.refused - b.quota));
+        this.inc({ server: 'btest', reason: 'handshake_timeout' }, b.handshakeTimeouts);
+        this.inc({ server: 'btest', reason: 'evicted' }, b.evicted);
+      }
+      if (st.rmbt) {
+        const r = st.rmbt.stats;
+        this.inc({ server: 'rmbt', reason: 'quota' }, r.quota);
+        this.inc({ server: 'rmbt', reason: 'busy' }, Math.max(0, r.refused - r.quota));
+        this.inc({ server: 'rmbt', reason: 'handshake_timeout' }, r.handshakeTimeouts);
+        this.inc({ server: 'rmbt', reason: 'session_timeout' }, r.sessionTimeouts);
+        this.inc({ server: 'rmbt', reason: 'evicted' }, r.evicted);
+      }
+    },
+  });
+  const bytes = new Counter({
+    name: 'bandwidth_probe_served_bytes_total',
+    help: 'Payload bytes of the tests our servers served, by server and direction (sent = to the peer)',
+    labelNames: ['server', 'direction'],
+    registers: [registry],
+  });
+  for (const server of servers)
+    for (const direction of ['sent', 'received']) bytes.inc({ server, direction }, 0);
+  runner.on((e) => {
+    if (e.type !== 'inbound' || !e.result.inbound) return;
+    const server = e.result.target.kind === 'btest-server' ? 'btest' : 'rmbt';
+    bytes.inc({ server, direction: 'sent' }, e.result.inbound.bytes_sent);
+    bytes.inc({ server, direction: 'received' }, e.result.inbound.bytes_received);
+  });
 }
