@@ -574,7 +574,7 @@
           'Server',
           ib
             ? null
-            : `${r.server.name ? `${r.server.name} · ` : ''}${r.server.host}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
+            : `${r.server.name ? `${r.server.name} · ` : ''}${hostText(r.server.host)}:${r.server.port}${r.server.transport ? ` (${r.server.transport})` : ''}`,
         ),
         row('Peer', ib ? `${hostText(ib.peer)} port ${ib.peer_port}, to our port ${ib.local_port}` : null),
         row('User', ib?.user),
@@ -613,7 +613,7 @@
         row(
           'Ping',
           r.ping
-            ? `median ${ms(r.ping.median_ms)} ms (min ${ms(r.ping.min_ms)}, p95 ${ms(r.ping.p95_ms)}, ${plural(r.ping.count, 'ping', 'pings')})`
+            ? `median ${ms(r.ping.median_ms)} ms (min ${ms(r.ping.min_ms)}, p95 ${ms(r.ping.p95_ms)}${r.ping.stddev_ms !== undefined ? `, stddev ${ms(r.ping.stddev_ms)}` : ''}, ${plural(r.ping.count, 'ping', 'pings')})`
             : null,
         ),
         row('Latency', latencyTable(r.latency)),
@@ -700,7 +700,7 @@
   }
 
   // ---- Served: tests other clients ran against our servers (issue 18) --------------------------------
-  const hostText = (h) => (String(h).includes(':') ? `[${h}]` : String(h));
+  const hostText = (h) => (String(h).includes(':') && !String(h).startsWith('[') ? `[${h}]` : String(h));
   const DIRECTION_TEXT = { receive: 'peer downloads', send: 'peer uploads', both: 'both ways' };
   const END_TEXT = {
     quota: 'ended by a daily quota',

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { measureBtest } from './btest/measure.js';
 import { startBtestServer } from './btest/serve.js';
@@ -14,11 +14,12 @@ import { ProbeError, toProbeError } from './errors.js';
 import { createLogger, type Logger, resolveLogFormat } from './log.js';
 import { startService } from './main.js';
 import { cpuWatch } from './measure/quality.js';
-import type { RunResult } from './measure/result.js';
+import { bracketHost, type RunResult } from './measure/result.js';
 import { measureRmbt, splitHostPort } from './rmbt/measure.js';
 import { startRmbtServers } from './rmbt/serve.js';
 import { appendCsv } from './store/csv.js';
 import { DB_FILE, Store } from './store/store.js';
+import { type HttpExchange, maskSecrets } from './util/http.js';
 import { dropPrivileges } from './util/privileges.js';
 import { VERSION } from './version.js';
 
@@ -51,6 +52,22 @@ const BTEST_MEASURE: CommandFlag[] = [
   },
 ];
 
+const RMBT_MEASURE: CommandFlag[] = [
+  ...MEASURE,
+  {
+    name: 'key-file',
+    description:
+      "Read the shared key for direct mode from this file: its first word, as in the rmbt-secret.key our server writes ('<key> <label>' per line).",
+    takesValue: true,
+  },
+  {
+    name: 'debug-control',
+    description:
+      "Print each control-server request and answer as one JSON line on stderr (tokens, keys and passwords masked as '***(length)').",
+    takesValue: false,
+  },
+];
+
 const QUIET: RawSettings = { general: { log_level: 'warn' } };
 
 interface Command {
@@ -69,6 +86,8 @@ interface Command {
     log: Logger,
     extra: Record<string, string | boolean>,
     signal: AbortSignal,
+    /** the settings given as flags on this command line (not from a file or the environment) */
+    given: RawSettings,
   ): Promise<number>;
 }
 
@@ -150,18 +169,21 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'measure rmbt': {
-    usage: 'bandwidth-probe measure rmbt (--control-url URL | --server HOST:PORT --key KEY) [flags]',
-    summary: 'Runs one RMBT measurement (ping, download, upload) and prints the result.',
+    usage:
+      'bandwidth-probe measure rmbt (--control-url URL | --server HOST:PORT (--key KEY | --key-file FILE)) [flags]',
+    summary:
+      'Runs one RMBT measurement (ping, download, upload) and prints the result. With a control server,\n' +
+      '--duration overrides the duration it hands out (a measurement server may refuse more than it allows; the run then says so).',
     groups: ['general', 'rmbt'],
-    flags: MEASURE,
+    flags: RMBT_MEASURE,
     defaults: QUIET,
     check: (s) =>
       s.rmbt.control_url || (s.rmbt.server && s.rmbt.key)
         ? undefined
         : s.rmbt.server
-          ? 'direct mode needs --key as well as --server (the shared key, e.g. from `server rmbt`)'
+          ? 'direct mode needs --key or --key-file as well as --server (the shared key, e.g. from `server rmbt`)'
           : 'set --control-url, or --server and --key for direct mode',
-    run: (s, log, extra, signal) =>
+    run: (s, log, extra, signal, given) =>
       measureAndReport(extra, (onEvent) =>
         measureRmbt(s.rmbt, {
           engine: loadEngine(s.general.engine, log),
@@ -169,6 +191,11 @@ const COMMANDS: Record<string, Command> = {
           log,
           signal,
           onEvent: onEvent(terminalProgress),
+          // --duration on this command line wins over the control server's (issue 18)
+          ...(s.rmbt.control_url && given.rmbt?.duration !== undefined
+            ? { durationOverride: s.rmbt.duration }
+            : {}),
+          ...(extra['debug-control'] ? { onControl: printExchange } : {}),
         }),
       ),
   },
@@ -225,7 +252,7 @@ const COMMANDS: Record<string, Command> = {
       const b = s.btest_server;
       const server = await startBtestServer(b, engine, log);
       process.stderr.write(
-        `btest server on ${b.bind}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`,
+        `btest server on ${bracketHost(b.bind)}:${server.port}, auth ${b.auth}${b.auth === 'none' ? '' : ` (user ${b.user})`}\n`,
       );
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       await server.close();
@@ -242,11 +269,11 @@ const COMMANDS: Record<string, Command> = {
       const servers = await startRmbtServers(s.rmbt_server, s.general, engine, log);
       const lines = servers.measurement.listeners.map(
         (l) =>
-          `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${s.rmbt_server.bind}:${l.port}`,
+          `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${bracketHost(s.rmbt_server.bind)}:${l.port}`,
       );
       if (servers.control)
         lines.push(
-          `  control server on http://${s.rmbt_server.bind}:${servers.control.port}/RMBTControlServer`,
+          `  control server on http://${bracketHost(s.rmbt_server.bind)}:${servers.control.port}/RMBTControlServer`,
         );
       if (servers.keyPath)
         lines.push(`  shared key in ${servers.keyPath} (give it to direct-mode clients with --key)`);
@@ -260,6 +287,34 @@ const COMMANDS: Record<string, Command> = {
 };
 
 /** Runs one measurement with live progress on a terminal (none with --json) and reports it. */
+/** `--debug-control`: one JSON line per control-server request or answer, secrets masked. */
+function printExchange(e: HttpExchange): void {
+  const shown =
+    e.kind === 'request'
+      ? { ...e, headers: maskSecrets(e.headers), body: maskSecrets(e.body) }
+      : e.kind === 'answer'
+        ? { ...e, body: maskSecrets(e.body) }
+        : e;
+  process.stderr.write(`${JSON.stringify({ control: shown })}\n`);
+}
+
+/** `--key-file`: the first word of the file (our server's rmbt-secret.key holds `<key> <label>`). */
+function keyFromFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ProbeError('BP_ERR_CONFIG', `--key-file ${path}: ${(err as Error).message}`);
+  }
+  const key = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l && !l.startsWith('#'))
+    ?.split(/\s+/)[0];
+  if (!key) throw new ProbeError('BP_ERR_CONFIG', `--key-file ${path} holds no key`);
+  return key;
+}
+
 async function measureAndReport(
   extra: Record<string, string | boolean>,
   measure: (progress: <E>(make: () => (e: E) => void) => ((e: E) => void) | undefined) => Promise<RunResult>,
@@ -361,6 +416,8 @@ export async function main(argv: string[]): Promise<number> {
     const addonFile =
       process.env.SUPERVISOR_TOKEN && existsSync('/data/options.json') ? '/data/options.json' : undefined;
     const optionsFile = explicit ?? addonFile;
+    if (typeof parsed.extra['key-file'] === 'string')
+      parsed.settings.rmbt = { ...parsed.settings.rmbt, key: keyFromFile(parsed.extra['key-file']) };
     settings = loadSettings({
       ...(optionsFile ? { optionsFile, optionsFileRequired: Boolean(explicit) } : {}),
       env: process.env,
@@ -392,7 +449,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    return await cmd.run(settings, log, parsed.extra, ctrl.signal);
+    return await cmd.run(settings, log, parsed.extra, ctrl.signal, parsed.settings);
   } catch (err) {
     const e = toProbeError(err, 'BP_ERR_CONFIG');
     process.stderr.write(`${e.code}: ${e.message}\n`);

@@ -68,9 +68,26 @@ export function parseArgs(
       i++;
       return next;
     };
+    // A switch takes an optional true|false after it, as the help says (`--tls-insecure false`); a
+    // bare switch is true.
+    const switchValue = (): string => {
+      if (value !== undefined) return String(value);
+      const next = argv[i + 1];
+      if (next === 'true' || next === 'false') {
+        i++;
+        return next;
+      }
+      return 'true';
+    };
     const ex = extraByName.get(name);
     if (ex) {
-      out.extra[name] = ex.takesValue ? (value ?? takeNext()) : true;
+      if (ex.takesValue) out.extra[name] = value ?? takeNext();
+      else {
+        const v = switchValue();
+        if (v !== 'true' && v !== 'false')
+          throw new ProbeError('BP_ERR_USAGE', `--${name} takes true or false, not "${v}"`);
+        if (v === 'true') out.extra[name] = true;
+      }
       continue;
     }
     let target = byFlag.get(name);
@@ -83,7 +100,7 @@ export function parseArgs(
       const known = [...byFlag.keys(), ...extraByName.keys()].map((k) => `--${k}`).join(', ');
       throw new ProbeError('BP_ERR_USAGE', `unknown flag --${name}; known: ${known}`);
     }
-    if (value === undefined) value = target.field.type === 'bool' ? 'true' : takeNext();
+    if (value === undefined) value = target.field.type === 'bool' ? switchValue() : takeNext();
     const group = out.settings[target.group] ?? {};
     group[target.key] = value;
     out.settings[target.group] = group;

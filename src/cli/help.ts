@@ -11,14 +11,24 @@ export function helpText(
   extra: readonly CommandFlag[],
   prefixed: readonly GroupName[] = [],
 ): string {
-  const lines = [`Usage: ${usage}`, '', summary, ''];
+  const lines = [
+    `Usage: ${usage}`,
+    '',
+    summary,
+    '',
+    'A true/false setting is a switch: --flag alone is true; --flag false or --no-flag turns it off.',
+    '',
+  ];
   for (const e of extra)
     lines.push(`  --${e.name}${e.takesValue ? ' <value>' : ''}`, `      ${e.description}`);
   for (const group of groups) {
     lines.push('', `Settings (${group === 'general' ? 'top level' : group} in the options file):`);
     for (const [key, f] of Object.entries(settingsSchema[group] as Group)) {
       const def = 'default' in f && f.default !== undefined ? ` [default: ${String(f.default)}]` : '';
-      lines.push(`  --${flagName(group, key, prefixed)}${f.type === 'bool' ? '' : ' <value>'}${def}`);
+      // a switch: bare is true; `--x false` or `--no-x` turns it off
+      lines.push(
+        `  --${flagName(group, key, prefixed)}${f.type === 'bool' ? ' [true|false]' : ' <value>'}${def}`,
+      );
       lines.push(`      ${f.description}`);
       lines.push(`      Allowed: ${allowedText(f)}. Env: ${envName(group, key)}`);
     }

@@ -14,6 +14,7 @@ export function summaryText(r: RunResult): string {
   if (r.ping) {
     lines.push(
       `Ping      ${msText(r.ping.median_ms)} ms median (min ${msText(r.ping.min_ms)}, max ${msText(r.ping.max_ms)}, ` +
+        `avg ${msText(r.ping.mean_ms)}, stddev ${msText(r.ping.stddev_ms)}, ` +
         `jitter ${msText(r.ping.jitter_ms)}, p95 ${msText(r.ping.p95_ms)}; ${r.ping.count} ping${r.ping.count === 1 ? '' : 's'})`,
     );
   }

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import type { DirectionResult, RunResult } from './result.js';
+import { bracketHost, type DirectionResult, type RunResult } from './result.js';
 import { intervalSeries, type Point, round3, tStarSpeed } from './speed.js';
 
 /**
@@ -133,7 +133,7 @@ export function inboundHeadline(r: RunResult): { peer: string; lost_packets: num
   const i = r.inbound;
   if (!i) return { peer: '', lost_packets: null };
   return {
-    peer: i.peer.includes(':') ? `[${i.peer}]` : i.peer,
+    peer: bracketHost(i.peer),
     lost_packets: i.lost_packets ?? null,
   };
 }

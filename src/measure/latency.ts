@@ -1,5 +1,5 @@
 import { round3 } from './speed.js';
-import { mean, median, percentile } from './stats.js';
+import { mean, median, percentile, stddev } from './stats.js';
 
 /**
  * Latency under load (issue 17): round trips measured while the line is idle and while the download and
@@ -92,7 +92,6 @@ export const LOOP_LIMIT = { minMs: 1, share: 0.25 } as const;
 export function latencyStats(values: readonly number[]): LatencyStats | undefined {
   if (values.length === 0) return undefined;
   const m = mean(values);
-  const variance = values.reduce((a, v) => a + (v - m) ** 2, 0) / values.length;
   return {
     count: values.length,
     median_ms: round3(median(values)),
@@ -101,7 +100,7 @@ export function latencyStats(values: readonly number[]): LatencyStats | undefine
     min_ms: round3(Math.min(...values)),
     max_ms: round3(Math.max(...values)),
     mean_ms: round3(m),
-    stddev_ms: round3(Math.sqrt(variance)),
+    stddev_ms: round3(stddev(values)),
   };
 }
 

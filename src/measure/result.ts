@@ -2,7 +2,7 @@ import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import type { InboundInfo, InboundKind } from './inbound.js';
 import type { BufferbloatGrade, LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
-import { histogram, jitter, mean, median, percentile } from './stats.js';
+import { histogram, jitter, mean, median, percentile, stddev } from './stats.js';
 
 /**
  * The protocol-neutral result model every run publishes (design.md "Results"). JSON field names are
@@ -26,6 +26,8 @@ export interface PingStats {
   min_ms: number;
   max_ms: number;
   mean_ms: number;
+  /** population standard deviation of the server-side values (issue 18) */
+  stddev_ms: number;
   jitter_ms: number;
   p95_ms: number;
   p99_ms: number;
@@ -155,6 +157,9 @@ export interface RunResult {
     open_test_uuid?: string;
     client_uuid?: string;
     submitted: boolean;
+    /** `--duration` overrode the control server's duration (issue 18): what it handed out, what ran */
+    control_duration_s?: number;
+    duration_s?: number;
     submit_error?: string;
     /** why the result was deliberately not sent (e.g. a failed run, which RTR's control server discards) */
     submit_skipped?: string;
@@ -189,6 +194,7 @@ export function pingStats(samples: readonly PingSample[]): PingStats | undefined
     min_ms: r(Math.min(...server)),
     max_ms: r(Math.max(...server)),
     mean_ms: r(mean(server)),
+    stddev_ms: r(stddev(server)),
     jitter_ms: r(jitter(server)),
     p95_ms: r(percentile(server, 95)),
     p99_ms: r(percentile(server, 99)),
@@ -270,6 +276,10 @@ export function serverLabel(server: RunResult['server']): string {
     }
   }
   if (!host) return '';
-  if (!server.port) return host;
-  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${server.port}`;
+  return server.port ? `${bracketHost(host)}:${server.port}` : bracketHost(host);
+}
+
+/** An IPv6 address in brackets, as in a URL (`[2001:db8::1]:2000`); names and IPv4 as they are. */
+export function bracketHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

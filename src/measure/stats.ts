@@ -23,6 +23,13 @@ export function mean(values: readonly number[]): number {
 }
 
 /** Jitter of a sequence of delays: the mean absolute difference of consecutive values (RFC 3550 §6.4.1 without its 1/16 smoothing). */
+/** Population standard deviation (what wyndrvr and ping print as mdev/stddev). */
+export function stddev(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const m = mean(values);
+  return Math.sqrt(values.reduce((a, v) => a + (v - m) ** 2, 0) / values.length);
+}
+
 export function jitter(values: readonly number[]): number {
   if (values.length < 2) return 0;
   let sum = 0;

@@ -6,6 +6,7 @@ import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
+import type { HttpExchange } from '../util/http.js';
 import { accessNetwork, interfaceOf, NETWORK_TYPE_CODE } from '../util/netif.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
 import {
@@ -35,6 +36,14 @@ export interface MeasureContext {
    * control server is told it is a loop-mode test (F8). Absent for runs a person started.
    */
   automated?: { everyMin: number };
+  /**
+   * Seconds of download and of upload instead of the control server's (`measure rmbt --duration` with
+   * a control server, issue 18). The measurement server may refuse a longer GETTIME than it allows:
+   * the run then fails and says so.
+   */
+  durationOverride?: number;
+  /** each control-server request and answer (`--debug-control`), unmasked: the callee masks */
+  onControl?: (e: HttpExchange) => void;
 }
 
 /** The longest `test_wait` we honour (seconds). */
@@ -186,7 +195,7 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
       // `RMBT` is server-first to RMBTD and the legacy server but upgrade-only to the Rust server (F3).
       { host: t.host, port, transport, ...(t.type === 'RMBT' ? { detectUpgrade: true } : {}) },
       t.token,
-      t.duration,
+      ctx.durationOverride ?? t.duration,
       t.threads,
       t.pings,
     ),
@@ -200,6 +209,9 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
       ...(t.clientIp ? { client_ip: t.clientIp } : {}),
       ...(loop ? { loop_counter: loop.counter } : {}),
       ...(loopUuid ? { loop_uuid: loopUuid } : {}),
+      ...(ctx.durationOverride !== undefined && ctx.durationOverride !== t.duration
+        ? { control_duration_s: t.duration, duration_s: ctx.durationOverride }
+        : {}),
     },
     ...(s.submit_results
       ? {
@@ -320,11 +332,17 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
             : {}),
           ...(localAddress ? { localAddress } : {}),
           ...(ctx.signal ? { signal: ctx.signal } : {}),
+          ...(ctx.onControl ? { onExchange: ctx.onControl } : {}),
         }
       : undefined;
     plan = ctl ? await planControl(s, ctx, ctl) : await planDirect(s);
     result.server = plan.server;
     if (plan.rmbt) result.rmbt = plan.rmbt;
+    if (plan.rmbt?.control_duration_s !== undefined)
+      ctx.log?.info(
+        { handed_out_s: plan.rmbt.control_duration_s, duration_s: plan.rmbt.duration_s },
+        `the control server handed out ${plan.rmbt.control_duration_s} s; measuring ${plan.rmbt.duration_s} s as asked (--duration)`,
+      );
     await runRmbtTest(
       plan.params,
       {
@@ -337,6 +355,10 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
     );
   } catch (err) {
     markFailed(result, err, Boolean(ctx.signal?.aborted));
+    const d = result.rmbt;
+    // A server that refuses a GETTIME longer than it allows answers ERR: name the override as the cause.
+    if (d?.control_duration_s !== undefined && result.error && /ERR/.test(result.error.message))
+      result.error.message += ` (this run asked for ${d.duration_s} s per direction with --duration; the control server handed out ${d.control_duration_s} s, and the measurement server does not allow more)`;
   }
   Object.assign(result, rmbtFigures(raw));
   if (raw.version) result.server.version = raw.version;

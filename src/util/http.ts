@@ -17,7 +17,14 @@ export interface PostOptions {
   localAddress?: string;
   /** extra request headers (e.g. a Specure tenant header) */
   headers?: Readonly<Record<string, string>>;
+  /** sees each request and its answer (`--debug-control`); secrets are the callee's to mask */
+  onExchange?: (e: HttpExchange) => void;
 }
+
+export type HttpExchange =
+  | { kind: 'request'; method: 'POST'; url: string; headers: Record<string, string>; body: unknown }
+  | { kind: 'answer'; url: string; status: number; ms: number; body: unknown }
+  | { kind: 'error'; url: string; ms: number; code: string; message: string };
 
 /** POSTs JSON and parses the JSON answer, with a timeout and TLS verification on unless told otherwise. */
 export function postJson(
@@ -35,6 +42,19 @@ export function postJson(
     }
     const data = Buffer.from(JSON.stringify(body));
     const mod = u.protocol === 'https:' ? https : http;
+    const t0 = Date.now();
+    const see = (e: HttpExchange) => {
+      try {
+        opts.onExchange?.(e);
+      } catch {
+        // a debug printer must not break the request
+      }
+    };
+    see({ kind: 'request', method: 'POST', url, headers: { ...opts.headers }, body });
+    const fail = (err: ProbeError) => {
+      see({ kind: 'error', url, ms: Date.now() - t0, code: err.code, message: err.message });
+      reject(err);
+    };
     const req = mod.request(
       u,
       {
@@ -69,24 +89,50 @@ export function postJson(
         });
         res.on('end', () => {
           const text = Buffer.concat(parts).toString('utf8');
+          let json: unknown;
           try {
-            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) });
+            json = JSON.parse(text);
           } catch {
-            reject(
+            fail(
               new ProbeError(
                 'BP_ERR_RMBT_CONTROL',
                 `HTTP ${res.statusCode} from ${u.host}${u.pathname} is not JSON: ${JSON.stringify(text.slice(0, 120))}`,
               ),
             );
+            return;
           }
+          see({ kind: 'answer', url, status: res.statusCode ?? 0, ms: Date.now() - t0, body: json });
+          resolve({ status: res.statusCode ?? 0, json });
         });
-        res.on('error', (err) => reject(toProbeError(err, 'BP_ERR_RMBT_CONTROL')));
+        res.on('error', (err) => fail(toProbeError(err, 'BP_ERR_RMBT_CONTROL')));
       },
     );
     req.on('timeout', () =>
       req.destroy(new ProbeError('BP_ERR_TIMEOUT', `${u.host} did not answer within ${opts.timeoutMs} ms`)),
     );
-    req.on('error', (err) => reject(toProbeError(err, 'BP_ERR_CONNECT')));
+    req.on('error', (err) => fail(toProbeError(err, 'BP_ERR_CONNECT')));
     req.end(data);
   });
+}
+
+/** Keys whose values are secrets in a control exchange: tokens, keys, passwords, signatures. */
+const SECRET_KEY = /token|secret|password|passwd|key|hmac|signature|authorization|cookie/i;
+
+/**
+ * A copy of a request or answer body with its secrets masked (`--debug-control`): the value of every
+ * key that names a secret becomes "***" with its length, at any depth.
+ */
+export function maskSecrets(v: unknown, depth = 0): unknown {
+  if (depth > 20) return '…';
+  if (Array.isArray(v)) return v.map((x) => maskSecrets(x, depth + 1));
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>))
+      out[k] =
+        SECRET_KEY.test(k) && x !== null && x !== undefined && typeof x !== 'boolean'
+          ? `***(${String(x).length})`
+          : maskSecrets(x, depth + 1);
+    return out;
+  }
+  return v;
 }

@@ -5,6 +5,7 @@ import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { addonConfig, addonTranslations, NOT_IN_ADDON } from '../../src/config/addon.js';
+import { loadSettings } from '../../src/config/load.js';
 import { settingsSchema } from '../../src/config/schema.js';
 import { targetSchema } from '../../src/config/targets.js';
 
@@ -57,6 +58,27 @@ describe('add-on files', () => {
     expect(config.watchdog).toBeUndefined();
     expect(config.webui).toBeUndefined();
     expect(config.version).toBe(pkg.version);
+    // issue 18: the servers' ports, none mapped until the user maps them; each explained; they match
+    // the servers' default ports, and no host_network
+    const ports = config.ports as Record<string, number | null>;
+    expect(Object.values(ports).every((v) => v === null)).toBe(true);
+    expect(Object.keys(config.ports_description as object)).toEqual(Object.keys(ports));
+    const s = loadSettings();
+    const udp = Array.from(
+      { length: s.btest_server.max_sessions },
+      (_, i) => `${s.btest_server.udp_port_start + i}/udp`,
+    );
+    expect(Object.keys(ports).sort()).toEqual(
+      [
+        `${s.btest_server.port}/tcp`,
+        ...udp,
+        `${s.rmbt_server.control_port}/tcp`,
+        `${s.rmbt_server.port}/tcp`,
+        `${s.rmbt_server.tls_port}/tcp`,
+      ].sort(),
+    );
+    expect(config.host_network).toBeUndefined();
+    expect(validate('addon-config.schema.json', { ...config, ports: { '2000/tcp': 'x' } })).not.toEqual([]);
     expect(Object.keys(build.build_from as object).sort()).toEqual([...(config.arch as string[])].sort());
   });
 
