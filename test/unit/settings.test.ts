@@ -106,6 +106,42 @@ describe('command-line flags from the schema', () => {
     expect(a.positionals).toEqual(['x']);
   });
 
+  it('a switch takes an optional true|false after it, as the help says (issue 18)', () => {
+    const json = [{ name: 'json', description: '', takesValue: false }];
+    const a = parseArgs(
+      [
+        '--tls-insecure',
+        'false',
+        '--submit-results',
+        'true',
+        '--loop-mode',
+        '--threads',
+        '2',
+        '--json',
+        'false',
+      ],
+      ['general', 'rmbt'],
+      json,
+    );
+    expect(a.settings.rmbt).toEqual({
+      tls_insecure: 'false',
+      submit_results: 'true',
+      loop_mode: 'true',
+      threads: '2',
+    });
+    // `--json false` is the switch off, not a stray argument
+    expect(a.extra).toEqual({});
+    expect(a.positionals).toEqual([]);
+    // anything else after a switch is not its value
+    const b = parseArgs(['--tls-insecure', 'yes'], ['rmbt'], []);
+    expect(b.settings.rmbt).toEqual({ tls_insecure: 'true' });
+    expect(b.positionals).toEqual(['yes']);
+    expect(() => parseArgs(['--json=maybe'], ['rmbt'], json)).toThrow(/true or false/);
+    // and the value reaches the settings as a boolean
+    const s = loadSettings({ flags: parseArgs(['--tls-insecure', 'false'], ['rmbt'], []).settings });
+    expect(s.rmbt.tls_insecure).toBe(false);
+  });
+
   it('rejects unknown flags and missing values with a usage error', () => {
     expect(() => parseArgs(['--thread', '3'], ['rmbt'], [])).toThrow(
       expect.objectContaining({ code: 'BP_ERR_USAGE' }),
