@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Engine, EngineJob, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
+import { withEnd } from '../measure/speed.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
 import { connectRtt, type ProbeOutcome, pace } from '../util/probe.js';
@@ -38,6 +39,8 @@ export interface BtestParams {
   direction: Direction;
   connections: number;
   durationS: number;
+  /** TCP: end once this many payload bytes moved (each direction the test runs); durationS bounds it */
+  bytes?: number;
   localTxSpeed: number;
   remoteTxSpeed: number;
   udpSize: number;
@@ -85,6 +88,8 @@ export interface BtestRaw {
   /** status messages the server sent (its received bytes per second, its CPU) */
   serverStatus: Status[];
   durationNs: number;
+  /** the test ended on BtestParams.bytes, not on time */
+  bytesReached?: boolean;
   localCpu: number;
   /** a multi-connection test ran on one connection: the server gave no session token */
   singleFallback: boolean;
@@ -365,6 +370,17 @@ async function tcpPhase(
   );
   const abort = () => run.abort();
   opt.signal?.addEventListener('abort', abort, { once: true });
+  // A transfer by size (issue 18): the live counters hold what arrived (receive) or what we handed the
+  // kernel (send, both), checked every 5 ms; the test then ends as a timed one does, by closing.
+  let reachedAt: bigint | undefined;
+  const bySize =
+    p.bytes &&
+    setInterval(() => {
+      if (run.counters.reduce((a, b) => a + b, 0) < p.bytes!) return;
+      reachedAt = hr();
+      clearInterval(bySize as NodeJS.Timeout);
+      run.abort();
+    }, 5);
   // The receiving side sends a status every second (§8 "TCP test"); the sender reads them at the end.
   let seq = 0;
   let last = 0;
@@ -392,10 +408,17 @@ async function tcpPhase(
     last = total;
   }, 1000);
   try {
-    const out = await run.done;
+    let out = await run.done;
     const bad = out.find((o) => o.error && o.error.code !== 'BP_ERR_ABORTED');
     if (bad?.error) throw ProbeError.fromJSON(bad.error);
     if (opt.signal?.aborted) throw new ProbeError('BP_ERR_ABORTED');
+    if (reachedAt !== undefined) {
+      // the rate is over the time it took, not the duration that bounded it
+      raw.bytesReached = true;
+      raw.durationNs = Math.max(1, Math.max(...out.map((o) => o.endNs), Number(reachedAt - t0)));
+      // an aborted stream has no final point: its series would end at its last sample
+      out = out.map((o) => ({ ...o, points: withEnd(o.points, o.bytes, o.endNs) }));
+    }
     if (p.direction === 'receive') raw.rx = out;
     else {
       raw.tx = out;
@@ -408,6 +431,7 @@ async function tcpPhase(
     }
   } finally {
     clearInterval(tick);
+    if (bySize) clearInterval(bySize);
     opt.signal?.removeEventListener('abort', abort);
   }
 }

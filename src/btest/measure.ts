@@ -90,6 +90,7 @@ export function btestParams(s: BtestSettings): BtestParams {
     direction: s.direction,
     connections: s.connections,
     durationS: s.duration,
+    ...(s.bytes ? { bytes: s.bytes } : {}),
     localTxSpeed: s.local_tx_speed,
     remoteTxSpeed: s.remote_tx_speed,
     udpSize: s.udp_size,
@@ -113,6 +114,11 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
     btest: { auth: 'none', protocol: s.protocol, direction: s.direction, connections: s.connections },
   };
   try {
+    if (s.bytes && s.protocol === 'udp')
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        'bytes applies to TCP tests; a UDP test moves its rate × duration (set local_tx_speed/remote_tx_speed and duration)',
+      );
     const p = btestParams(s);
     result.server = { host: p.host, port: p.port, transport: p.protocol };
     const raw = await runBtest(p, {
@@ -125,6 +131,7 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
     });
     Object.assign(result, figures(raw, s));
     result.btest!.auth = raw.auth;
+    if (p.bytes) result.size_limit = { bytes: p.bytes, reached: raw.bytesReached === true };
   } catch (err) {
     markFailed(result, err, Boolean(ctx.signal?.aborted));
   }

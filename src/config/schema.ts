@@ -126,7 +126,16 @@ export const rmbtSchema = {
     default: 7,
     min: 1,
     max: 30,
-    description: 'Seconds of download and of upload (direct mode; a control server sets its own).',
+    description:
+      'Seconds of download and of upload (direct mode; a control server sets its own, which measure rmbt --duration overrides). With bytes set, the longest a direction may take.',
+  },
+  bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e12,
+    description:
+      'Direct mode: move this many payload bytes each way (GETCHUNKS and a PUT of as many chunks, over the threads) instead of a timed test, for a line with a data cap; the pre-test and pings add a little. 0 = by time.',
   },
   pretest_duration: {
     type: 'float',
@@ -437,7 +446,16 @@ export const btestSchema = {
     default: 10,
     min: 1,
     max: 300,
-    description: 'Seconds the test runs (btest has no stop message; the probe closes).',
+    description:
+      'Seconds the test runs (btest has no stop message; the probe closes). With bytes set, the longest it may run.',
+  },
+  bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e12,
+    description:
+      'TCP: end the test once this many payload bytes moved in each direction it runs (receive: what arrived; send and both: what this probe sent), for a line with a data cap; 0 = by time only. The server may have a few more in flight when the probe closes.',
   },
   local_tx_speed: {
     type: 'int',

@@ -150,6 +150,11 @@ export interface RunResult {
     direction: 'receive' | 'send' | 'both';
     connections: number;
   };
+  /**
+   * A transfer by size (`bytes`, issue 18): the limit per direction, and whether the test ended on it
+   * (btest; RMBT's GETCHUNKS and counted PUT always move exactly it, or fail)
+   */
+  size_limit?: { bytes: number; reached: boolean };
   /** a test a peer ran against our server: who, how, and what it moved (issue 18) */
   inbound?: InboundInfo;
   rmbt?: {

@@ -5,7 +5,7 @@ import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
 import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../util/probe.js';
 import type { Channel, TlsInfo } from './channel.js';
-import { parseTime } from './lines.js';
+import { MAX_CHUNKS, parseTime } from './lines.js';
 import {
   type ConnectOptions,
   type ConnectTiming,
@@ -22,8 +22,13 @@ import {
 export interface RmbtTestParams {
   connect: Omit<ConnectOptions, 'signal'>;
   token: string;
-  /** seconds of download and of upload (GETTIME takes whole seconds) */
+  /** seconds of download and of upload (GETTIME takes whole seconds); with `bytes`, the longest */
   duration: number;
+  /**
+   * A transfer by size (issue 18, direct mode): each direction moves this many payload bytes over its
+   * threads, as GETCHUNKS and a PUT of that many chunks, instead of GETTIME/PUT for `duration`.
+   */
+  bytes?: number;
   /** upper bound of threads (the control server's test_numthreads) */
   maxThreads: number;
   /** force this many threads instead of choosing from the pre-test */
@@ -508,6 +513,20 @@ async function expectLine(ch: Channel, want: string, timeoutMs: number): Promise
     throw new ProbeError('BP_ERR_PROTOCOL', `expected ${want}, got ${JSON.stringify(line.slice(0, 80))}`);
 }
 
+/**
+ * Chunks per thread for a transfer of `bytes` over `threads` connections: at least one, at most the
+ * servers' GETCHUNKS limit (MAX_CHUNKS, specs/rmbt.md §3.2), which a larger size is refused against.
+ */
+export function chunksFor(bytes: number, threads: number, cs: number): number {
+  const n = Math.max(1, Math.ceil(bytes / Math.max(1, threads) / cs));
+  if (n > MAX_CHUNKS)
+    throw new ProbeError(
+      'BP_ERR_CONFIG',
+      `bytes ${bytes} needs ${n} chunks of ${cs} bytes per thread; servers take at most ${MAX_CHUNKS} (use more threads or a smaller bytes)`,
+    );
+  return n;
+}
+
 function receiveJob(cs: number, p: RmbtTestParams, seconds: number): EngineJob {
   return {
     mode: 'receive',
@@ -542,13 +561,23 @@ async function runJob(
   t0?: bigint[],
   onTick?: (counters: Float64Array) => void,
   kinds?: Set<EngineKind>,
+  /** a transfer by size that has not finished by then fails with this message (`bytes`, issue 18) */
+  deadline?: { ms: number; message: string },
 ): Promise<StreamOutcome[]> {
   const run = engine.run(streams, job, t0);
   const abort = () => run.abort();
   signal?.addEventListener('abort', abort, { once: true });
   const tick = onTick ? setInterval(() => onTick(run.counters), 250) : undefined;
+  let late = false;
+  const timer =
+    deadline &&
+    setTimeout(() => {
+      late = true;
+      run.abort();
+    }, deadline.ms);
   try {
     const out = await run.done;
+    if (late) throw new ProbeError('BP_ERR_TIMEOUT', deadline!.message);
     kinds?.add(run.kind);
     const err = firstError(out, job);
     if (
@@ -570,9 +599,19 @@ async function runJob(
     return out;
   } finally {
     if (tick) clearInterval(tick);
+    if (timer) clearTimeout(timer);
     signal?.removeEventListener('abort', abort);
   }
 }
+
+/** The wall-clock bound of a transfer by size: `duration`, the longest it may take. */
+const bySizeDeadline = (p: RmbtTestParams, dir: string) =>
+  p.bytes
+    ? {
+        ms: p.duration * 1000 + p.ioTimeoutMs,
+        message: `the ${dir} of ${p.bytes} bytes did not finish within duration (${p.duration} s) plus io_timeout; raise duration or lower bytes`,
+      }
+    : undefined;
 
 /**
  * Ping (§4.2): PING → PONG → OK → TIME, one after another on one connection, at least `pings` times and
@@ -632,8 +671,10 @@ async function download(
 ): Promise<DirectionRaw> {
   const t0: bigint[] = [];
   const during = probes?.();
+  const count = p.bytes ? chunksFor(p.bytes, conns.length, cs) : 0;
   for (const c of conns) {
-    c.channel.writeLine(`GETTIME ${p.duration}${csArg(c, cs)}`);
+    // GETCHUNKS: the server's TIME after our OK covers the same span as after GETTIME (§3.2)
+    c.channel.writeLine(count ? `GETCHUNKS ${count}${csArg(c, cs)}` : `GETTIME ${p.duration}${csArg(c, cs)}`);
     t0.push(hr());
   }
   const channels = conns.map((c) => c.channel);
@@ -642,11 +683,12 @@ async function download(
   const out = await runJob(
     opt.engine,
     channels,
-    receiveJob(cs, p, p.duration),
+    receiveJob(cs, p, p.duration + (p.bytes ? 3600 : 0)),
     opt.signal,
     t0,
     progress('download', emit),
     kinds,
+    bySizeDeadline(p, 'download'),
   ).finally(() => during?.stop());
   const serverNs = await Promise.all(
     channels.map(async (ch) => {
@@ -694,7 +736,8 @@ async function upload(
     mode: 'send',
     framing: { kind: 'rmbt', chunkSize: cs },
     chunks: sets,
-    until: { durationNs: p.duration * 1e9 },
+    // by size: that many chunks, the last one ending in 0xFF, as after a timed PUT
+    until: p.bytes ? { count: chunksFor(p.bytes, conns.length, cs) } : { durationNs: p.duration * 1e9 },
     sampleNs: SAMPLE_NS,
     idleTimeoutMs: p.ioTimeoutMs,
   };
@@ -707,6 +750,7 @@ async function upload(
     t0,
     progress('upload', emit),
     kinds,
+    bySizeDeadline(p, 'upload'),
   ).finally(() => during?.stop());
   const feedback = await Promise.all(
     channels.map(async (ch, i) => {

@@ -287,6 +287,7 @@ function baseParams(
     pretestS: s.pretest_duration,
     ioTimeoutMs: s.io_timeout * 1000,
     loadedLatency: s.loaded_latency,
+    ...(s.bytes ? { bytes: s.bytes } : {}),
   };
 }
 
@@ -335,7 +336,13 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
           ...(ctx.onControl ? { onExchange: ctx.onControl } : {}),
         }
       : undefined;
+    if (s.bytes && ctl)
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        'bytes applies to direct mode (server and key): a control server hands out a timed test',
+      );
     plan = ctl ? await planControl(s, ctx, ctl) : await planDirect(s);
+    if (s.bytes) result.size_limit = { bytes: s.bytes, reached: false };
     result.server = plan.server;
     if (plan.rmbt) result.rmbt = plan.rmbt;
     if (plan.rmbt?.control_duration_s !== undefined)
@@ -353,6 +360,8 @@ export async function measureRmbt(s: RmbtSettings, ctx: MeasureContext): Promise
       },
       raw,
     );
+    // GETCHUNKS and the counted PUT ended on their last chunk: exactly the size asked for moved
+    if (result.size_limit) result.size_limit.reached = true;
   } catch (err) {
     markFailed(result, err, Boolean(ctx.signal?.aborted));
     const d = result.rmbt;

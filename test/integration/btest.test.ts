@@ -102,6 +102,40 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
     }
   });
 
+  it('TCP by size (bytes): each direction ends once it moved the size, long before its duration', async () => {
+    const size = 150_000_000;
+    for (const direction of ['receive', 'send', 'both'] as const) {
+      const t0 = Date.now();
+      const r = await measureBtest(
+        client({
+          host: `127.0.0.1:${servers.none!.port}`,
+          direction,
+          connections: '2',
+          duration: '30',
+          bytes: String(size),
+          loaded_latency: 'false',
+        }),
+        { engine: engine(), general },
+      );
+      expect(r.error, direction).toBeUndefined();
+      expect(r.size_limit).toEqual({ bytes: size, reached: true });
+      // loopback moves it in well under a second; the 30 s duration only bounds it
+      expect(Date.now() - t0, direction).toBeLessThan(15_000);
+      const moved = direction === 'receive' ? r.download!.bytes : r.upload!.bytes;
+      expect(moved, direction).toBeGreaterThanOrEqual(size);
+      // what the last 5 ms check lets through, at loopback speed: bounded, not the whole 30 s
+      expect(moved, direction).toBeLessThan(size * 2);
+      const d = direction === 'receive' ? r.download! : r.upload!;
+      expect(d.mbps).toBeGreaterThan(0);
+    }
+    const udp = await measureBtest(
+      client({ host: `127.0.0.1:${servers.none!.port}`, protocol: 'udp', bytes: '1000000' }),
+      { engine: engine(), general },
+    );
+    expect(udp.error?.code).toBe('BP_ERR_CONFIG');
+    expect(udp.error?.message).toMatch(/bytes applies to TCP tests/);
+  });
+
   it('wrong password → BP_ERR_BTEST_AUTH (MD5 and EC-SRP5); none given → BP_ERR_BTEST_AUTH', async () => {
     for (const auth of ['md5', 'ecsrp5'] as const) {
       const r = await measureBtest(

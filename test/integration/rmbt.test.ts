@@ -108,6 +108,26 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
     }
   }
 
+  it('by size (bytes, direct mode): GETCHUNKS and a counted PUT move the size each way', async () => {
+    const size = 40_000_000;
+    const r = await direct('http', { bytes: String(size), threads: '2', duration: '20' });
+    expect(r.error).toBeUndefined();
+    expect(r.size_limit).toEqual({ bytes: size, reached: true });
+    for (const d of [r.download!, r.upload!]) {
+      // whole chunks per thread: the size rounded up by less than one chunk per thread
+      expect(d.bytes_total).toBeGreaterThanOrEqual(size);
+      expect(d.bytes_total).toBeLessThan(size + 2 * 4 * 1024 * 1024);
+      expect(d.mbps).toBeGreaterThan(0);
+    }
+    // a control server hands out a timed test
+    const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
+    const c = await measureRmbt(clientSettings({ control_url, tls_ca: servers.certPath!, bytes: '1000' }), {
+      engine,
+      general: { ...settings.general, data_dir: tempDir() },
+    });
+    expect(c.error?.code).toBe('BP_ERR_CONFIG');
+  });
+
   it('through the control server: registers, measures, submits; the submission matches the result', async () => {
     const dataDir = tempDir();
     const control_url = `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`;
