@@ -11,6 +11,7 @@ import { loadSettings, type RawSettings } from './config/load.js';
 import { type GroupName, type Settings, serviceSchema } from './config/schema.js';
 import { loadEngine } from './engine/loader.js';
 import { ProbeError, toProbeError } from './errors.js';
+import { loadText, MAX_CLIENTS, MAX_RAMP_S, runLoad } from './load/load.js';
 import { createLogger, type Logger, resolveLogFormat } from './log.js';
 import { startService } from './main.js';
 import { cpuWatch } from './measure/quality.js';
@@ -64,6 +65,27 @@ const RMBT_MEASURE: CommandFlag[] = [
     name: 'debug-control',
     description:
       "Print each control-server request and answer as one JSON line on stderr (tokens, keys and passwords masked as '***(length)').",
+    takesValue: false,
+  },
+];
+
+const LOAD: CommandFlag[] = [
+  ...COMMON,
+  { name: 'json', description: 'Print the report as one JSON document on stdout.', takesValue: false },
+  {
+    name: 'clients',
+    description: `Concurrent clients, 1 to ${MAX_CLIENTS} (default 16).`,
+    takesValue: true,
+  },
+  {
+    name: 'ramp',
+    description: `Seconds over which the clients start, evenly (0 = all at once; default 0, at most ${MAX_RAMP_S}).`,
+    takesValue: true,
+  },
+  {
+    name: 'allow-public',
+    description:
+      'Load a server at a public address too (refused otherwise: load only servers you own, on your own network).',
     takesValue: false,
   },
 ];
@@ -219,6 +241,32 @@ const COMMANDS: Record<string, Command> = {
         }),
       ),
   },
+  'load btest': {
+    usage: 'bandwidth-probe load btest --host HOST[:PORT] [--clients N] [--ramp S] [btest flags]',
+    summary:
+      'Many concurrent btest clients against one server you own (ours, a router): connect times, how many\n' +
+      'succeeded, and the aggregate throughput. Bounded: at most 256 clients, each for its duration.',
+    groups: ['general', 'btest'],
+    flags: LOAD,
+    defaults: { ...QUIET, btest: { duration: 5 } },
+    check: (s) => (s.btest.host ? undefined : 'set --host (the btest server, host[:port])'),
+    run: (s, log, extra, signal) => loadAndReport('btest', s, log, extra, signal),
+  },
+  'load rmbt': {
+    usage:
+      'bandwidth-probe load rmbt (--server HOST:PORT (--key KEY | --key-file FILE) | --control-url URL) [--clients N] [--ramp S] [flags]',
+    summary:
+      'Many concurrent RMBT clients against one server you own (ours, or your own RMBT server): connect and\n' +
+      'token times, how many succeeded, and the aggregate throughput. Bounded: at most 256 clients.',
+    groups: ['general', 'rmbt'],
+    flags: [...LOAD, RMBT_MEASURE.find((f) => f.name === 'key-file')!],
+    defaults: { ...QUIET, rmbt: { duration: 3, pretest_duration: 0.5, pings: 3, ping_duration: 0.1 } },
+    check: (s) =>
+      s.rmbt.control_url || (s.rmbt.server && s.rmbt.key)
+        ? undefined
+        : 'set --server and --key (or --key-file), or --control-url',
+    run: (s, log, extra, signal) => loadAndReport('rmbt', s, log, extra, signal),
+  },
   checkpoint: {
     usage: 'bandwidth-probe checkpoint [--data-dir DIR]',
     summary:
@@ -287,6 +335,47 @@ const COMMANDS: Record<string, Command> = {
 };
 
 /** Runs one measurement with live progress on a terminal (none with --json) and reports it. */
+/** `load btest|rmbt`: runs the clients and prints the report (exit 1 when any client failed). */
+async function loadAndReport(
+  protocol: 'btest' | 'rmbt',
+  s: Settings,
+  log: Logger,
+  extra: Record<string, string | boolean>,
+  signal: AbortSignal,
+): Promise<number> {
+  const num = (name: string, dflt: number) => {
+    const v = extra[name];
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n))
+      throw new ProbeError('BP_ERR_USAGE', `--${name} takes a number, not "${String(v)}"`);
+    return n;
+  };
+  const clients = num('clients', 16);
+  const report = await runLoad({
+    protocol,
+    clients,
+    rampS: num('ramp', 0),
+    btest: s.btest,
+    rmbt: s.rmbt,
+    general: s.general,
+    engine: loadEngine(s.general.engine, log),
+    log,
+    signal,
+    allowPublic: extra['allow-public'] === true,
+    ...(extra.json
+      ? {}
+      : {
+          onClient: (_c: unknown, done: number) => {
+            if (process.stderr.isTTY) process.stderr.write(`\r${done}/${clients} clients done`);
+          },
+        }),
+  });
+  if (!extra.json && process.stderr.isTTY) process.stderr.write('\n');
+  process.stdout.write(extra.json ? `${JSON.stringify(report, null, 2)}\n` : `${loadText(report)}\n`);
+  return report.failed === 0 ? 0 : 1;
+}
+
 /** `--debug-control`: one JSON line per control-server request or answer, secrets masked. */
 function printExchange(e: HttpExchange): void {
   const shown =
@@ -389,7 +478,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // `measure` / `server` without (or before) a sub-command: its sub-commands
-  if ((argv[0] === 'measure' || argv[0] === 'server') && !(`${argv[0]} ${argv[1]}` in COMMANDS)) {
+  if (
+    (argv[0] === 'measure' || argv[0] === 'server' || argv[0] === 'load') &&
+    !(`${argv[0]} ${argv[1]}` in COMMANDS)
+  ) {
     const asked = argv.length === 1 || argv[1] === '--help';
     (asked ? process.stdout : process.stderr).write(
       asked

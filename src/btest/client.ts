@@ -77,6 +77,8 @@ export type BtestEvent =
 export interface BtestRaw {
   auth: 'none' | 'md5' | 'ecsrp5';
   connectMs: number;
+  /** from the connect's start until the login was accepted */
+  readyMs: number;
   family: 4 | 6;
   /** what this probe received (per stream series), TCP */
   rx?: StreamOutcome[];
@@ -230,6 +232,7 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
     main.writeRaw(encodeCommand(cmd));
     emit({ type: 'phase', phase: 'auth' });
     const { auth, token } = await authenticate(main, p, opt.onAuth);
+    const readyMs = Number(hr() - t0c) / 1e6;
     // RouterOS always answers a multi-connection command with a token; servers that do not support
     // joins (btest-opensource) answer without one, and the test runs on one connection, flagged.
     const singleFallback = multi && !token;
@@ -251,6 +254,7 @@ export async function runBtest(p: BtestParams, opt: BtestRunOptions): Promise<Bt
     const raw: BtestRaw = {
       auth,
       connectMs,
+      readyMs,
       family,
       serverStatus: [],
       durationNs: p.durationS * 1e9,

@@ -131,6 +131,8 @@ export async function measureBtest(s: BtestSettings, ctx: BtestContext): Promise
     });
     Object.assign(result, figures(raw, s));
     result.btest!.auth = raw.auth;
+    // the control connection: TCP connect with the server's greeting, then until the login was accepted
+    result.connections = [{ stream: 0, connect_ms: round3(raw.connectMs), ready_ms: round3(raw.readyMs) }];
     if (p.bytes) result.size_limit = { bytes: p.bytes, reached: raw.bytesReached === true };
   } catch (err) {
     markFailed(result, err, Boolean(ctx.signal?.aborted));
