@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { measureBtest } from '../../src/btest/measure.js';
 import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
@@ -450,6 +451,97 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
       await ctx.close();
     } finally {
       await first.close();
+    }
+  }, 90_000);
+  it('Served: tests a client runs against serve show in their own section, live, and open their detail', async () => {
+    const s = loadSettings({
+      flags: {
+        general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
+        service: { busy_check: 'off', run_on_start: 'false' },
+        web: { bind: '127.0.0.1', port: '0' },
+        mqtt: { enabled: 'off' },
+        btest_server: { enabled: 'true', bind: '127.0.0.1', auth: 'none', udp_port_start: '39500' },
+      },
+      env: {
+        BANDWIDTH_PROBE_TARGETS: JSON.stringify([
+          { id: 'wan', name: 'WAN', type: 'btest', host: '127.0.0.1:9', enabled: false },
+        ]),
+      },
+    });
+    const served = await startService(s, createLogger('silent'), {
+      version: 'e2e',
+      ephemeralServerPorts: true,
+    });
+    const client = (over: Record<string, string>) =>
+      measureBtest(
+        loadSettings({
+          flags: {
+            btest: {
+              host: `127.0.0.1:${served.inbound!.btest!.port}`,
+              duration: '1',
+              loaded_latency: 'false',
+              ...over,
+            },
+          },
+        }).btest,
+        { engine: new JsEngine(), general: s.general },
+      );
+    try {
+      expect((await client({ direction: 'receive' })).error).toBeUndefined();
+      const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 }, colorScheme: 'light' });
+      const page = await ctx.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${served.webPort}/`);
+      const box = page.locator('#served');
+      await box.waitFor({ state: 'visible' });
+      expect(await page.locator('#served-servers').textContent()).toMatch(
+        new RegExp(`^btest on TCP ${served.inbound!.btest!.port} \\(UDP 39500–39503\\), 1 test, 0 refused`),
+      );
+      await page.locator('#served-runs tbody tr[data-run]').first().waitFor();
+      // a second test while the page is open arrives by itself (the SSE "inbound" event)
+      expect(
+        (await client({ protocol: 'udp', direction: 'send', local_tx_speed: '20000000' })).error,
+      ).toBeUndefined();
+      await page.waitForFunction(
+        () => document.querySelectorAll('#served-runs tbody tr[data-run]').length === 2,
+        null,
+        {
+          timeout: 10_000,
+        },
+      );
+      const rows = await page
+        .locator('#served-runs tbody tr[data-run]')
+        .evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+      // newest first: the UDP upload, then the TCP download, both from 127.0.0.1
+      expect(rows[0]!.slice(1, 4)).toEqual(['127.0.0.1', 'btest udp', 'peer uploads']);
+      expect(rows[0]![4]).toBe('–');
+      expect(rows[0]![5]).toMatch(/^\d+(\.\d+)? Mbit\/s$/);
+      expect(rows[1]!.slice(1, 4)).toEqual(['127.0.0.1', 'btest tcp', 'peer downloads']);
+      expect(rows[1]![4]).toMatch(/bit\/s$/);
+      expect(Number.parseFloat(rows[1]![6]!)).toBeGreaterThan(0);
+      // the measured history leaves them out
+      expect(await page.locator('#runs tbody tr[data-run]').count()).toBe(0);
+      expect(await page.locator('#served-csv').getAttribute('href')).toMatch(
+        /^api\/export\.csv\?.*scope=inbound/,
+      );
+      expect(await page.locator('#export-csv').getAttribute('href')).toMatch(/scope=measured/);
+      // a row opens the test's detail: who, how, and its per-second chart
+      await page.locator('#served-runs tbody tr[data-run]').nth(1).click();
+      await page.locator('#detail[open]').waitFor();
+      const detail = await page.locator('#detail-body').textContent();
+      expect(detail).toMatch(/^Served to 127\.0\.0\.1 · /);
+      expect(detail).toMatch(/Peer127\.0\.0\.1 port \d+, to our port \d+/);
+      expect(detail).toMatch(/Protocolbtest tcp, peer downloads, 1 connection/);
+      expect(detail).toMatch(/Moved[\d.]+ MB sent to the peer, 0\.0 MB received/);
+      await page.locator('#detail-chart canvas').first().waitFor();
+      await page.screenshot({ path: join(SCREENS, 'served-detail.png') });
+      await page.keyboard.press('Escape');
+      await box.screenshot({ path: join(SCREENS, 'served-light.png') });
+      expect(errors).toEqual([]);
+      await ctx.close();
+    } finally {
+      await served.close();
     }
   }, 90_000);
 });
