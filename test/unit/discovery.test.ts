@@ -392,4 +392,83 @@ describe('latency entities (issue 17)', () => {
       bufferbloat_grade: null,
     });
   });
+
+  it('our servers on: one "inbound" target with known keys, no expiry, no button; UDP loss with btest', () => {
+    const withInbound = (udp: boolean) =>
+      discoveryPayload({
+        topics,
+        deviceName: 'Bandwidth Probe',
+        version: '1.2.3',
+        model: 'standalone',
+        targets: [{ id: 'isp', name: 'ISP', udp: false, expireAfter: 11100 }],
+        inbound: { udp },
+      }) as { components: Record<string, Record<string, unknown>> };
+    const c = withInbound(true).components;
+    const mine = Object.keys(c).filter((k) => k.startsWith('inbound_'));
+    expect(mine.sort()).toEqual(
+      [
+        'inbound_download',
+        'inbound_event',
+        'inbound_last_run',
+        'inbound_loss',
+        'inbound_peer',
+        'inbound_upload',
+      ].sort(),
+    );
+    for (const k of mine) {
+      for (const key of Object.keys(c[k]!)) expect(entityKeys, `${k}.${key}`).toContain(key);
+      expect(c[k]!.expire_after, k).toBeUndefined();
+      expect(c[k]!.default_entity_id).toBe(`${c[k]!.platform}.${c[k]!.object_id}`);
+    }
+    expect(c.inbound_download).toMatchObject({
+      state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/inbound/state',
+      device_class: 'data_rate',
+      default_entity_id: 'sensor.bwprobe_0a1b2c3d_inbound_download',
+    });
+    expect(c.inbound_event).toMatchObject({
+      platform: 'event',
+      state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/inbound/event',
+    });
+    expect(withInbound(false).components.inbound_loss).toBeUndefined();
+    expect(payload.components.inbound_download).toBeUndefined();
+    // the state of an inbound run: the peer (IPv6 in brackets) and how it tested
+    const st = targetState(
+      {
+        target: { id: 'inbound', kind: 'btest-server' },
+        server: { host: '2001:db8::7', port: 40000 },
+        started_at: 'a',
+        finished_at: 'b',
+        status: 'ok',
+        engine: 'native',
+        cpu: {},
+        flags: [],
+        download: { mbps: 93.5 } as RunResult['download'],
+        inbound: {
+          peer: '2001:db8::7',
+          peer_port: 40000,
+          local_port: 2000,
+          user: 'btest',
+          protocol: 'tcp',
+          direction: 'receive',
+          connections: 1,
+          bytes_sent: 1000,
+          bytes_received: 0,
+          duration_ms: 1000,
+          end: 'done',
+        },
+      } as RunResult,
+      7,
+    );
+    expect(st.download_mbps).toBe(93.5);
+    expect(st.inbound).toEqual({
+      kind: 'btest-server',
+      peer: '[2001:db8::7]',
+      protocol: 'tcp',
+      direction: 'receive',
+      user: 'btest',
+      bytes_sent: 1000,
+      bytes_received: 0,
+      lost_packets: null,
+    });
+  });
 });
