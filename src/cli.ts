@@ -191,8 +191,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'measure rmbt': {
-    usage:
-      'bandwidth-probe measure rmbt (--control-url URL | --server HOST:PORT (--key KEY | --key-file FILE)) [flags]',
+    usage: 'bandwidth-probe measure rmbt (--control-url URL | --server HOST:PORT --key[-file] KEY) [flags]',
     summary:
       'Runs one RMBT measurement (ping, download, upload) and prints the result. With a control server,\n' +
       '--duration overrides the duration it hands out (a measurement server may refuse more than it allows; the run then says so).',
@@ -203,7 +202,7 @@ const COMMANDS: Record<string, Command> = {
       s.rmbt.control_url || (s.rmbt.server && s.rmbt.key)
         ? undefined
         : s.rmbt.server
-          ? 'direct mode needs --key or --key-file as well as --server (the shared key, e.g. from `server rmbt`)'
+          ? 'direct mode needs --key as well as --server (or --key-file: the shared key, e.g. from `server rmbt`)'
           : 'set --control-url, or --server and --key for direct mode',
     run: (s, log, extra, signal, given) =>
       measureAndReport(extra, (onEvent) =>
@@ -253,8 +252,7 @@ const COMMANDS: Record<string, Command> = {
     run: (s, log, extra, signal) => loadAndReport('btest', s, log, extra, signal),
   },
   'load rmbt': {
-    usage:
-      'bandwidth-probe load rmbt (--server HOST:PORT (--key KEY | --key-file FILE) | --control-url URL) [--clients N] [--ramp S] [flags]',
+    usage: 'bandwidth-probe load rmbt (--server HOST:PORT --key[-file] KEY | --control-url URL) [flags]',
     summary:
       'Many concurrent RMBT clients against one server you own (ours, or your own RMBT server): connect and\n' +
       'token times, how many succeeded, and the aggregate throughput. Bounded: at most 256 clients.',
