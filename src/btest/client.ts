@@ -21,6 +21,7 @@ import {
   HELLO,
   STATUS_SIZE,
   type Status,
+  statusesIn,
   UDP_CLIENT_OFFSET,
   udpPayloadFor,
 } from './codec.js';
@@ -322,18 +323,6 @@ export function ipBytes(u: UdpOutcome, overhead: number): UdpOutcome {
   };
 }
 
-/** Status messages in a byte stream that carries nothing else (the server's words while we send). */
-function statusesIn(buf: Buffer): Status[] {
-  const out: Status[] = [];
-  // A duplicate OK word (btest-opensource after MD5, §12 item 6) may come first.
-  const start = buf.subarray(0, 4).equals(Buffer.from([1, 0, 0, 0])) ? 4 : 0;
-  for (let o = start; o + STATUS_SIZE <= buf.length; o += STATUS_SIZE) {
-    if (buf[o] !== 0x07) break;
-    out.push(decodeStatus(buf.subarray(o, o + STATUS_SIZE)));
-  }
-  return out;
-}
-
 async function tcpPhase(
   p: BtestParams,
   conns: Channel[],
@@ -441,7 +430,7 @@ async function tcpPhase(
 }
 
 /** Everything buffered on a channel right now. */
-async function drain(c: Channel): Promise<Buffer> {
+export async function drain(c: Channel): Promise<Buffer> {
   const parts: Buffer[] = [];
   c.attach({ data: (b) => parts.push(Buffer.from(b)), end: () => {} });
   c.detach();

@@ -154,3 +154,15 @@ export function decodeStatus(b: Buffer): Status {
 export function udpPayloadFor(txSize: number, family: 4 | 6): number {
   return Math.max(4, txSize - (family === 6 ? 48 : 28));
 }
+
+/** Status messages in a byte stream that carries nothing else (the peer's words while we send). */
+export function statusesIn(buf: Buffer): Status[] {
+  const out: Status[] = [];
+  // A duplicate OK word (btest-opensource after MD5, §12 item 6) may come first.
+  const start = buf.subarray(0, 4).equals(Buffer.from([1, 0, 0, 0])) ? 4 : 0;
+  for (let o = start; o + STATUS_SIZE <= buf.length; o += STATUS_SIZE) {
+    if (buf[o] !== 0x07) break;
+    out.push(decodeStatus(buf.subarray(o, o + STATUS_SIZE)));
+  }
+  return out;
+}

@@ -8,6 +8,7 @@ import { type Point, SERVER_SAMPLE_NS, withEnd } from '../measure/speed.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
 import type { Quota } from '../util/quota.js';
+import { drain } from './client.js';
 import {
   AUTH_FAILED,
   type Command,
@@ -21,6 +22,7 @@ import {
   md5Digest,
   STATUS_SIZE,
   sessionToken,
+  statusesIn,
   UDP_CLIENT_OFFSET,
   udpPayloadFor,
 } from './codec.js';
@@ -447,6 +449,11 @@ export class BtestServer {
     try {
       const out = await run.done;
       const sum = (f: (o: (typeof out)[number]) => number) => out.reduce((a, o) => a + f(o), 0);
+      if (cmd.serverSends && !cmd.serverReceives) {
+        // The client's once-a-second statuses came back while we sent (§8): its CPU is the last one's.
+        const st = statusesIn(await drain(main)).filter((x) => x.seq > 0);
+        if (st.length) moved.remoteCpu = st.at(-1)!.cpu;
+      }
       if (cmd.serverSends) {
         moved.tx = sum((o) => o.bytes);
         moved.rx = sum((o) => o.rx?.bytes ?? 0);
