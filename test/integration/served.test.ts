@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureBtest } from '../../src/btest/measure.js';
 import { loadSettings } from '../../src/config/load.js';
-import { JsEngine } from '../../src/engine/jsEngine.js';
 import type { Engine } from '../../src/engine/types.js';
 import { createLogger } from '../../src/log.js';
 import { type Service, startService } from '../../src/main.js';
@@ -290,11 +289,12 @@ describe.each(ENGINES)('serve with its servers on, $name engine', ({ name, make 
   });
 });
 
-describe('daily quotas of the servers inside serve', () => {
+describe.each(ENGINES)('daily quotas of the servers inside serve, $name engine', ({ name, make }) => {
   let svc: Service;
-  const engine = new JsEngine();
+  let engine: Engine;
   beforeAll(async () => {
-    svc = await service('js', {
+    engine = make();
+    svc = await service(name, {
       btest: { max_daily_tests_per_address: '2', max_daily_bytes_per_address: '40000000' },
       rmbt: { max_daily_tests_per_address: '1' },
     });
