@@ -333,7 +333,8 @@ function inboundComponents(input: DiscoveryInput): Record<string, Component> {
       ...ids('event', 'run'),
       name: 'Inbound test',
       state_topic: topics.event(id),
-      event_types: [...EVENT_TYPES],
+      // a served test is completed or failed; only the probe's own runs can be aborted
+      event_types: EVENT_TYPES.filter((t) => t !== 'aborted'),
     },
   };
   if (input.inbound?.udp)

@@ -269,7 +269,7 @@ describe.each(ENGINES)('serve with its servers on, $name engine', ({ name, make 
     expect(disc.components.inbound_upload).toBeDefined();
     expect(disc.components.inbound_peer).toBeDefined();
     expect(disc.components.inbound_loss).toBeDefined();
-    expect(disc.components.inbound_event!.event_types).toEqual(['completed', 'failed', 'aborted']);
+    expect(disc.components.inbound_event!.event_types).toEqual(['completed', 'failed']);
     expect(disc.components.inbound_run).toBeUndefined(); // nothing to start: the peer starts it
     const state = await rec.waitFor(
       `${root}/inbound/state`,
