@@ -38,12 +38,12 @@ const PASSWORD = 'router-secret';
 
 async function service(
   engine: string,
-  over: { btest?: Record<string, string>; rmbt?: Record<string, string> } = {},
+  over: { btest?: Record<string, string>; rmbt?: Record<string, string>; dataDir?: string } = {},
 ): Promise<Service> {
   const udp = await freeUdpBase();
   const s = loadSettings({
     flags: {
-      general: { data_dir: tempDir(), log_level: 'silent', engine },
+      general: { data_dir: over.dataDir ?? tempDir(), log_level: 'silent', engine },
       service: { busy_check: 'off', run_on_start: 'false' },
       web: { bind: '127.0.0.1', port: '0' },
       mqtt: { url: broker.url, username: BROKER_USER, password: BROKER_PASSWORD },
@@ -292,11 +292,13 @@ describe.each(ENGINES)('serve with its servers on, $name engine', ({ name, make 
 describe.each(ENGINES)('daily quotas of the servers inside serve, $name engine', ({ name, make }) => {
   let svc: Service;
   let engine: Engine;
+  const dataDir = tempDir();
   beforeAll(async () => {
     engine = make();
     svc = await service(name, {
       btest: { max_daily_tests_per_address: '2', max_daily_bytes_per_address: '40000000' },
       rmbt: { max_daily_tests_per_address: '1' },
+      dataDir,
     });
   });
   afterAll(async () => {
@@ -329,5 +331,20 @@ describe.each(ENGINES)('daily quotas of the servers inside serve, $name engine',
     expect(second.status).toBe('failed');
     expect(second.error!.message).toMatch(/daily quota/);
     expect(rmbt.measurement.stats.quota).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a restart keeps the budgets: they are re-read from the stored inbound runs', async () => {
+    await svc.close();
+    svc = await service(name, {
+      btest: { max_daily_tests_per_address: '2', max_daily_bytes_per_address: '40000000' },
+      rmbt: { max_daily_tests_per_address: '1' },
+      dataDir,
+    });
+    // the btest budget of 40 MB is spent (the stored test moved more), the RMBT one test is used
+    const b = await btestClient(svc, engine, { protocol: 'tcp', direction: 'receive' });
+    expect(b.error?.code).toBe('BP_ERR_BTEST_AUTH');
+    expect(svc.inbound!.btest!.stats.quota).toBe(1);
+    const r = await rmbtClient(svc, engine);
+    expect(r.error!.message).toMatch(/daily quota: 127\.0\.0\.1 has begun 1 tests/);
   });
 });
