@@ -730,7 +730,16 @@
     const sv = status?.served;
     box.hidden = !sv;
     if (!sv) return;
-    $('#served-servers').textContent = servedServers(sv);
+    $('#served-servers').replaceChildren(
+      servedServers(sv),
+      ...(sv.errors || []).map((e) =>
+        el(
+          'span',
+          { class: 'err', role: 'alert' },
+          ` The ${e.server} server did not start: ${e.code} — ${e.message}`,
+        ),
+      ),
+    );
     const nowS = Date.now() / 1000;
     const since = new Date((nowS - range * 86400) * 1000).toISOString();
     const { runs } = await api(

@@ -55,7 +55,13 @@ export async function startRmbtServers(
     ...(opts.onTest ? { onTest: opts.onTest } : {}),
     ...(log ? { log } : {}),
   });
-  await measurement.start();
+  try {
+    await measurement.start();
+  } catch (err) {
+    // the listeners bound before the one that failed are let go (serve runs on without this server)
+    await measurement.close();
+    throw err;
+  }
   let control: ControlServer | undefined;
   if (s.control_port !== 0) {
     const pick = (mode: 'plain' | 'http', tls: boolean) => measurement.portOf(mode, tls);

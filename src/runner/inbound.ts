@@ -31,6 +31,8 @@ export interface ServedStatus {
     active_connections: number;
     stats: RunningRmbtServers['measurement']['stats'];
   };
+  /** a server that could not start (a taken port): the service runs on without it and says why */
+  errors?: { server: 'btest' | 'rmbt'; code: string; message: string }[];
 }
 
 export interface Inbound {
@@ -81,8 +83,19 @@ export async function startInbound(
   };
   let btest: BtestServer | undefined;
   let rmbt: RunningRmbtServers | undefined;
-  try {
-    if (s.btest_server.enabled) {
+  // A server that cannot start (its port taken, a bad certificate) is logged with its code and left
+  // out: the measurements, the page and MQTT go on, and the page's Served section shows why.
+  const errors: NonNullable<ServedStatus['errors']> = [];
+  const failed = (server: 'btest' | 'rmbt', err: unknown) => {
+    const e = toProbeError(err, 'BP_ERR_CONFIG');
+    errors.push({ server, code: e.code, message: e.message });
+    log.error(
+      { code: e.code, err: e.message, server },
+      `the ${server} server did not start; serving without it`,
+    );
+  };
+  if (s.btest_server.enabled) {
+    try {
       const quota = quotaFrom(s.btest_server);
       seedQuota(quota, store, 'btest-server', log);
       btest = await startBtestServer(s.btest_server, engine, log.child({ module: 'btest-server' }), {
@@ -90,8 +103,12 @@ export async function startInbound(
         onSession: record,
         ...(opts.ephemeralPorts ? { port: 0 } : {}),
       });
+    } catch (err) {
+      failed('btest', err);
     }
-    if (s.rmbt_server.enabled) {
+  }
+  if (s.rmbt_server.enabled) {
+    try {
       const quota = quotaFrom(s.rmbt_server);
       seedQuota(quota, store, 'rmbt-server', log);
       rmbt = await startRmbtServers(s.rmbt_server, s.general, engine, log.child({ module: 'rmbt-server' }), {
@@ -99,10 +116,9 @@ export async function startInbound(
         onTest: record,
         ...(opts.ephemeralPorts ? { ephemeralPorts: true } : {}),
       });
+    } catch (err) {
+      failed('rmbt', err);
     }
-  } catch (err) {
-    await btest?.close();
-    throw err;
   }
   log.info(
     {
@@ -116,7 +132,7 @@ export async function startInbound(
     ...(btest ? { btest } : {}),
     ...(rmbt ? { rmbt } : {}),
     status() {
-      const out: ServedStatus = {};
+      const out: ServedStatus = errors.length ? { errors: [...errors] } : {};
       if (btest)
         out.btest = {
           port: btest.port,

@@ -335,10 +335,17 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     const xAxis = () =>
       page.evaluate((): Axis => {
         const u = (
-          window as unknown as { bandwidthProbe: { charts: Map<string, any> } }
-        ).bandwidthProbe.charts.get('chart-speed');
+          window as unknown as {
+            bandwidthProbe: {
+              charts: Map<
+                string,
+                { axes: { _values?: unknown[] }[]; scales: Record<'x' | 'y', { min: number; max: number }> }
+              >;
+            };
+          }
+        ).bandwidthProbe.charts.get('chart-speed')!;
         return {
-          labels: (u.axes[0]._values ?? []).map(String),
+          labels: (u.axes[0]?._values ?? []).map(String),
           min: u.scales.x.min,
           max: u.scales.x.max,
           yMin: u.scales.y.min,

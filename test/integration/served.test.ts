@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureBtest } from '../../src/btest/measure.js';
 import { loadSettings } from '../../src/config/load.js';
@@ -346,5 +347,50 @@ describe.each(ENGINES)('daily quotas of the servers inside serve, $name engine',
     expect(svc.inbound!.btest!.stats.quota).toBe(1);
     const r = await rmbtClient(svc, engine);
     expect(r.error!.message).toMatch(/daily quota: 127\.0\.0\.1 has begun 1 tests/);
+  });
+});
+
+describe('a server that cannot start', () => {
+  it('its port is taken: serve runs on without it, logs the code and shows why', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as net.AddressInfo).port;
+    const s = loadSettings({
+      flags: {
+        general: { data_dir: tempDir(), log_level: 'silent', engine: 'js' },
+        service: { busy_check: 'off', run_on_start: 'false' },
+        web: { bind: '127.0.0.1', port: '0' },
+        mqtt: { enabled: 'off' },
+        btest_server: { enabled: 'true', bind: '127.0.0.1', port: String(port), password: PASSWORD },
+      },
+      env: {
+        BANDWIDTH_PROBE_TARGETS: JSON.stringify([{ id: 'wan', type: 'btest', host: '127.0.0.1:9' }]),
+      },
+    });
+    const svc = await startService(s, log, fast);
+    try {
+      expect(svc.inbound!.btest).toBeUndefined();
+      const st = await get<{ served: { errors: { server: string; code: string; message: string }[] } }>(
+        svc,
+        '/api/status',
+      );
+      expect(st.served.errors).toHaveLength(1);
+      expect(st.served.errors[0]).toMatchObject({ server: 'btest', code: 'BP_ERR_CONFIG' });
+      expect(st.served.errors[0]!.message).toMatch(/EADDRINUSE/);
+      // the measurements go on: a run of the target happens and is stored (it fails: nothing listens)
+      const done = new Promise<string>((r) => {
+        const off = svc.runner.on((e) => {
+          if (e.type === 'finished') {
+            off();
+            r(e.result.error?.code ?? 'ok');
+          }
+        });
+      });
+      svc.runner.enqueue('wan', 'manual');
+      expect(await done).toBe('BP_ERR_CONNECT');
+    } finally {
+      await svc.close();
+      taken.close();
+    }
   });
 });
