@@ -231,18 +231,26 @@ describe('server rmbt under attack (real process)', () => {
     await bounded('after GETCHUNKS attack', 96);
   }, 120_000);
 
-  it('row 18: real runs leak nothing: after 6 warm-up runs, 12 more grow RSS by < 16 MB; fds back', async () => {
+  it('row 18: real runs leak nothing: after 6 warm-up runs, two rounds of 6 do not both grow RSS; fds back', async () => {
     // The warm-up fills what the allocator keeps after the attack rows (glibc arenas of the loop
     // threads; each run also has a latency probe connection and a fresh connect a second since issue 17):
-    // retained, not leaked. A leak shows as growth over the next 12 runs.
+    // retained, not leaked. A leak grows with every run, so in both rounds alike; what the allocator
+    // retains levels off. One CI run saw +18 MB over 12 runs after the warm-up where others saw ±1 MB:
+    // one arena filling late, in one round. A leak of 1.5 MB a run (9 MB a round) fails either way.
     for (let i = 0; i < 6; i++) expect((await measure()).status).toBe('ok');
     await sleep(1500);
-    const warm = rssMb(srv.pid!);
-    for (let i = 0; i < 12; i++) expect((await measure()).status).toBe('ok');
-    await sleep(1500);
-    const later = rssMb(srv.pid!) - warm;
-    console.log(`12 runs after the warm-up: RSS ${warm.toFixed(0)} → ${(warm + later).toFixed(0)} MB`);
-    expect(later).toBeLessThan(16);
+    const rounds = [rssMb(srv.pid!)];
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 6; i++) expect((await measure()).status).toBe('ok');
+      await sleep(1500);
+      rounds.push(rssMb(srv.pid!));
+    }
+    const [warm, mid, end] = rounds as [number, number, number];
+    console.log(
+      `2 × 6 runs after the warm-up: RSS ${warm.toFixed(0)} → ${mid.toFixed(0)} → ${end.toFixed(0)} MB`,
+    );
+    // (here: 169 → 198 → 193, a late arena in the first round; the old "12 runs < 16 MB" read +24)
+    expect(Math.min(mid - warm, end - mid)).toBeLessThan(8);
     await bounded('after 18 runs', 96);
     const t0 = Date.now();
     while (fds(srv.pid!) > baseFds && Date.now() - t0 < 5000) await sleep(200);
