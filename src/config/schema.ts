@@ -237,6 +237,33 @@ export const rmbtSchema = {
   },
 } as const satisfies Group;
 
+/** The daily budgets both our servers take (issue 18; src/util/quota.ts, quotaFrom). */
+const dailyQuotaSchema = {
+  max_daily_bytes_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
+  },
+  max_daily_tests_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 100000,
+    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
+  },
+  max_daily_bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
+  },
+} as const satisfies Group;
+
 export const rmbtServerSchema = {
   enabled: {
     type: 'bool',
@@ -379,29 +406,7 @@ export const rmbtServerSchema = {
     default: true,
     description: 'Whether the control server sends clients to the TLS port (when it is on).',
   },
-  max_daily_bytes_per_address: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 1e15,
-    description:
-      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
-  },
-  max_daily_tests_per_address: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 100000,
-    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
-  },
-  max_daily_bytes: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 1e15,
-    description:
-      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
-  },
+  ...dailyQuotaSchema,
 } as const satisfies Group;
 
 export const btestSchema = {
@@ -569,29 +574,7 @@ export const btestServerSchema = {
     max: 1e15,
     description: 'Bytes a test may move before the server ends it (0 = no limit).',
   },
-  max_daily_bytes_per_address: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 1e15,
-    description:
-      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
-  },
-  max_daily_tests_per_address: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 100000,
-    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
-  },
-  max_daily_bytes: {
-    type: 'int',
-    default: 0,
-    min: 0,
-    max: 1e15,
-    description:
-      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
-  },
+  ...dailyQuotaSchema,
   handshake_timeout: {
     type: 'float',
     default: 10,
