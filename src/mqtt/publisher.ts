@@ -355,17 +355,28 @@ export class MqttPublisher {
           skipped++;
           continue;
         }
-        await this.publishRun(client, run.result, run.id);
-        this.o.store.markPublished(run.id);
-        this.stats.published_runs++;
+        // Marked on the event's PUBACK, before the retained state goes out: a connection lost between
+        // the two must not send the event again (HA would fire its automations twice); the state is
+        // re-sent from the store on the next connect anyway (publishStates).
+        await this.publishRun(client, run.result, run.id, () => {
+          this.o.store.markPublished(run.id);
+          this.stats.published_runs++;
+        });
       }
     }
     if (skipped) this.o.log?.info({ skipped }, 'runs older than a week not replayed as events');
   }
 
-  private async publishRun(client: MqttClient, r: RunResult, id: number | undefined): Promise<void> {
+  /** The run's event, then its retained state; `onEvent` runs once the broker has acked the event. */
+  private async publishRun(
+    client: MqttClient,
+    r: RunResult,
+    id: number | undefined,
+    onEvent?: () => void,
+  ): Promise<void> {
     const t = r.target.id;
     await this.publish(client, this.o.topics.event(t), JSON.stringify(runEvent(r, id)));
+    onEvent?.();
     await this.publish(client, this.o.topics.state(t), JSON.stringify(targetState(r, id)), { retain: true });
   }
 

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BtestServer } from '../../src/btest/server.js';
@@ -298,6 +298,69 @@ describe('MQTT failures and the Supervisor', () => {
     } finally {
       taken.close();
       await rec.close();
+    }
+  });
+
+  it("a connection lost between a run's event and its state: the event is not sent again, the state follows on reconnect", async () => {
+    // A TCP front to the broker that, once armed, cuts the probe's connection at the first packet that
+    // carries the target's state topic: the event before it has been acked (the state goes out only then).
+    let armed = false;
+    let cuts = 0;
+    let root = '';
+    const front = net.createServer((c) => {
+      const b = net.connect(broker.port, '127.0.0.1');
+      c.on('data', (d) => {
+        // a PUBLISH (type 3) of the state topic
+        if (armed && d[0]! >> 4 === 3 && d.includes(`${root}/lan/state`)) {
+          armed = false;
+          cuts++;
+          c.destroy();
+          b.destroy();
+          return;
+        }
+        b.write(d);
+      });
+      b.on('data', (d) => c.write(d));
+      const end = () => {
+        c.destroy();
+        b.destroy();
+      };
+      c.on('error', end).on('close', end);
+      b.on('error', end).on('close', end);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const url = `mqtt://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const svc = await startService(
+      settings(tempDir(), { url, username: BROKER_USER, password: BROKER_PASSWORD }),
+      log,
+      fast,
+    );
+    root = `bandwidth_probe/${svc.deviceId}`;
+    const rec = await Recorder.connect(broker.url, [`${root}/lan/event`, `${root}/lan/state`]);
+    try {
+      let until = Date.now() + 10_000;
+      // the connect's own publishes (the discovery names the state topic too) are through
+      while (!svc.publisher()!.status().discovery_sent && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 25));
+      expect(svc.publisher()!.status().discovery_sent).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+      armed = true;
+      svc.runner.enqueue('lan', 'manual');
+      const ev = await rec.waitFor(`${root}/lan/event`, () => true, 20_000);
+      const id = (JSON.parse(ev.payload) as RunEvent).run_id;
+      // the cut happened, the probe reconnected and sent the run's retained state from the store
+      await rec.waitFor(`${root}/lan/state`, (p) => (JSON.parse(p) as TargetState).run_id === id, 20_000);
+      expect(cuts).toBe(1);
+      until = Date.now() + 1500;
+      while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      const events = rec.on(`${root}/lan/event`).map((m) => (JSON.parse(m.payload) as RunEvent).run_id);
+      expect(events).toEqual([id]);
+      expect(svc.store.unpublished()).toEqual([]);
+      expect(svc.publisher()!.status().connected).toBe(true);
+    } finally {
+      await svc.close();
+      await rec.close();
+      front.close();
     }
   });
 
