@@ -109,12 +109,27 @@ export class Mosquitto {
   }
 }
 
+export interface Message {
+  topic: string;
+  payload: string;
+  retain: boolean;
+  /** the broker re-delivered it (a QoS 1 message whose PUBACK it had not read before it stopped) */
+  dup: boolean;
+  at: number;
+}
+
 /** A test-side MQTT client that records every message. */
 export class Recorder {
-  readonly messages: { topic: string; payload: string; retain: boolean; at: number }[] = [];
+  readonly messages: Message[] = [];
   private constructor(readonly client: MqttClient) {
     client.on('message', (topic, payload, packet) =>
-      this.messages.push({ topic, payload: payload.toString(), retain: packet.retain, at: Date.now() }),
+      this.messages.push({
+        topic,
+        payload: payload.toString(),
+        retain: packet.retain,
+        dup: packet.dup,
+        at: Date.now(),
+      }),
     );
   }
 
@@ -148,7 +163,7 @@ export class Recorder {
     pred: (payload: string, m: { retain: boolean }) => boolean = () => true,
     timeoutMs = 20_000,
     from = 0,
-  ): Promise<{ topic: string; payload: string; retain: boolean; at: number }> {
+  ): Promise<Message> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const m = this.messages.slice(from).find((x) => x.topic === topic && pred(x.payload, x));
