@@ -419,7 +419,7 @@ async function tcpPhase(
         raw.rx = out.map((o) => ({ points: o.rx?.points ?? [], bytes: o.rx?.bytes ?? 0, endNs: o.endNs }));
       } else {
         // What the server said while we sent is the inbound bytes the engine handed back.
-        for (const c of conns) raw.serverStatus.push(...statusesIn(await drain(c)));
+        for (const c of conns) raw.serverStatus.push(...statusesIn(c.takeBuffered()));
       }
     }
   } finally {
@@ -427,14 +427,6 @@ async function tcpPhase(
     if (bySize) clearInterval(bySize);
     opt.signal?.removeEventListener('abort', abort);
   }
-}
-
-/** Everything buffered on a channel right now. */
-export async function drain(c: Channel): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  c.attach({ data: (b) => parts.push(Buffer.from(b)), end: () => {} });
-  c.detach();
-  return Buffer.concat(parts);
 }
 
 async function udpPhase(

@@ -8,7 +8,6 @@ import { type Point, SERVER_SAMPLE_NS, withEnd } from '../measure/speed.js';
 import { Channel } from '../rmbt/channel.js';
 import { cpuMeter } from '../util/cpu.js';
 import type { Quota } from '../util/quota.js';
-import { drain } from './client.js';
 import {
   AUTH_FAILED,
   type Command,
@@ -451,7 +450,7 @@ export class BtestServer {
       const sum = (f: (o: (typeof out)[number]) => number) => out.reduce((a, o) => a + f(o), 0);
       if (cmd.serverSends && !cmd.serverReceives) {
         // The client's once-a-second statuses came back while we sent (§8): its CPU is the last one's.
-        const st = statusesIn(await drain(main)).filter((x) => x.seq > 0);
+        const st = statusesIn(main.takeBuffered()).filter((x) => x.seq > 0);
         if (st.length) moved.remoteCpu = st.at(-1)!.cpu;
       }
       if (cmd.serverSends) {

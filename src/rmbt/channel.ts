@@ -353,6 +353,11 @@ export class Channel implements DataStream {
     if (this.failure) sink.end(this.failure);
   }
 
+  /** Everything buffered right now, as a copy of its own (the peer's status words read after a phase). */
+  takeBuffered(): Buffer {
+    return this.pendingLen ? Buffer.from(this.take(this.pendingLen)) : Buffer.alloc(0);
+  }
+
   detach(leftover?: Buffer): void {
     this.sink = null;
     if (leftover?.length) {

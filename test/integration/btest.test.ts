@@ -5,6 +5,7 @@ import { measureBtest } from '../../src/btest/measure.js';
 import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import type { Engine } from '../../src/engine/types.js';
+import type { InboundReport } from '../../src/measure/inbound.js';
 import { startBtestServer } from '../helpers/btest.js';
 import { ENGINES } from '../helpers/rmbt.js';
 
@@ -99,6 +100,33 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
         // the loss figure covers the same seconds as the rate
         expect(d.udp!.packets * 1500).toBeLessThan(d.bytes_total);
       }
+    }
+  });
+
+  it("TCP: the receiving end's once-a-second statuses reach the sending end with its CPU (§8), both ways", async () => {
+    const reports: InboundReport[] = [];
+    const srv = await server(engine(), { auth: 'none', onSession: (r) => reports.push(r) });
+    try {
+      const host = `127.0.0.1:${srv.port}`;
+      // we send: the server's statuses, read after the phase, give the remote CPU
+      const sent = await measureBtest(client({ host, protocol: 'tcp', direction: 'send', duration: '3' }), {
+        engine: engine(),
+        general,
+      });
+      expect(sent.error).toBeUndefined();
+      expect(sent.cpu!.remote_percent).toBeGreaterThanOrEqual(0);
+      // we receive: the server reads our statuses after it sent, and stores our CPU with the session
+      const got = await measureBtest(client({ host, protocol: 'tcp', direction: 'receive', duration: '3' }), {
+        engine: engine(),
+        general,
+      });
+      expect(got.error).toBeUndefined();
+      const until = Date.now() + 5000;
+      while (reports.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+      expect(reports.map((r) => r.info.direction)).toEqual(['send', 'receive']);
+      expect(reports[1]!.info.remote_cpu_percent).toBeGreaterThanOrEqual(0);
+    } finally {
+      await srv.close();
     }
   });
 
