@@ -226,18 +226,23 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
 
     const warm = samples.filter((s) => s.n >= WARM && s.n < WARM + 10);
     const end = samples.slice(-10);
+    const min = (xs: { rss: number; heap: number; fds: number }[], k: 'rss' | 'heap' | 'fds') =>
+      Math.min(...xs.map((x) => x[k]));
     // RSS in three windows of 5 (warmed up, half-way to the end, the end): a leak grows both halves, the
     // allocator's retention comes in lumps (one CI run read +10.9 MB from warm to end with the JS heap
     // flat at 35.3 → 35.4 MB; the next read +4.4).
     const mid = Math.floor((WARM + RUNS) / 2);
-    const rssAt = (xs: typeof samples) => Math.min(...xs.map((x) => x.rss));
     const rounds = [
-      rssAt(samples.filter((s) => s.n >= WARM && s.n < WARM + 5)),
-      rssAt(samples.filter((s) => s.n >= mid && s.n < mid + 5)),
-      rssAt(samples.slice(-5)),
+      min(
+        samples.filter((s) => s.n >= WARM && s.n < WARM + 5),
+        'rss',
+      ),
+      min(
+        samples.filter((s) => s.n >= mid && s.n < mid + 5),
+        'rss',
+      ),
+      min(samples.slice(-5), 'rss'),
     ];
-    const min = (xs: { rss: number; heap: number; fds: number }[], k: 'rss' | 'heap' | 'fds') =>
-      Math.min(...xs.map((x) => x[k]));
 
     // Stop the service: a run in progress ends as aborted, is stored and published like any other.
     await svc.close();
@@ -255,14 +260,15 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
     // Every run was published exactly once.
     const ids = new Set(runs.map((r) => r.id));
     const until = Date.now() + 30_000;
-    const published = () =>
+    const received = () =>
       events.messages
         .filter((m) => m.topic.endsWith('/event'))
-        .map((m) => (JSON.parse(m.payload) as RunEvent).run_id);
-    while (Date.now() < until && [...ids].some((id) => !published().includes(id)))
+        .map((m) => ({ id: (JSON.parse(m.payload) as RunEvent).run_id, dup: m.dup }));
+    while (Date.now() < until && [...ids].some((id) => !received().some((c) => c.id === id)))
       await new Promise((r) => setTimeout(r, 100));
     await new Promise((r) => setTimeout(r, 1000));
-    const seen = published();
+    const copies = received();
+    const seen = copies.map((c) => c.id);
     const lostAtBroker = (id: number) => {
       // A run the broker acknowledged (the store marks it published only on PUBACK) in the last second
       // before or during its shutdown: Mosquitto can exit before the message reaches a persistent
@@ -279,9 +285,6 @@ describe(`fault soak: ${RUNS} scheduled runs against misbehaving servers, broker
     // restart (the recorder's PUBACK was still unread when Mosquitto stopped): QoS 1 is at least once
     // between broker and subscriber, and the probe did not send it twice. Reported apart, allowed once
     // per restart. A copy without DUP is a second PUBLISH from the probe: never allowed.
-    const copies = events.messages
-      .filter((m) => m.topic.endsWith('/event'))
-      .map((m) => ({ id: (JSON.parse(m.payload) as RunEvent).run_id, dup: m.dup }));
     const redelivered = copies.filter((c, i) => c.dup && copies.slice(0, i).some((x) => x.id === c.id));
     const dup = [...ids].filter((id) => copies.filter((x) => x.id === id && !x.dup).length > 1);
     const strangers = seen.filter((x) => x === null || !ids.has(x));
