@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { MqttSettings, Settings } from './config/schema.js';
+import { type MqttSettings } from './config/schema.js';
+import { type Settings } from './config/settings.js';
 import { type BrokerConfig, supervisorMqtt, supervisorSelfSlug } from './config/supervisor.js';
 import { resolveTargets, type TargetSettings } from './config/targets.js';
 import { loadEngine } from './engine/loader.js';
@@ -20,7 +21,7 @@ import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler, setScheduleTimezone } from './runner/schedule.js';
 import { DataDirLock } from './store/lock.js';
 import { Store } from './store/store.js';
-import { raiseFdLimit, webConnectionBudget } from './util/fdlimit.js';
+import { raiseFdLimit, webConnectionBudget } from './engine/fdlimit.js';
 import { buildApp } from './web/app.js';
 import { ensureWebToken, isLoopbackBind } from './web/token.js';
 

@@ -3,9 +3,9 @@ import net from 'node:net';
 import type { Engine, EngineJob, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import { withEnd } from '../measure/speed.js';
-import { Channel } from '../rmbt/channel.js';
+import { Channel } from '../net/channel.js';
 import { cpuMeter } from '../util/cpu.js';
-import { connectRtt, type ProbeOutcome, pace } from '../util/probe.js';
+import { connectRtt, type ProbeOutcome, pace } from '../net/probe.js';
 import {
   AUTH_ECSRP5,
   AUTH_MD5,

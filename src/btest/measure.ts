@@ -1,4 +1,5 @@
-import type { BtestSettings, GeneralSettings } from '../config/schema.js';
+import { type BtestSettings } from './settings.js';
+import { type GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -6,7 +7,7 @@ import { type LatencyResult, latencyResult, latencySet } from '../measure/latenc
 import { type Ramp, rampEnd } from '../measure/ramp.js';
 import { type DirectionResult, markFailed, type RunResult, startResult } from '../measure/result.js';
 import { intervalSeries, type Point, round3 } from '../measure/speed.js';
-import { splitHostPort } from '../rmbt/measure.js';
+import { splitHostPort } from '../net/hostport.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
 import type { Status } from './codec.js';
 

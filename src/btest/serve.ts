@@ -1,22 +1,11 @@
-import type { BtestServerSettings } from '../config/schema.js';
+import { quotaFrom } from '../net/quota.js';
+import { type BtestServerSettings } from './settings.js';
 import type { Engine } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
-import { Quota } from '../util/quota.js';
+import { Quota } from '../net/quota.js';
+import type { RunningServer, ServerStartOptions } from '../protocols/contract.js';
 import { BtestServer } from './server.js';
-
-/** A server's daily quota from its settings group (issue 18); shared by the btest and RMBT servers. */
-export function quotaFrom(s: {
-  max_daily_bytes_per_address: number;
-  max_daily_tests_per_address: number;
-  max_daily_bytes: number;
-}): Quota {
-  return new Quota({
-    dailyBytesPerAddress: s.max_daily_bytes_per_address,
-    dailySessionsPerAddress: s.max_daily_tests_per_address,
-    dailyBytes: s.max_daily_bytes,
-  });
-}
 
 /** Starts our btest server from its settings group (the `server btest` command and `serve`). */
 export async function startBtestServer(
@@ -44,4 +33,39 @@ export async function startBtestServer(
   });
   await server.start();
   return server;
+}
+
+/** Our btest server as a server of `serve`: what api/status and the metrics read of it. */
+export async function serveBtest(b: BtestServerSettings, o: ServerStartOptions): Promise<RunningServer<BtestServer>> {
+  const server = await startBtestServer(b, o.engine, o.log, {
+    quota: o.quota,
+    onSession: o.onTest,
+    ...(o.ephemeralPorts ? { port: 0 } : {}),
+  });
+  return {
+    handle: server,
+    status: () => ({
+      port: server.port,
+      // the UDP ports handed out to UDP tests: udp_port_start and how many
+      udp_ports: { start: b.udp_port_start, count: b.udp_port_count || b.max_sessions },
+      auth: b.auth,
+      user: b.user,
+      active_sessions: server.activeSessions,
+      stats: { ...server.stats },
+    }),
+    counters() {
+      const st = server.stats;
+      return {
+        sessions: st.sessions,
+        refused: {
+          auth: st.authFailed,
+          quota: st.quota,
+          busy: Math.max(0, st.refused - st.quota),
+          handshake_timeout: st.handshakeTimeouts,
+          evicted: st.evicted,
+        },
+      };
+    },
+    close: () => server.close(),
+  };
 }

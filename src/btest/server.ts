@@ -5,9 +5,9 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
 import { type Point, SERVER_SAMPLE_NS, withEnd } from '../measure/speed.js';
-import { Channel } from '../rmbt/channel.js';
+import { Channel } from '../net/channel.js';
 import { cpuMeter } from '../util/cpu.js';
-import type { Quota } from '../util/quota.js';
+import type { Quota } from '../net/quota.js';
 import {
   AUTH_FAILED,
   type Command,

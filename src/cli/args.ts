@@ -1,6 +1,6 @@
 import { type Field, type Group, kebab } from '../config/fields.js';
 import type { RawSettings } from '../config/load.js';
-import { type GroupName, settingsSchema } from '../config/schema.js';
+import { type GroupName, settingsSchema } from '../config/settings.js';
 import { ProbeError } from '../errors.js';
 
 /** Flags that are not settings. */

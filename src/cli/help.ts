@@ -1,6 +1,6 @@
 import { allowedText, type Group } from '../config/fields.js';
 import { envName } from '../config/load.js';
-import { type GroupName, settingsSchema } from '../config/schema.js';
+import { type GroupName, settingsSchema } from '../config/settings.js';
 import { type CommandFlag, flagName } from './args.js';
 
 /** `--help` text, built from the same schema the validator uses, so it cannot drift. */

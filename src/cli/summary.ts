@@ -1,16 +1,23 @@
 import { type RunResult, serverLabel } from '../measure/result.js';
 import { msText, rateText } from '../measure/units.js';
 
+/**
+ * What a protocol adds to the summary (its descriptor's `summary`): the words in brackets after the
+ * server (how it was reached), and lines of its own before the status line.
+ */
+export interface SummaryHooks {
+  server?(r: RunResult): string | undefined;
+  lines?(r: RunResult): string[];
+}
+
 /** The human summary printed after a run. */
-export function summaryText(r: RunResult): string {
+export function summaryText(r: RunResult, hooks: SummaryHooks = {}): string {
   const lines: string[] = [];
   const s = r.server;
-  const proto = r.btest
-    ? `btest ${r.btest.protocol} ${r.btest.direction}, auth ${r.btest.auth}`
-    : (s.transport ?? '?');
+  const proto = hooks.server?.(r) ?? s.transport ?? '?';
   const where = s.name ? `${s.name} ${serverLabel({ ...s, name: undefined })}` : serverLabel(s);
   // a run that failed before reaching a server has no address to show (never "Server :0")
-  if (where) lines.push(`Server    ${where} (${proto}${s.version ? `, RMBTv${s.version}` : ''})`);
+  if (where) lines.push(`Server    ${where} (${proto})`);
   if (r.ping) {
     lines.push(
       `Ping      ${msText(r.ping.median_ms)} ms median (min ${msText(r.ping.min_ms)}, max ${msText(r.ping.max_ms)}, ` +
@@ -48,16 +55,13 @@ export function summaryText(r: RunResult): string {
       `${r.cpu.remote_percent !== undefined ? `, remote CPU ${r.cpu.remote_percent} %` : ''}` +
       `${r.flags.length ? `, flags: ${r.flags.join(', ')}` : ''}`,
   );
-  if (r.rmbt)
-    lines.push(
-      `Result    ${r.rmbt.submitted ? 'submitted to the control server' : r.rmbt.submit_error ? `not submitted: ${r.rmbt.submit_error}` : r.rmbt.submit_skipped ? `not submitted: ${r.rmbt.submit_skipped}` : 'not submitted'}`,
-    );
+  lines.push(...(hooks.lines?.(r) ?? []));
   lines.push(`Status    ${r.status}${r.error ? ` — ${r.error.code}: ${r.error.message}` : ''}`);
   return lines.join('\n');
 }
 
 /**
- * Latency under load (issue 17): idle, download and upload medians side by side with their p90, the
+ * Latency under load: idle, download and upload medians side by side with their p90, the
  * increase, the grade and the responsiveness; or why it is missing.
  */
 export function latencyLines(r: RunResult): string[] {

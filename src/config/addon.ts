@@ -1,6 +1,8 @@
 import type { Field, Group } from './fields.js';
 import { allowedText } from './fields.js';
-import { btestSchema, type GroupName, rmbtSchema, settingsSchema } from './schema.js';
+import { btestSchema } from '../btest/settings.js';
+import { type GroupName, settingsSchema } from './settings.js';
+import { rmbtSchema } from '../rmbt/settings.js';
 import { targetSchema } from './targets.js';
 
 /**

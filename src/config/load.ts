@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ProbeError } from '../errors.js';
 import { checkField, coerce, type Group, type Violation } from './fields.js';
-import type { BtestSettings, GroupName, RmbtSettings, Settings } from './schema.js';
-import { settingsSchema } from './schema.js';
+import { type BtestSettings } from '../btest/settings.js';
+import { type GroupName, type Settings } from './settings.js';
+import { type RmbtSettings } from '../rmbt/settings.js';
+import { settingsSchema } from './settings.js';
 import { resolveTargets } from './targets.js';
 
 export const ENV_PREFIX = 'BANDWIDTH_PROBE_';
@@ -146,7 +148,7 @@ export function loadSettings(input: LoadInput = {}): Settings {
   const withTargets = sources.filter((x) => x.raw.targets !== undefined).at(-1);
   const t = resolveTargets(
     withTargets?.raw.targets,
-    { rmbt: out.rmbt as unknown as RmbtSettings, btest: out.btest as unknown as BtestSettings },
+    out,
     withTargets?.name ?? 'defaults',
   );
   violations.push(...t.violations);

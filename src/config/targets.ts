@@ -1,12 +1,13 @@
 import { Cron } from 'croner';
 import { checkField, coerce, type Group, type Violation } from './fields.js';
-import { type BtestSettings, btestSchema, type RmbtSettings, rmbtSchema } from './schema.js';
+import { type ClientSettingsByType, PROTOCOL_TYPES, PROTOCOLS, type ProtocolType, protocolOf } from '../protocols/registry.js';
 
 /**
  * Measurement targets of the service: a list in the options file (`targets: [...]`, the add-on's list of
- * dicts), each an RMBT or btest peer with its own schedule and thresholds. Every key of the `rmbt` or
- * `btest` group may also appear in a target and overrides the group's value for that target only, so the
- * groups act as shared defaults (e.g. `rmbt.accept_terms` once for all RMBT targets).
+ * dicts), each a peer of one protocol (its `type`) with its own schedule and thresholds. Every key of the
+ * protocol's client group (`rmbt`, `btest`, …) may also appear in a target and overrides the group's
+ * value for that target only, so the groups act as shared defaults (e.g. `rmbt.accept_terms` once for
+ * all RMBT targets).
  */
 export const targetSchema = {
   id: {
@@ -23,8 +24,8 @@ export const targetSchema = {
   },
   type: {
     type: 'enum',
-    values: ['rmbt', 'btest'],
-    default: 'rmbt',
+    values: PROTOCOL_TYPES,
+    default: PROTOCOL_TYPES[0]!,
     description:
       'rmbt: an RMBT control server or measurement server; btest: a MikroTik router or btest server.',
   },
@@ -88,10 +89,13 @@ export const targetSchema = {
   },
 } as const satisfies Group;
 
-export interface TargetSettings {
+/** A target: its own keys, and its protocol's client group (overlaid with its keys) under the type name. */
+export type TargetSettings = TargetOwn & ClientSettingsByType;
+
+interface TargetOwn {
   readonly id: string;
   readonly name: string;
-  readonly type: 'rmbt' | 'btest';
+  readonly type: ProtocolType;
   readonly enabled: boolean;
   readonly schedule?: string;
   readonly interval: number;
@@ -102,10 +106,11 @@ export interface TargetSettings {
   readonly threshold_upload?: number;
   readonly threshold_ping?: number;
   readonly threshold_loaded_latency?: number;
-  /** the `rmbt` group overlaid with this target's keys (type rmbt) */
-  readonly rmbt?: RmbtSettings;
-  /** the `btest` group overlaid with this target's keys (type btest) */
-  readonly btest?: BtestSettings;
+}
+
+/** A target's protocol settings (its client group overlaid with the target's own keys). */
+export function clientSettings(t: TargetSettings): unknown {
+  return (t as unknown as Record<string, unknown>)[t.type];
 }
 
 /** A cron expression croner accepts, else the reason it does not. */
@@ -125,7 +130,7 @@ export function cronProblem(expr: string): string | undefined {
  */
 export function resolveTargets(
   raw: unknown,
-  base: { rmbt: RmbtSettings; btest: BtestSettings },
+  base: Readonly<Record<string, unknown>>,
   source: string,
 ): { targets: TargetSettings[]; violations: Violation[] } {
   const violations: Violation[] = [];
@@ -143,8 +148,10 @@ export function resolveTargets(
       continue;
     }
     const obj = item as Record<string, unknown>;
-    const type = obj.type ?? 'rmbt';
-    const proto: Group = type === 'btest' ? btestSchema : rmbtSchema;
+    const type = obj.type ?? PROTOCOL_TYPES[0];
+    // an unknown type is reported by the `type` field's check; its keys are read as the first protocol's
+    const desc = protocolOf(String(type)) ?? PROTOCOLS[0];
+    const proto: Group = desc.groups[desc.type]!;
     const own: Record<string, unknown> = {};
     const over: Record<string, unknown> = {};
     for (const [k, f] of Object.entries(targetSchema)) if ('default' in f) own[k] = f.default;
@@ -187,43 +194,26 @@ export function resolveTargets(
     const ipv = own.ip_version as TargetSettings['ip_version'] | 'both';
     const common = {
       name: (own.name as string | undefined) ?? id,
-      type: type as 'rmbt' | 'btest',
+      type: type as ProtocolType,
       enabled: own.enabled as boolean,
       ...(own.schedule !== undefined ? { schedule: own.schedule as string } : {}),
       interval: own.interval as number,
       jitter: own.jitter as number,
       ...pick(own, ['threshold_download', 'threshold_upload', 'threshold_ping', 'threshold_loaded_latency']),
     };
-    if (type === 'btest') {
-      const btest = { ...base.btest, ...over } as BtestSettings;
-      if (!btest.host) violations.push({ key: `${at}.host`, message: `${at} (btest) needs a host` });
-      for (const v of split(ipv)) {
-        out.push(
-          Object.freeze({
-            ...common,
-            ...v.label(id, common.name),
-            ip_version: v.ip,
-            btest: Object.freeze({ ...btest, ip_version: v.ip }),
-          }),
-        );
-      }
-    } else {
-      const rmbt = { ...base.rmbt, ...over } as RmbtSettings;
-      if (!rmbt.control_url && !(rmbt.server && rmbt.key))
-        violations.push({
-          key: `${at}.control_url`,
-          message: `${at} (rmbt) needs a control_url, or a server and its key (direct mode)`,
-        });
-      for (const v of split(ipv)) {
-        out.push(
-          Object.freeze({
-            ...common,
-            ...v.label(id, common.name),
-            ip_version: v.ip,
-            rmbt: Object.freeze({ ...rmbt, ip_version: v.ip }),
-          }),
-        );
-      }
+    const client = { ...(base[desc.type] as object), ...over } as Record<string, unknown>;
+    const missing = desc.needs(client);
+    if (missing)
+      violations.push({ key: `${at}.${missing.key}`, message: `${at} (${desc.type}) ${missing.message}` });
+    for (const v of split(ipv)) {
+      out.push(
+        Object.freeze({
+          ...common,
+          ...v.label(id, common.name),
+          ip_version: v.ip,
+          [desc.type]: Object.freeze({ ...client, ip_version: v.ip }),
+        }) as TargetSettings,
+      );
     }
   }
   return { targets: out, violations };

@@ -1,34 +1,44 @@
 import { lookup } from 'node:dns/promises';
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
-import { measureBtest } from '../btest/measure.js';
-import type { BtestSettings, GeneralSettings, RmbtSettings } from '../config/schema.js';
+import type { GeneralSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunResult } from '../measure/result.js';
 import { round3 } from '../measure/speed.js';
 import { mean, median, percentile, stddev } from '../measure/stats.js';
-import { measureRmbt, splitHostPort } from '../rmbt/measure.js';
 
 /**
- * `bandwidth-probe load` (issue 18): many concurrent clients against one server — ours, or a LAN
+ * `bandwidth-probe load <type>`: many concurrent clients against one server — ours, or a LAN
  * server — with connect-time statistics, each client's success and the aggregate throughput, the way
  * rpycbench's many-connection mode and wyndrvr's `--concurrent` load a server. Each client is the
- * probe's own client (measureBtest / measureRmbt), so what is measured is what a real client sees.
+ * probe's own client (the protocol's measure(), handed in as a LoadPeer), so what is measured is what a
+ * real client sees.
  * Bounded: at most MAX_CLIENTS clients, each test bounded by its own duration and timeouts, and the
  * whole load by a deadline after which every client still running is aborted.
  */
 export const MAX_CLIENTS = 256;
 export const MAX_RAMP_S = 60;
 
+/** One protocol's side of a load: where its clients go, and one client's test. */
+export interface LoadPeer {
+  /** the server as the user named it (the report shows it) */
+  server: string;
+  /** its host, for the check that it is one of the user's own */
+  host: string;
+  /** how long one client's test can take at most (its duration and timeouts) */
+  perClientS: number;
+  /** one client's test: the protocol's measure() with this load's settings (no latency probes) */
+  measure(ctx: { engine: Engine; general: GeneralSettings; signal: AbortSignal; targetId: string }): Promise<RunResult>;
+}
+
 export interface LoadOptions {
-  protocol: 'btest' | 'rmbt';
+  protocol: string;
+  peer: LoadPeer;
   clients: number;
   /** clients start evenly over this many seconds (0: all at once) */
   rampS: number;
-  btest: BtestSettings;
-  rmbt: RmbtSettings;
   general: GeneralSettings;
   engine: Engine;
   log?: Logger;
@@ -55,7 +65,7 @@ export interface LoadClient {
 }
 
 export interface LoadReport {
-  protocol: 'btest' | 'rmbt';
+  protocol: string;
   server: string;
   clients: number;
   ramp_s: number;
@@ -149,23 +159,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     throw new ProbeError('BP_ERR_USAGE', `--clients takes 1 to ${MAX_CLIENTS}, not ${o.clients}`);
   if (!(o.rampS >= 0 && o.rampS <= MAX_RAMP_S))
     throw new ProbeError('BP_ERR_USAGE', `--ramp takes 0 to ${MAX_RAMP_S} seconds, not ${o.rampS}`);
-  const where = o.protocol === 'btest' ? o.btest.host : (o.rmbt.server ?? o.rmbt.control_url);
-  if (!where)
-    throw new ProbeError(
-      'BP_ERR_USAGE',
-      o.protocol === 'btest' ? 'set --host' : 'set --server and --key, or --control-url',
-    );
-  const host =
-    o.protocol === 'rmbt' && !o.rmbt.server
-      ? new URL(o.rmbt.control_url!).hostname.replace(/^\[|\]$/g, '')
-      : splitHostPort(where).host;
-  await checkOwned(host, o.allowPublic);
+  const { peer } = o;
+  await checkOwned(peer.host, o.allowPublic);
   // Every client's test ends by itself (duration, io_timeout); the deadline catches what would not.
-  const perClientS =
-    o.protocol === 'btest'
-      ? o.btest.duration + 4 * o.btest.io_timeout
-      : 2 * o.rmbt.duration + 2 * o.rmbt.pretest_duration + o.rmbt.ping_duration + 6 * o.rmbt.io_timeout;
-  const deadlineMs = (o.rampS + perClientS + 30) * 1000;
+  const deadlineMs = (o.rampS + peer.perClientS + 30) * 1000;
   const ctrl = new AbortController();
   // every client's test listens on it (its connections, probes): many listeners are the point here
   setMaxListeners(o.clients * 8 + 16, ctrl.signal);
@@ -175,19 +172,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const t0 = Date.now();
   const started = new Date();
   let done = 0;
-  // RMBT clients in direct mode: each its own token; no latency probes (one more connection each).
-  const btest: BtestSettings = { ...o.btest, loaded_latency: false };
-  const rmbt: RmbtSettings = { ...o.rmbt, loaded_latency: false, submit_results: false };
   const one = async (i: number): Promise<LoadClient> => {
     const delay = o.clients > 1 ? (o.rampS * 1000 * i) / (o.clients - 1) : 0;
     if (delay) await new Promise((r) => setTimeout(r, delay));
     const startedMs = Date.now() - t0;
     const ctx = { engine: o.engine, general: o.general, signal: ctrl.signal, targetId: `load_${i}` };
-    const r = ctrl.signal.aborted
-      ? undefined
-      : o.protocol === 'btest'
-        ? await measureBtest(btest, ctx)
-        : await measureRmbt(rmbt, ctx);
+    const r = ctrl.signal.aborted ? undefined : await peer.measure(ctx);
     const first = r?.connections?.[0];
     const c: LoadClient = {
       client: i,
@@ -228,7 +218,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   );
   return {
     protocol: o.protocol,
-    server: where,
+    server: peer.server,
     clients: o.clients,
     ramp_s: o.rampS,
     started_at: started.toISOString(),

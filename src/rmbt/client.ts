@@ -3,8 +3,8 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
-import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../util/probe.js';
-import type { Channel, TlsInfo } from './channel.js';
+import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../net/probe.js';
+import type { Channel, TlsInfo } from '../net/channel.js';
 import { MAX_CHUNKS, parseTime } from './lines.js';
 import {
   type ConnectOptions,

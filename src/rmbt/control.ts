@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProbeError } from '../errors.js';
-import { type PostOptions, postJson } from '../util/http.js';
+import { type PostOptions, postJson } from '../net/http.js';
 import { VERSION } from '../version.js';
 
 /**

@@ -1,12 +1,14 @@
+import { splitHostPort } from '../net/hostport.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import type { GeneralSettings, RmbtSettings } from '../config/schema.js';
+import { type GeneralSettings } from '../config/schema.js';
+import { type RmbtSettings } from './settings.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
-import type { HttpExchange } from '../util/http.js';
+import type { HttpExchange } from '../net/http.js';
 import { accessNetwork, interfaceOf, NETWORK_TYPE_CODE } from '../util/netif.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
 import {
@@ -68,12 +70,6 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Splits `host:port` / `[v6]:port` / `host`. */
-export function splitHostPort(s: string): { host: string; port?: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? /^([^:]+)(?::(\d+))?$/.exec(s);
-  if (!m) return { host: s };
-  return m[2] ? { host: m[1]!, port: Number(m[2]) } : { host: m[1]! };
-}
-
 function wishFor(t: RmbtSettings['transport']): TransportWish {
   if (t === 'plain' || t === 'tls') return 'plain';
   if (t === 'http' || t === 'https') return 'http';

@@ -1,10 +1,12 @@
-import { quotaFrom } from '../btest/serve.js';
-import type { GeneralSettings, RmbtServerSettings } from '../config/schema.js';
+import { quotaFrom } from '../net/quota.js';
+import { type GeneralSettings } from '../config/schema.js';
+import { type RmbtServerSettings } from './settings.js';
 import type { Engine } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
-import type { Quota } from '../util/quota.js';
-import { ensureCert, ensureSecret } from './certs.js';
+import type { Quota } from '../net/quota.js';
+import type { RunningServer, ServerStartOptions } from '../protocols/contract.js';
+import { ensureCert, ensureSecret } from '../net/certs.js';
 import { ControlServer } from './controlServer.js';
 import { type ListenerSpec, RmbtServer } from './server.js';
 
@@ -101,5 +103,37 @@ export async function startRmbtServers(
       await control?.close();
       await measurement.close();
     },
+  };
+}
+
+/** Our RMBT servers as a server of `serve`: what api/status and the metrics read of them. */
+export async function serveRmbt(s: RmbtServerSettings, o: ServerStartOptions): Promise<RunningServer<RunningRmbtServers>> {
+  const servers = await startRmbtServers(s, o.general, o.engine, o.log, {
+    quota: o.quota,
+    onTest: o.onTest,
+    ...(o.ephemeralPorts ? { ephemeralPorts: true } : {}),
+  });
+  return {
+    handle: servers,
+    status: () => ({
+      listeners: servers.measurement.listeners.map((l) => ({ port: l.port, tls: l.tls, mode: l.mode })),
+      ...(servers.control ? { control_port: servers.control.port } : {}),
+      active_connections: servers.measurement.activeConnections,
+      stats: { ...servers.measurement.stats },
+    }),
+    counters() {
+      const r = servers.measurement.stats;
+      return {
+        sessions: r.sessions,
+        refused: {
+          quota: r.quota,
+          busy: Math.max(0, r.refused - r.quota),
+          handshake_timeout: r.handshakeTimeouts,
+          session_timeout: r.sessionTimeouts,
+          evicted: r.evicted,
+        },
+      };
+    },
+    close: () => servers.close(),
   };
 }

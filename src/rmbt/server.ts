@@ -5,10 +5,10 @@ import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InboundDirection, InboundReport } from '../measure/inbound.js';
 import { type Point, withEnd } from '../measure/speed.js';
-import type { Quota } from '../util/quota.js';
-import { Channel } from './channel.js';
+import type { Quota } from '../net/quota.js';
+import { Channel } from '../net/channel.js';
 import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
-import { wsAccept } from './ws.js';
+import { wsAccept } from '../net/ws.js';
 
 /**
  * Our RMBT measurement server. A listener is either `plain` (the server speaks first, legacy RMBT) or

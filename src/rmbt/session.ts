@@ -2,7 +2,7 @@ import type { Engine, EngineJob, StreamOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SERVER_SAMPLE_NS } from '../measure/speed.js';
-import type { Channel } from './channel.js';
+import type { Channel } from '../net/channel.js';
 import {
   ACCEPT_COMMANDS,
   ACCEPT_TOKEN,

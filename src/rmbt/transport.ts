@@ -1,12 +1,13 @@
+import type { TlsOptions } from '../net/tls.js';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import tls from 'node:tls';
 import { type NativeTls, nodeCiphers } from '../engine/tls.js';
 import { ProbeError, toProbeError } from '../errors.js';
-import { Channel } from './channel.js';
+import { Channel } from '../net/channel.js';
 import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
 import { ACCEPT_EARLY_S } from './token.js';
-import { newWsKey, wsAccept } from './ws.js';
+import { newWsKey, wsAccept } from '../net/ws.js';
 
 /**
  * The four ways a TCP connection becomes an RMBT byte stream (specs/rmbt.md §2), each with or without
@@ -37,11 +38,6 @@ export function upgradeKind(t: Transport): 'http' | 'ws' | undefined {
   if (t === 'http' || t === 'https') return 'http';
   if (t === 'ws' || t === 'wss') return 'ws';
   return undefined;
-}
-
-export interface TlsOptions {
-  insecure: boolean;
-  ca?: string | Buffer;
 }
 
 export interface ConnectOptions {

@@ -1,13 +1,14 @@
-import { quotaFrom, startBtestServer } from '../btest/serve.js';
+import { startBtestServer } from '../btest/serve.js';
+import { quotaFrom } from '../net/quota.js';
 import type { BtestServer } from '../btest/server.js';
-import type { Settings } from '../config/schema.js';
+import { type Settings } from '../config/settings.js';
 import type { Engine } from '../engine/types.js';
 import { toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { INBOUND_TARGET, type InboundKind, type InboundReport, inboundResult } from '../measure/inbound.js';
 import { type RunningRmbtServers, startRmbtServers } from '../rmbt/serve.js';
 import type { Store } from '../store/store.js';
-import type { Quota } from '../util/quota.js';
+import type { Quota } from '../net/quota.js';
 import type { Runner } from './runner.js';
 
 /**

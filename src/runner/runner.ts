@@ -1,12 +1,13 @@
 import { measureBtest } from '../btest/measure.js';
-import type { GeneralSettings, ServiceSettings } from '../config/schema.js';
+import { type GeneralSettings, type ServiceSettings } from '../config/schema.js';
 import type { TargetSettings } from '../config/targets.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { applyThresholds, cpuWatch } from '../measure/quality.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
-import { measureRmbt, splitHostPort } from '../rmbt/measure.js';
+import { splitHostPort } from '../net/hostport.js';
+import { measureRmbt } from '../rmbt/measure.js';
 import type { Store } from '../store/store.js';
 import { type BusyOptions, type BusyVerdict, checkBusy } from './busy.js';
 import { spacingMin } from './schedule.js';

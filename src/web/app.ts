@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { WebSettings } from '../config/schema.js';
+import { type WebSettings } from '../config/schema.js';
 import type { TargetSettings } from '../config/targets.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineJob } from '../../src/engine/types.js';
-import { Channel } from '../../src/rmbt/channel.js';
-import { encodeFrame, OP_BINARY } from '../../src/rmbt/ws.js';
+import { Channel } from '../../src/net/channel.js';
+import { encodeFrame, OP_BINARY } from '../../src/net/ws.js';
 import { ENGINES } from '../helpers/rmbt.js';
 
 /** A connected pair on loopback: `a` is a Channel (the engine side), `b` a raw socket (the peer). */

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import type { Engine } from '../../src/engine/types.js';
+import { btestLoadPeer } from '../../src/btest/load.js';
 import { isPrivateAddress, type LoadReport, runLoad } from '../../src/load/load.js';
+import { rmbtLoadPeer } from '../../src/rmbt/load.js';
 import type { RunningRmbtServers } from '../../src/rmbt/serve.js';
 import { startBtestServer } from '../helpers/btest.js';
 import { ENGINES, startServers } from '../helpers/rmbt.js';
@@ -49,8 +51,7 @@ describe.each(ENGINES)('load, $name engine', ({ make }) => {
       protocol: 'btest',
       clients: 24,
       rampS: 0,
-      btest: st.btest,
-      rmbt: st.rmbt,
+      peer: btestLoadPeer(st.btest),
       general: st.general,
       engine,
       onClient: (_c, n) => done.push(n),
@@ -75,8 +76,7 @@ describe.each(ENGINES)('load, $name engine', ({ make }) => {
       protocol: 'btest',
       clients: 32,
       rampS: 0,
-      btest: st.btest,
-      rmbt: st.rmbt,
+      peer: btestLoadPeer(st.btest),
       general: st.general,
       engine,
     });
@@ -100,8 +100,7 @@ describe.each(ENGINES)('load, $name engine', ({ make }) => {
       protocol: 'rmbt',
       clients: 8,
       rampS: 1,
-      btest: st.btest,
-      rmbt: st.rmbt,
+      peer: rmbtLoadPeer(st.rmbt),
       general: st.general,
       engine,
     });
@@ -136,8 +135,7 @@ describe('load: bounds and the owner check', () => {
     const base = {
       protocol: 'btest' as const,
       rampS: 0,
-      btest: st.btest,
-      rmbt: st.rmbt,
+      peer: btestLoadPeer(st.btest),
       general: st.general,
     };
     const engine = ENGINES[0]!.make();

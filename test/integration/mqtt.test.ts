@@ -8,7 +8,7 @@ import { JsEngine } from '../../src/engine/jsEngine.js';
 import { createLogger } from '../../src/log.js';
 import { installId, type Service, startService } from '../../src/main.js';
 import type { RunEvent, TargetState } from '../../src/mqtt/topics.js';
-import { ensureCert, type TlsCreds } from '../../src/rmbt/certs.js';
+import { ensureCert, type TlsCreds } from '../../src/net/certs.js';
 import { startBtestServer } from '../helpers/btest.js';
 import { BROKER_PASSWORD, BROKER_USER, Mosquitto, Recorder } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/rmbt.js';

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
-import type { WebSettings } from '../../src/config/schema.js';
+import { type WebSettings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { Runner } from '../../src/runner/runner.js';
 import { Scheduler } from '../../src/runner/schedule.js';

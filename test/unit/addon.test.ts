@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { addonConfig, addonTranslations, NOT_IN_ADDON } from '../../src/config/addon.js';
 import { loadSettings } from '../../src/config/load.js';
-import { settingsSchema } from '../../src/config/schema.js';
+import { settingsSchema } from '../../src/config/settings.js';
 import { targetSchema } from '../../src/config/targets.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { settingsSchema } from '../../src/config/schema.js';
+import { settingsSchema } from '../../src/config/settings.js';
 import { targetSchema } from '../../src/config/targets.js';
 import { ERRORS } from '../../src/errors.js';
 

@@ -8,7 +8,7 @@ import {
   responsivenessRpm,
   worstLoadedMs,
 } from '../../src/measure/latency.js';
-import { pace } from '../../src/util/probe.js';
+import { pace } from '../../src/net/probe.js';
 
 /** A phase's samples, 100 ms apart, from hand-written round trips. */
 const series = (ms: number[]): LatencySample[] => ms.map((v, i) => ({ t_ms: i * 100, ms: v }));

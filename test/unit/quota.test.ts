@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type InboundReport, inboundHeadline, inboundResult } from '../../src/measure/inbound.js';
-import { MAX_ADDRESSES, Quota } from '../../src/util/quota.js';
+import { MAX_ADDRESSES, Quota } from '../../src/net/quota.js';
 
 const H = 3_600_000;
 

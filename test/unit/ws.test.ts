@@ -8,7 +8,7 @@ import {
   OP_TEXT,
   WsDecoder,
   wsAccept,
-} from '../../src/rmbt/ws.js';
+} from '../../src/net/ws.js';
 
 function decodeAll(frames: Buffer, expectMasked: boolean, split = 0) {
   const payload: Buffer[] = [];

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { ProbeError, toProbeError } from '../errors.js';
-import type { TlsOptions } from '../rmbt/transport.js';
+import type { TlsOptions } from './tls.js';
 
 /** Largest JSON answer we read from a control server; more is a protocol error, not unbounded memory. */
 const MAX_BODY = 2 * 1024 * 1024;

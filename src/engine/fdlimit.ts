@@ -1,5 +1,5 @@
 import { readdirSync } from 'node:fs';
-import { loadAddon } from '../engine/native.js';
+import { loadAddon } from './native.js';
 import type { Logger } from '../log.js';
 
 /**

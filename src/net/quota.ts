@@ -1,3 +1,4 @@
+import type { Group } from '../config/fields.js';
 /**
  * Daily budgets for our servers (issue 18; btest-rs server-pro has per-user and per-address byte and
  * session quotas): per source address, the sessions begun and the bytes moved in the last 24 hours, and
@@ -145,4 +146,44 @@ export class Quota {
       this.add(s.address, s.bytes, s.at);
     }
   }
+}
+
+/** The daily budgets every server of ours takes, as settings (each server's group spreads them in). */
+export const dailyQuotaSchema = {
+  max_daily_bytes_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes one client address may move (both directions) in a rolling 24 hours; past it its tests are refused, and a running one is ended (0 = no limit).',
+  },
+  max_daily_tests_per_address: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 100000,
+    description: 'Tests one client address may begin in a rolling 24 hours; more are refused (0 = no limit).',
+  },
+  max_daily_bytes: {
+    type: 'int',
+    default: 0,
+    min: 0,
+    max: 1e15,
+    description:
+      'Bytes all clients together may move in a rolling 24 hours, a budget for a metered line (0 = no limit).',
+  },
+} as const satisfies Group;
+
+/** A server's daily quota from its settings group (the dailyQuotaSchema keys). */
+export function quotaFrom(s: {
+  max_daily_bytes_per_address: number;
+  max_daily_tests_per_address: number;
+  max_daily_bytes: number;
+}): Quota {
+  return new Quota({
+    dailyBytesPerAddress: s.max_daily_bytes_per_address,
+    dailySessionsPerAddress: s.max_daily_tests_per_address,
+    dailyBytes: s.max_daily_bytes,
+  });
 }
