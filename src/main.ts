@@ -1,37 +1,38 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
-import { type MqttSettings } from './config/schema.js';
-import { type Settings } from './config/settings.js';
-import { type BrokerConfig, supervisorMqtt, supervisorSelfSlug } from './config/supervisor.js';
-import { resolveTargets, type TargetSettings } from './config/targets.js';
+import type { Settings } from './config/settings.js';
+import { supervisorSelfSlug } from './config/supervisor.js';
+import { clientSettings, type TargetSettings } from './config/targets.js';
 import { loadEngine } from './engine/loader.js';
-import type { Engine } from './engine/types.js';
 import { ProbeError, toProbeError } from './errors.js';
 import type { Logger } from './log.js';
-import { discoveryPayload, expireAfter } from './mqtt/discovery.js';
-import { MqttPublisher } from './mqtt/publisher.js';
+import { type DiscoveryTarget, discoveryPayload, expireAfter } from './mqtt/discovery.js';
+import type { MqttPublisher } from './mqtt/publisher.js';
 import { Topics } from './mqtt/topics.js';
-import { type RunningRmbtServers, startRmbtServers } from './rmbt/serve.js';
+import { protocolOf } from './protocols/registry.js';
 import { type Inbound, startInbound } from './runner/inbound.js';
 import { Runner } from './runner/runner.js';
 import { nextPlanned, Scheduler, setScheduleTimezone } from './runner/schedule.js';
+import { type MqttPart, startMqtt } from './service/mqtt.js';
+import { closePage, type Page, startPage } from './service/page.js';
+import { selfTestTargets } from './service/selftest.js';
+import { Undo } from './service/undo.js';
 import { DataDirLock } from './store/lock.js';
 import { Store } from './store/store.js';
-import { raiseFdLimit, webConnectionBudget } from './engine/fdlimit.js';
-import { buildApp } from './web/app.js';
-import { ensureWebToken, isLoopbackBind } from './web/token.js';
+import { isLoopbackBind } from './web/token.js';
+
+export { resolveBroker } from './service/mqtt.js';
 
 /**
  * The composition root of `serve` (design.md data flow): settings → store, engine, runner, scheduler,
- * MQTT publisher. Everything is passed in; nothing reads a global.
+ * our servers, the page, the MQTT publisher and retention, each started by a starter of its own
+ * (src/service/). Everything is passed in; nothing reads a global.
  */
 export interface Service {
   readonly runner: Runner;
-  /** our btest/RMBT servers when btest_server.enabled / rmbt_server.enabled (issue 18) */
+  /** our servers, when a protocol's `<type>_server.enabled` is on */
   readonly inbound?: Inbound;
   readonly scheduler: Scheduler;
   readonly store: Store;
@@ -49,7 +50,7 @@ export interface ServiceOptions {
   version: string;
   /** test hooks */
   busyWindowMs?: number;
-  /** the servers of btest_server/rmbt_server.enabled on free ports (tests) */
+  /** the servers of `<type>_server.enabled` on free ports (tests) */
   ephemeralServerPorts?: boolean;
   birthDelayMs?: [number, number];
   backoffMs?: [number, number];
@@ -78,14 +79,6 @@ export function installId(dataDir: string): string {
 }
 
 /** The period of a target's schedule in seconds (for expire_after); 0 for a disabled target. */
-/** The phases a target measures latency under load in (the discovery's latency entities, issue 17). */
-export function latencyPhases(t: TargetSettings): ('download' | 'upload' | 'both')[] {
-  if (t.type === 'rmbt') return t.rmbt?.loaded_latency === false ? [] : ['download', 'upload'];
-  const b = t.btest;
-  if (!b?.loaded_latency) return [];
-  return b.direction === 'receive' ? ['download'] : b.direction === 'send' ? ['upload'] : ['both'];
-}
-
 export function periodS(t: TargetSettings, now = Date.now()): number {
   if (!t.enabled) return 0;
   const a = nextPlanned(t, now);
@@ -93,71 +86,33 @@ export function periodS(t: TargetSettings, now = Date.now()): number {
   return (b - a) / 1000;
 }
 
-/** Which broker: the url setting, else the Supervisor's, else none (MQTT off). */
-export async function resolveBroker(
-  m: MqttSettings,
-  env: NodeJS.ProcessEnv,
-): Promise<(BrokerConfig & { ca?: string; tlsInsecure?: boolean }) | undefined> {
-  if (m.enabled === 'off') return undefined;
-  const tls = { ...(m.ca ? { ca: m.ca } : {}), tlsInsecure: m.tls_insecure };
-  if (m.url)
-    return {
-      url: m.url,
-      ...(m.username ? { username: m.username } : {}),
-      ...(m.password ? { password: m.password } : {}),
-      ...tls,
-    };
-  if (!env.SUPERVISOR_TOKEN && !env.HASSIO_TOKEN) {
-    if (m.enabled === 'on')
-      throw new ProbeError(
-        'BP_ERR_CONFIG',
-        'mqtt.enabled is on but no mqtt.url is set and there is no Supervisor',
-      );
-    return undefined;
-  }
-  // The user's credentials win over the Supervisor's when both exist.
-  const sup = await supervisorMqtt(env);
+/** A target as discovery needs it: which figures its protocol measures, and when they expire. */
+function discoveryTarget(t: TargetSettings, s: Settings): DiscoveryTarget {
+  const m = protocolOf(t.type)!.measures(clientSettings(t));
   return {
-    ...sup,
-    ...(m.username ? { username: m.username } : {}),
-    ...(m.password ? { password: m.password } : {}),
-    ...tls,
+    id: t.id,
+    name: t.name,
+    ping: m.ping,
+    jitter: m.jitter,
+    udp: m.loss,
+    latency: m.latency,
+    expireAfter: expireAfter(
+      periodS(t),
+      s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,
+    ),
   };
 }
 
 export async function startService(s: Settings, log: Logger, opts: ServiceOptions): Promise<Service> {
   const env = opts.env ?? process.env;
-  // One service per data directory (issue 14 row 16); released in close(), stale ones taken over.
+  // One service per data directory; released in close(), stale ones taken over.
   const lock = DataDirLock.acquire(s.general.data_dir);
-  try {
-    return await startLocked(s, log, opts, env, lock);
-  } catch (err) {
-    lock.release();
-    throw err;
-  }
-}
-
-async function startLocked(
-  s: Settings,
-  log: Logger,
-  opts: ServiceOptions,
-  env: NodeJS.ProcessEnv,
-  lock: DataDirLock,
-): Promise<Service> {
-  // Everything started so far, closed in reverse if a later part fails: a service that cannot have
-  // every part it needs exits non-zero before it ever says `online` (issue 15: a taken page port left a
-  // healthy-looking device that never measured).
-  const undo: (() => Promise<void> | void)[] = [];
+  const undo = new Undo();
   try {
     return await startParts(s, log, opts, env, lock, undo);
   } catch (err) {
-    for (const u of undo.reverse()) {
-      try {
-        await u();
-      } catch {
-        // best effort: the original error is what the user needs to see
-      }
-    }
+    await undo.run();
+    lock.release();
     throw err;
   }
 }
@@ -178,66 +133,35 @@ async function configurationUrl(
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
+/** Deletes runs past retention_days now and once a day. */
+function startRetention(store: Store, days: number, log: Logger): () => void {
+  const prune = () => {
+    try {
+      const n = store.prune(days);
+      if (n) log.info({ deleted: n, retention_days: days }, 'old runs deleted');
+    } catch (err) {
+      log.error({ code: toProbeError(err).code, err: String(err) }, 'pruning failed');
+    }
+  };
+  prune();
+  const timer = setInterval(prune, 86_400_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 async function startParts(
   s: Settings,
   log: Logger,
   opts: ServiceOptions,
   env: NodeJS.ProcessEnv,
   lock: DataDirLock,
-  undo: (() => Promise<void> | void)[],
+  undo: Undo,
 ): Promise<Service> {
   const zone = setScheduleTimezone(s.service.timezone ?? env.TZ);
   const store = Store.open(s.general.data_dir, log, { resetCorrupt: s.service.reset_corrupt_db });
   undo.push(() => store.close());
-  const engine: Engine = loadEngine(s.general.engine, log);
-  let loopback: RunningRmbtServers | undefined;
-  let targets = s.targets;
-  const selfTest = !targets.length;
-  if (selfTest) {
-    // No targets configured: measure against our own RMBT servers on loopback, so a fresh install shows
-    // a real result and the whole pipeline (store, page) works before anything is set up.
-    const servers = await startRmbtServers(
-      // HTTP Upgrade in TLS, as public deployments send clients, where the native loop carries TLS
-      // (issue 16); plain HTTP Upgrade where it does not, so the native loop still moves the bytes.
-      // (port, tls_port and control_port: any non-zero value means "on"; ephemeralPorts picks free ones)
-      {
-        ...s.rmbt_server,
-        bind: '127.0.0.1',
-        port: 1,
-        tls_port: 1,
-        control_port: 1,
-        test_duration: 3,
-        test_threads: 2,
-        encryption: engine.tls !== undefined,
-      },
-      s.general,
-      engine,
-      log,
-      { ephemeralPorts: true },
-    );
-    loopback = servers;
-    undo.push(() => servers.close());
-    const r = resolveTargets(
-      [
-        {
-          id: 'loopback',
-          name: 'Loopback self-test',
-          type: 'rmbt',
-          control_url: `http://127.0.0.1:${servers.control!.port}/RMBTControlServer`,
-          tls_ca: servers.certPath,
-          accept_terms: true,
-          jitter: 0,
-        },
-      ],
-      { rmbt: s.rmbt, btest: s.btest },
-      'built-in loopback target',
-    );
-    targets = r.targets;
-    log.warn(
-      { publish_self_test: s.service.publish_self_test },
-      'no targets configured: running the loopback self-test (this machine\'s speed, not your line); add a target (DOCS.md "Targets")',
-    );
-  }
+  const engine = loadEngine(s.general.engine, log);
+  const { targets, selfTest } = await selfTestTargets(s, engine, log, undo);
   // The self-test stays off HA unless asked for: 60 Gbit/s loopback figures would seed HA's long-term
   // statistics of the very entities a real target later reuses.
   const mqttOn = !selfTest || s.service.publish_self_test;
@@ -250,57 +174,24 @@ async function startParts(
     log,
     ...(opts.busyWindowMs !== undefined ? { busyWindowMs: opts.busyWindowMs } : {}),
   });
-  undo.push(() => runner.stop());
+  const stopRunner = undo.push(() => runner.stop());
   const scheduler = new Scheduler(targets, (id) => runner.enqueue(id, 'schedule'), { log });
-  undo.push(() => scheduler.stop());
-  // Our servers, when enabled: a taken port fails the start like a taken page port does.
+  const stopScheduler = undo.push(() => scheduler.stop());
   const inbound = await startInbound(s, engine, store, runner, log, {
     ...(opts.ephemeralServerPorts ? { ephemeralPorts: true } : {}),
   });
-  if (inbound) undo.push(() => inbound.close());
-
+  const closeInbound = undo.push(async () => inbound?.close());
   const deviceId = `bwprobe_${installId(s.general.data_dir)}`;
-  let publisher: MqttPublisher | undefined;
-  let brokerRetry: NodeJS.Timeout | undefined;
-  let closed = false;
-  undo.push(() => {
-    closed = true;
-    clearTimeout(brokerRetry);
-  });
-  const topics = new Topics(s.mqtt.base_topic, deviceId, s.mqtt.discovery_prefix);
-
+  const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
+  let mqtt: MqttPart | undefined;
+  let stopMqtt = async () => {};
   // The page first: it is the part most likely to fail at start (a taken port), and nothing has been
   // announced on MQTT yet when it does.
-  let web: FastifyInstance | undefined;
-  let webPort: number | undefined;
-  let bind: string | undefined;
-  const ingress = s.web.ingress === 'on' || (s.web.ingress === 'auto' && Boolean(env.SUPERVISOR_TOKEN));
+  let page: Page | undefined;
+  let closeWeb = async () => {};
   if (s.web.enabled) {
-    // Safe by default (issue 14 row 5): loopback standalone; wider only with credentials, which are
-    // generated when none are set, unless the user says `unauthenticated` (and is warned every start).
-    bind = s.web.bind ?? (ingress ? '0.0.0.0' : '127.0.0.1');
-    const wide = !ingress && !isLoopbackBind(bind);
-    const hasCreds = Boolean((s.web.username && s.web.password) || s.web.api_token);
-    let webSettings = s.web;
-    let tokenAsPassword = false;
-    if (wide && !hasCreds && !s.web.unauthenticated) {
-      const t = ensureWebToken(s.general.data_dir);
-      webSettings = { ...s.web, api_token: t.token };
-      tokenAsPassword = true;
-      if (t.created)
-        log.warn(
-          { bind, token_file: t.path },
-          `the page is bound to ${bind} without credentials: it now requires this generated token (as "Authorization: Bearer <token>", or as the password with any user name): ${t.token}`,
-        );
-      else log.info({ bind, token_file: t.path }, 'the page requires the token kept in the token file');
-    } else if (wide && !hasCreds) {
-      log.warn(
-        { bind },
-        `UNAUTHENTICATED: the page, its JSON API, POST api/run and /metrics are open to anyone who can reach ${bind} (web.unauthenticated is on)`,
-      );
-    }
-    const fds = raiseFdLimit(log);
-    const app = await buildApp({
+    const p = await startPage({
+      s,
       runner,
       scheduler,
       store,
@@ -308,103 +199,49 @@ async function startParts(
       deviceId,
       version: opts.version,
       engine: engine.kind,
-      mqtt: () => publisher?.status(),
-      settings: webSettings,
+      mqtt: () => mqtt?.publisher()?.status(),
       ingress,
-      bind,
-      tokenAsPassword,
-      maxConnections: webConnectionBudget(fds.soft),
       selfTest: selfTest ? { published: mqttOn } : undefined,
-      ...(inbound ? { inbound } : {}),
+      inbound,
       timezone: zone,
-      log: log.child({ module: 'web' }),
+      log,
     });
-    web = app;
-    // SSE streams never end by themselves: close them so the server can stop
-    undo.push(() => Promise.race([app.close(), new Promise((r) => setTimeout(r, 1000))]).then(() => {}));
-    try {
-      await app.listen({ host: bind, port: s.web.port });
-    } catch (err) {
-      throw new ProbeError(
-        'BP_ERR_CONFIG',
-        `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`,
-      );
-    }
-    webPort = (app.server.address() as AddressInfo).port;
-    log.info(
-      { bind, port: webPort, ingress, max_connections: app.server.maxConnections, nofile: fds.soft },
-      'status page listening',
-    );
+    page = p;
+    closeWeb = undo.push(() => closePage(p.app));
   }
-
+  const topics = new Topics(s.mqtt.base_topic, deviceId, s.mqtt.discovery_prefix);
   const discovery = discoveryPayload({
     topics,
     deviceName: s.mqtt.device_name,
     version: opts.version,
     model: env.SUPERVISOR_TOKEN ? 'Home Assistant add-on' : 'standalone',
     supportUrl: SUPPORT_URL,
-    ...(s.web.enabled ? { configurationUrl: await configurationUrl(env, ingress, bind, webPort) } : {}),
-    targets: targets.map((t) => ({
-      id: t.id,
-      name: t.name,
-      kind: t.type,
-      udp: t.type === 'btest' && t.btest?.protocol === 'udp',
-      latency: latencyPhases(t),
-      expireAfter: expireAfter(
-        periodS(t),
-        s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,
-      ),
-    })),
-    ...(inbound ? { inbound: { udp: Boolean(inbound.btest) } } : {}),
+    ...(s.web.enabled ? { configurationUrl: await configurationUrl(env, ingress, page?.bind, page?.port) } : {}),
+    targets: targets.map((t) => discoveryTarget(t, s)),
+    ...(inbound ? { inbound: { udp: inbound.servers.some((x) => x.protocol.server?.loss) } } : {}),
   });
-  const startMqtt = async (): Promise<void> => {
-    let broker: Awaited<ReturnType<typeof resolveBroker>>;
-    try {
-      broker = await resolveBroker(s.mqtt, env);
-    } catch (err) {
-      const e = toProbeError(err, 'BP_ERR_SUPERVISOR');
-      if (e.code === 'BP_ERR_CONFIG') throw e;
-      // No broker from the Supervisor yet (Mosquitto still starting, or not installed): ask again later.
-      log.warn({ code: e.code, err: e.detail }, 'no MQTT broker yet; asking again in 60 s');
-      if (!closed) brokerRetry = setTimeout(() => void startMqtt().catch(() => {}), 60_000);
-      return;
-    }
-    if (!broker || closed) {
-      if (!broker) log.info('MQTT off (no broker configured)');
-      return;
-    }
-    if (broker.provider) log.info({ provider: broker.provider }, 'MQTT broker from the Supervisor');
-    publisher = new MqttPublisher({
-      broker,
-      clientId: s.mqtt.client_id ?? deviceId,
-      topics,
-      birthTopic: s.mqtt.birth_topic,
-      discovery,
-      ...(inbound ? { inbound: true } : {}),
-      runner,
-      store,
-      log: log.child({ module: 'mqtt' }),
-      ...(opts.birthDelayMs ? { birthDelayMs: opts.birthDelayMs } : {}),
-      ...(opts.backoffMs ? { backoffMs: opts.backoffMs } : {}),
-    });
-    undo.push(() => publisher?.stop());
-    publisher.start();
-  };
-  if (mqttOn) await startMqtt();
-  else log.info('MQTT not used for the loopback self-test (service.publish_self_test is off)');
-
-  const prune = () => {
-    try {
-      const n = store.prune(s.service.retention_days);
-      if (n) log.info({ deleted: n, retention_days: s.service.retention_days }, 'old runs deleted');
-    } catch (err) {
-      log.error({ code: toProbeError(err).code, err: String(err) }, 'pruning failed');
-    }
-  };
-  prune();
-  const pruneTimer = setInterval(prune, 86_400_000);
-  pruneTimer.unref();
-
+  if (mqttOn) {
+    mqtt = await startMqtt(
+      s.mqtt,
+      env,
+      {
+        clientId: s.mqtt.client_id ?? deviceId,
+        topics,
+        birthTopic: s.mqtt.birth_topic,
+        discovery,
+        ...(inbound ? { inbound: true } : {}),
+        runner,
+        store,
+        log: log.child({ module: 'mqtt' }),
+        ...(opts.birthDelayMs ? { birthDelayMs: opts.birthDelayMs } : {}),
+        ...(opts.backoffMs ? { backoffMs: opts.backoffMs } : {}),
+      },
+      log,
+    );
+    const m = mqtt;
+    stopMqtt = undo.push(() => m.stop());
+  } else log.info('MQTT not used for the loopback self-test (service.publish_self_test is off)');
+  const stopRetention = undo.push(startRetention(store, s.service.retention_days, log));
   scheduler.start();
   // The self-test also runs once at start (whatever run_on_start says), so a first start shows a result.
   if (s.service.run_on_start || selfTest) runner.enqueue('all', 'start');
@@ -419,21 +256,19 @@ async function startParts(
     store,
     targets,
     deviceId,
-    ...(webPort !== undefined ? { webPort } : {}),
-    publisher: () => publisher,
+    ...(page ? { webPort: page.port } : {}),
+    publisher: () => mqtt?.publisher(),
     async close() {
-      closed = true;
-      // SSE streams never end by themselves: close them so the server can stop
-      if (web) await Promise.race([web.close(), new Promise((r) => setTimeout(r, 1000))]);
-      clearTimeout(brokerRetry);
-      clearInterval(pruneTimer);
-      scheduler.stop();
-      await runner.stop();
-      // the servers' last tests are recorded before MQTT goes
-      await inbound?.close();
-      await publisher?.stop();
-      await loopback?.close();
-      store.close();
+      // the order matters: the run in progress is stored (as aborted) and our servers' last tests are
+      // recorded while MQTT is still there to publish them; the history closes last
+      await closeWeb();
+      await stopRetention();
+      await stopScheduler();
+      await stopRunner();
+      await closeInbound();
+      await stopMqtt();
+      // then the rest, newest first: the loopback servers, the history
+      await undo.run();
       lock.release();
     },
   };

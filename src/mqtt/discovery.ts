@@ -10,16 +10,18 @@ import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
 export interface DiscoveryTarget {
   id: string;
   name: string;
-  /** btest has no ping (only RMBT measures it); absent: rmbt */
-  kind?: 'rmbt' | 'btest';
-  /** UDP loss is only measured by btest UDP */
+  /** the target's runs hold a ping (absent: they do); a protocol without one gets no ping entity */
+  ping?: boolean;
+  /** the target's runs hold a jitter (absent: they do) */
+  jitter?: boolean;
+  /** the target's runs hold a UDP loss */
   udp: boolean;
   /** seconds after which HA shows the figures as unavailable (0: never; disabled targets) */
   expireAfter: number;
   /**
-   * the phases whose latency under load the target measures (issue 17); absent: download and upload.
-   * btest measures the one direction it loads (`both` has no download or upload latency of its own);
-   * an empty list (loaded_latency off) has no latency entities.
+   * the phases whose latency under load the target measures; absent: download and upload. A protocol
+   * that loads one way at a time measures that direction (`both` has no download or upload latency of
+   * its own); an empty list (loaded_latency off) has no latency entities.
    */
   latency?: readonly ('download' | 'upload' | 'both')[];
 }
@@ -35,7 +37,7 @@ export interface DiscoveryInput {
   /** the device page's link to the status page (HA ingress: homeassistant://hassio/ingress/<slug>) */
   configurationUrl?: string;
   targets: readonly DiscoveryTarget[];
-  /** our servers run inside the service (issue 18): the entities of the `inbound` pseudo-target */
+  /** our servers run inside the service: the entities of the `inbound` pseudo-target */
   inbound?: { udp: boolean };
 }
 
@@ -73,7 +75,7 @@ const SENSORS: readonly {
     icon: 'mdi:upload-network',
     on: () => true,
   },
-  // btest has no ping: a btest target would keep an entity that stays unknown forever
+  // a target without pings would keep an entity that stays unknown forever
   {
     key: 'ping',
     label: 'ping',
@@ -81,9 +83,9 @@ const SENSORS: readonly {
     device_class: 'duration',
     unit: 'ms',
     precision: 2,
-    on: (t) => t.kind !== 'btest',
+    on: (t) => t.ping !== false,
   },
-  // jitter: RMBT's ping jitter, or btest UDP's packet jitter (btest TCP has none)
+  // jitter: the pings' jitter, or UDP's packet jitter (a TCP-only test without pings has none)
   {
     key: 'jitter',
     label: 'jitter',
@@ -91,7 +93,7 @@ const SENSORS: readonly {
     device_class: 'duration',
     unit: 'ms',
     precision: 2,
-    on: (t) => t.kind !== 'btest' || t.udp,
+    on: (t) => t.jitter !== false,
   },
   // Packet loss has no device class (§5): a plain % measurement.
   {
@@ -104,7 +106,7 @@ const SENSORS: readonly {
     icon: 'mdi:package-variant-remove',
     on: (t) => t.udp,
   },
-  // Latency under load (issue 17): the median round trip while the line is full, per direction.
+  // Latency under load: the median round trip while the line is full, per direction.
   {
     key: 'download_latency',
     label: 'download latency',
@@ -276,7 +278,7 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
 }
 
 /**
- * The `inbound` pseudo-target (issue 18): the last test a peer (a MikroTik router, another probe) ran
+ * The `inbound` pseudo-target: the last test a peer (a MikroTik router, another probe) ran
  * against our servers. Download and upload are the peer's view. No expiry: inbound tests come when the
  * peer likes, and the last one stays true until the next. No button: we cannot start the peer's test.
  */

@@ -1,50 +1,40 @@
-import { startBtestServer } from '../btest/serve.js';
-import { quotaFrom } from '../net/quota.js';
-import type { BtestServer } from '../btest/server.js';
-import { type Settings } from '../config/settings.js';
+import type { Settings } from '../config/settings.js';
 import type { Engine } from '../engine/types.js';
 import { toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { INBOUND_TARGET, type InboundKind, type InboundReport, inboundResult } from '../measure/inbound.js';
-import { type RunningRmbtServers, startRmbtServers } from '../rmbt/serve.js';
+import { INBOUND_TARGET, type InboundReport, inboundResult } from '../measure/inbound.js';
+import { type Quota, quotaFrom } from '../net/quota.js';
+import type { AnyProtocol, RunningServer } from '../protocols/contract.js';
+import { PROTOCOLS, type ServerHandles } from '../protocols/registry.js';
 import type { Store } from '../store/store.js';
-import type { Quota } from '../net/quota.js';
 import type { Runner } from './runner.js';
 
 /**
- * Our servers inside `serve` (issue 18): the btest server (a MikroTik router's /tool bandwidth-test
- * aims at it) and the RMBT server, started when their `enabled` setting is on. Every test a peer runs
- * against them becomes an inbound run (stored, on the page, over MQTT and in the metrics).
+ * Our servers inside `serve`: each protocol's server (a MikroTik router's /tool bandwidth-test aims at
+ * the btest one, another probe at the RMBT one), started when its group's `enabled` setting is on.
+ * Every test a peer runs against them becomes an inbound run (stored, on the page, over MQTT and in the
+ * metrics).
  */
-export interface ServedStatus {
-  btest?: {
-    port: number;
-    /** the UDP ports handed out to UDP tests: udp_port_start and how many */
-    udp_ports: { start: number; count: number };
-    auth: string;
-    user: string;
-    active_sessions: number;
-    stats: BtestServer['stats'];
-  };
-  rmbt?: {
-    listeners: { port: number; tls: boolean; mode: string }[];
-    control_port?: number;
-    active_connections: number;
-    stats: RunningRmbtServers['measurement']['stats'];
-  };
+export type ServedStatus = { [type: string]: unknown } & {
   /** a server that could not start (a taken port): the service runs on without it and says why */
-  errors?: { server: 'btest' | 'rmbt'; code: string; message: string }[];
+  errors?: { server: string; code: string; message: string }[];
+};
+
+/** A server that runs, with the protocol it belongs to. */
+export interface Served {
+  protocol: AnyProtocol;
+  running: RunningServer;
 }
 
-export interface Inbound {
-  readonly btest?: BtestServer;
-  readonly rmbt?: RunningRmbtServers;
+/** The running servers; each protocol's own server object under its type (`inbound.btest.port`). */
+export type Inbound = ServerHandles & {
+  readonly servers: readonly Served[];
   status(): ServedStatus;
   close(): Promise<void>;
-}
+};
 
 /** What the history says each address moved in the last 24 h, so a restart keeps the daily budgets. */
-function seedQuota(q: Quota, store: Store, kind: InboundKind, log?: Logger): void {
+function seedQuota(q: Quota, store: Store, kind: string, log?: Logger): void {
   if (!q.active) return;
   try {
     const since = new Date(Date.now() - 86_400_000).toISOString();
@@ -74,90 +64,58 @@ export async function startInbound(
   log: Logger,
   opts: { ephemeralPorts?: boolean } = {},
 ): Promise<Inbound | undefined> {
-  if (!s.btest_server.enabled && !s.rmbt_server.enabled) return undefined;
-  const record = (r: InboundReport) => {
+  const groups = s as unknown as Record<string, unknown>;
+  const wanted = PROTOCOLS.filter((p) => p.server?.enabled(groups[p.server.group] as never));
+  if (!wanted.length) return undefined;
+  const onTest = (r: InboundReport) => {
     try {
       runner.recordInbound(inboundResult(r));
     } catch (err) {
       log.error({ err: String(err) }, 'an inbound test could not be recorded');
     }
   };
-  let btest: BtestServer | undefined;
-  let rmbt: RunningRmbtServers | undefined;
+  const servers: Served[] = [];
   // A server that cannot start (its port taken, a bad certificate) is logged with its code and left
   // out: the measurements, the page and MQTT go on, and the page's Served section shows why.
   const errors: NonNullable<ServedStatus['errors']> = [];
-  const failed = (server: 'btest' | 'rmbt', err: unknown) => {
-    const e = toProbeError(err, 'BP_ERR_CONFIG');
-    errors.push({ server, code: e.code, message: e.message });
-    log.error(
-      { code: e.code, err: e.message, server },
-      `the ${server} server did not start; serving without it`,
-    );
-  };
-  if (s.btest_server.enabled) {
+  for (const p of wanted as readonly AnyProtocol[]) {
+    const spec = p.server!;
+    const settings = groups[spec.group] as Parameters<typeof quotaFrom>[0];
     try {
-      const quota = quotaFrom(s.btest_server);
-      seedQuota(quota, store, 'btest-server', log);
-      btest = await startBtestServer(s.btest_server, engine, log.child({ module: 'btest-server' }), {
+      const quota = quotaFrom(settings);
+      seedQuota(quota, store, spec.kind, log);
+      const running = await spec.start(settings, {
+        general: s.general,
+        engine,
+        log: log.child({ module: spec.kind }),
         quota,
-        onSession: record,
-        ...(opts.ephemeralPorts ? { port: 0 } : {}),
-      });
-    } catch (err) {
-      failed('btest', err);
-    }
-  }
-  if (s.rmbt_server.enabled) {
-    try {
-      const quota = quotaFrom(s.rmbt_server);
-      seedQuota(quota, store, 'rmbt-server', log);
-      rmbt = await startRmbtServers(s.rmbt_server, s.general, engine, log.child({ module: 'rmbt-server' }), {
-        quota,
-        onTest: record,
+        onTest,
         ...(opts.ephemeralPorts ? { ephemeralPorts: true } : {}),
       });
+      servers.push({ protocol: p, running });
     } catch (err) {
-      failed('rmbt', err);
+      const e = toProbeError(err, 'BP_ERR_CONFIG');
+      errors.push({ server: p.type, code: e.code, message: e.message });
+      log.error(
+        { code: e.code, err: e.message, server: p.type },
+        `the ${p.type} server did not start; serving without it`,
+      );
     }
   }
   log.info(
-    {
-      ...(btest ? { btest_port: btest.port } : {}),
-      ...(rmbt ? { rmbt_listeners: rmbt.measurement.listeners.map((l) => l.port) } : {}),
-      ...(rmbt?.control ? { rmbt_control_port: rmbt.control.port } : {}),
-    },
+    Object.fromEntries(servers.map((x) => [x.protocol.type, x.running.status()])),
     'serving tests to other clients: their tests are stored as inbound runs',
   );
   return {
-    ...(btest ? { btest } : {}),
-    ...(rmbt ? { rmbt } : {}),
+    ...(Object.fromEntries(servers.map((x) => [x.protocol.type, x.running.handle])) as ServerHandles),
+    servers,
     status() {
       const out: ServedStatus = errors.length ? { errors: [...errors] } : {};
-      if (btest)
-        out.btest = {
-          port: btest.port,
-          udp_ports: {
-            start: s.btest_server.udp_port_start,
-            count: s.btest_server.udp_port_count || s.btest_server.max_sessions,
-          },
-          auth: s.btest_server.auth,
-          user: s.btest_server.user,
-          active_sessions: btest.activeSessions,
-          stats: { ...btest.stats },
-        };
-      if (rmbt)
-        out.rmbt = {
-          listeners: rmbt.measurement.listeners.map((l) => ({ port: l.port, tls: l.tls, mode: l.mode })),
-          ...(rmbt.control ? { control_port: rmbt.control.port } : {}),
-          active_connections: rmbt.measurement.activeConnections,
-          stats: { ...rmbt.measurement.stats },
-        };
+      for (const x of servers) out[x.protocol.type] = x.running.status();
       return out;
     },
     async close() {
-      await btest?.close();
-      await rmbt?.close();
+      for (const x of servers) await x.running.close();
     },
   };
 }

@@ -1,13 +1,11 @@
-import { measureBtest } from '../btest/measure.js';
 import { type GeneralSettings, type ServiceSettings } from '../config/schema.js';
-import type { TargetSettings } from '../config/targets.js';
+import { clientSettings, type TargetSettings } from '../config/targets.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { applyThresholds, cpuWatch } from '../measure/quality.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
-import { splitHostPort } from '../net/hostport.js';
-import { measureRmbt } from '../rmbt/measure.js';
+import { protocolOf } from '../protocols/registry.js';
 import type { Store } from '../store/store.js';
 import { type BusyOptions, type BusyVerdict, checkBusy } from './busy.js';
 import { spacingMin } from './schedule.js';
@@ -53,54 +51,30 @@ export interface MeasureCtx {
 
 export type MeasureFn = (t: TargetSettings, ctx: MeasureCtx) => Promise<RunResult>;
 
-/** The two protocols behind one call, their events mapped onto the runner's. */
-export const measureTarget: MeasureFn = (t, ctx) => {
-  const base = { engine: ctx.engine, general: ctx.general, signal: ctx.signal, targetId: t.id };
-  const withLog = ctx.log ? { ...base, log: ctx.log } : base;
-  if (t.type === 'btest') {
-    return measureBtest(t.btest!, {
-      ...withLog,
-      onEvent: (e) => {
-        if (e.type === 'phase') ctx.onPhase(e.phase);
-        else {
-          if (e.rx_mbps) ctx.onProgress('download', e.rx_mbps);
-          if (e.tx_mbps) ctx.onProgress('upload', e.tx_mbps);
-        }
-      },
-    });
-  }
-  return measureRmbt(t.rmbt!, {
-    ...withLog,
+/** A target's protocol, from the registry (the type was checked when the settings were read). */
+const protocolFor = (t: TargetSettings) => protocolOf(t.type)!;
+
+/** One run of a target: its protocol's measure() with the target's settings. */
+export const measureTarget: MeasureFn = (t, ctx) =>
+  protocolFor(t).measure(clientSettings(t), {
+    engine: ctx.engine,
+    general: ctx.general,
+    signal: ctx.signal,
+    targetId: t.id,
+    ...(ctx.log ? { log: ctx.log } : {}),
     ...(ctx.trigger && !byPerson(ctx.trigger) ? { automated: { everyMin: spacingMin(t) } } : {}),
-    onEvent: (e) => {
-      if (e.type === 'phase') ctx.onPhase(e.phase);
-      else if (e.type === 'progress') ctx.onProgress(e.phase, e.mbps);
-    },
+    onPhase: ctx.onPhase,
+    onProgress: ctx.onProgress,
   });
-};
 
 /** Where the idle latency probe connects: the server the run will talk to first. */
 export function probePeer(t: TargetSettings): { host: string; port: number } | undefined {
   try {
-    if (t.type === 'btest' && t.btest?.host) {
-      const hp = splitHostPort(t.btest.host);
-      return { host: hp.host, port: hp.port ?? 2000 };
-    }
-    if (t.rmbt?.control_url) {
-      const u = new URL(t.rmbt.control_url);
-      return {
-        host: u.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(u.port) || (u.protocol === 'https:' ? 443 : 80),
-      };
-    }
-    if (t.rmbt?.server) {
-      const hp = splitHostPort(t.rmbt.server);
-      return { host: hp.host, port: hp.port ?? 443 };
-    }
+    return protocolFor(t).peer(clientSettings(t));
   } catch {
     // a malformed URL was refused by the settings already; no probe then
+    return undefined;
   }
-  return undefined;
 }
 
 interface Job {

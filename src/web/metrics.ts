@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TargetSettings } from '../config/targets.js';
 import { INBOUND_TARGET } from '../measure/inbound.js';
 import { type BufferbloatGrade, GRADES } from '../measure/latency.js';
+import { protocolOf } from '../protocols/registry.js';
 import type { Inbound } from '../runner/inbound.js';
 import type { Runner } from '../runner/runner.js';
 import type { Store } from '../store/store.js';
@@ -17,7 +18,7 @@ export function createMetrics(
   inbound?: Inbound,
 ): Registry {
   const registry = new Registry();
-  // The inbound tests (issue 18) are one more target for the per-target figures: the peer's view.
+  // The inbound tests are one more target for the per-target figures: the peer's view.
   const ids = [...targets.map((t) => t.id), ...(inbound ? [INBOUND_TARGET] : [])];
   type Summary = ReturnType<Store['summaries']>[number];
   /** A gauge per target, read from the target's latest run when scraped (no value: no sample). */
@@ -137,11 +138,10 @@ export function createMetrics(
 }
 
 /**
- * Our servers' own counters (issue 18): tests served, refusals by reason, and bytes moved, by server
- * (`btest`, `rmbt`). The refusal counts are read from the servers' stats when scraped.
+ * Our servers' own counters: tests served, refusals by reason, and bytes moved, by server (its
+ * protocol's type). The counts are read from the servers when scraped.
  */
 function servedMetrics(registry: Registry, inbound: Inbound, runner: Runner): void {
-  const servers = [...(inbound.btest ? ['btest'] : []), ...(inbound.rmbt ? ['rmbt'] : [])];
   new Counter({
     name: 'bandwidth_probe_served_sessions_total',
     help: 'Tests other clients ran against our servers since the service started, by server',
@@ -149,9 +149,7 @@ function servedMetrics(registry: Registry, inbound: Inbound, runner: Runner): vo
     registers: [registry],
     collect() {
       this.reset();
-      const st = inbound.status();
-      if (st.btest) this.inc({ server: 'btest' }, st.btest.stats.sessions);
-      if (st.rmbt) this.inc({ server: 'rmbt' }, st.rmbt.stats.sessions);
+      for (const x of inbound.servers) this.inc({ server: x.protocol.type }, x.running.counters().sessions);
     },
   });
   new Counter({
@@ -161,23 +159,9 @@ function servedMetrics(registry: Registry, inbound: Inbound, runner: Runner): vo
     registers: [registry],
     collect() {
       this.reset();
-      const st = inbound.status();
-      if (st.btest) {
-        const b = st.btest.stats;
-        this.inc({ server: 'btest', reason: 'auth' }, b.authFailed);
-        this.inc({ server: 'btest', reason: 'quota' }, b.quota);
-        this.inc({ server: 'btest', reason: 'busy' }, Math.max(0, b.refused - b.quota));
-        this.inc({ server: 'btest', reason: 'handshake_timeout' }, b.handshakeTimeouts);
-        this.inc({ server: 'btest', reason: 'evicted' }, b.evicted);
-      }
-      if (st.rmbt) {
-        const r = st.rmbt.stats;
-        this.inc({ server: 'rmbt', reason: 'quota' }, r.quota);
-        this.inc({ server: 'rmbt', reason: 'busy' }, Math.max(0, r.refused - r.quota));
-        this.inc({ server: 'rmbt', reason: 'handshake_timeout' }, r.handshakeTimeouts);
-        this.inc({ server: 'rmbt', reason: 'session_timeout' }, r.sessionTimeouts);
-        this.inc({ server: 'rmbt', reason: 'evicted' }, r.evicted);
-      }
+      for (const x of inbound.servers)
+        for (const [reason, n] of Object.entries(x.running.counters().refused))
+          this.inc({ server: x.protocol.type, reason }, n);
     },
   });
   const bytes = new Counter({
@@ -186,11 +170,11 @@ function servedMetrics(registry: Registry, inbound: Inbound, runner: Runner): vo
     labelNames: ['server', 'direction'],
     registers: [registry],
   });
-  for (const server of servers)
-    for (const direction of ['sent', 'received']) bytes.inc({ server, direction }, 0);
+  for (const x of inbound.servers)
+    for (const direction of ['sent', 'received']) bytes.inc({ server: x.protocol.type, direction }, 0);
   runner.on((e) => {
     if (e.type !== 'inbound' || !e.result.inbound) return;
-    const server = e.result.target.kind === 'btest-server' ? 'btest' : 'rmbt';
+    const server = protocolOf(e.result.target.kind)?.type ?? e.result.target.kind;
     bytes.inc({ server, direction: 'sent' }, e.result.inbound.bytes_sent);
     bytes.inc({ server, direction: 'received' }, e.result.inbound.bytes_received);
   });

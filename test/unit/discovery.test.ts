@@ -77,10 +77,10 @@ describe('device discovery payload', () => {
       version: '1.2.3',
       model: 'standalone',
       targets: [
-        { id: 'isp', name: 'ISP', kind: 'rmbt', udp: false, expireAfter: 11100 },
-        { id: 'router', name: 'Router', kind: 'btest', udp: false, expireAfter: 0 },
-        { id: 'router_udp', name: 'Router UDP', kind: 'btest', udp: true, expireAfter: 0 },
-        { id: 'lab', name: 'Lab server', kind: 'rmbt', udp: false, expireAfter: 0 },
+        { id: 'isp', name: 'ISP', udp: false, expireAfter: 11100 },
+        { id: 'router', name: 'Router', ping: false, jitter: false, udp: false, expireAfter: 0 },
+        { id: 'router_udp', name: 'Router UDP', ping: false, udp: true, expireAfter: 0 },
+        { id: 'lab', name: 'Lab server', udp: false, expireAfter: 0 },
       ],
     }) as { components: Record<string, Record<string, string>> };
     // HA < 2025.10: entity id = <platform>.<object_id>; ≥ 2025.10: default_entity_id. The friendly name
