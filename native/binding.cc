@@ -16,7 +16,7 @@
 namespace {
 
 // Raises this process's soft limit on open descriptors to its hard limit and returns {soft, hard} after
-// the attempt (issue 14 row 7: 600 page connections at a soft limit of 512 starved the next run's sockets
+// the attempt (600 page connections at a soft limit of 512 starved the next run's sockets
 // of descriptors). Node has no setrlimit of its own; getrlimit/setrlimit are GLIBC_2.2.5-era symbols.
 Napi::Value RaiseNofile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -59,7 +59,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
     // Large blocks (chunk sets, receive buffers, Node's big Buffers) straight from mmap and back to the
     // kernel when freed. Without a fixed threshold glibc raises it after each large free, and the next
-    // multi-MB blocks come from the heap, where they stay as RSS after the runs (issue 14 row 18: a
+    // multi-MB blocks come from the heap, where they stay as RSS after the runs (a
     // server grew 80 → 220–366 MB over 12 runs and stayed there).
     if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     return true;

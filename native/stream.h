@@ -47,7 +47,7 @@ struct TlsIo;
 
 struct StreamSpec {
   int fd = -1;
-  // TLS streams (issue 16): the session's SSL* and record transport; both null for plain TCP.
+  // TLS streams: the session's SSL* and record transport; both null for plain TCP.
   ssl_st* ssl = nullptr;
   TlsIo* tls = nullptr;
   uint64_t t0 = 0;

@@ -396,7 +396,7 @@ Napi::Value TlsSession::Handshake(const Napi::CallbackInfo& info) {
   std::string errs = ssl_errors();
   if (verify != X509_V_OK) {
     // OpenSSL's verify result as a sentence ("self-signed certificate", "certificate has expired",
-    // "hostname mismatch"), not a number (issue 16)
+    // "hostname mismatch"), not a number
     std::string why = f.X509_verify_cert_error_string(verify);
     if (!host_.empty()) why += " (connecting to " + host_ + ")";
     tls_error(env, "BP_ERR_TLS", "the server's certificate is not trusted: " + why).ThrowAsJavaScriptException();

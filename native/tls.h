@@ -1,4 +1,4 @@
-// TLS with the OpenSSL already inside the Node process (issue 16). The addon never links libssl: every
+// TLS with the OpenSSL already inside the Node process. The addon never links libssl: every
 // function is looked up at load time with dlsym in the process's global scope, where both the official
 // Node binaries (OpenSSL linked in and exported) and distribution builds (libssl3 as a dependency of the
 // executable) provide it. Without all of them, native TLS is unavailable and TLS runs on Node's own stack.

@@ -189,7 +189,7 @@ uint16_t port_of(const sockaddr_storage& a) {
 }
 
 // The most datagrams a sender can have sent in one nanosecond beyond the slack (10 M/s: 120 Gbit/s of
-// 1500-byte packets): a jump past it is not loss but someone else's datagram (issue 14 row 11). The same
+// 1500-byte packets): a jump past it is not loss but someone else's datagram. The same
 // bounds as src/measure/seq.ts.
 constexpr double kMaxPacketsPerNs = 10e6 / 1e9;
 constexpr uint32_t kSeqSlack = 4096;

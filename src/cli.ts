@@ -129,11 +129,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // `measure` / `server` without (or before) a sub-command: its sub-commands
-  if (
-    argv[0] !== undefined &&
-    VERBS.has(argv[0]) &&
-    !(`${argv[0]} ${argv[1]}` in COMMANDS)
-  ) {
+  if (argv[0] !== undefined && VERBS.has(argv[0]) && !(`${argv[0]} ${argv[1]}` in COMMANDS)) {
     const asked = argv.length === 1 || argv[1] === '--help';
     (asked ? process.stdout : process.stderr).write(
       asked

@@ -48,7 +48,7 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** Longest detail text kept in an error (texts from the network enter here: issue 14 row 12). */
+/** Longest detail text kept in an error (texts from the network enter here:). */
 export const MAX_DETAIL = 512;
 
 /** A string cut to `max` characters, ending in "…" when it was longer. */

@@ -216,7 +216,9 @@ async function startParts(
     version: opts.version,
     model: env.SUPERVISOR_TOKEN ? 'Home Assistant add-on' : 'standalone',
     supportUrl: SUPPORT_URL,
-    ...(s.web.enabled ? { configurationUrl: await configurationUrl(env, ingress, page?.bind, page?.port) } : {}),
+    ...(s.web.enabled
+      ? { configurationUrl: await configurationUrl(env, ingress, page?.bind, page?.port) }
+      : {}),
     targets: targets.map((t) => discoveryTarget(t, s)),
     ...(inbound ? { inbound: { udp: inbound.servers.some((x) => x.protocol.server?.loss) } } : {}),
   });

@@ -4,8 +4,8 @@ import type { Engine, EngineJob, StreamOutcome, UdpOutcome } from '../engine/typ
 import { ProbeError, toProbeError } from '../errors.js';
 import { withEnd } from '../measure/speed.js';
 import { Channel } from '../net/channel.js';
-import { cpuMeter } from '../util/cpu.js';
 import { connectRtt, type ProbeOutcome, pace } from '../net/probe.js';
+import { cpuMeter } from '../util/cpu.js';
 import {
   AUTH_ECSRP5,
   AUTH_MD5,
@@ -48,12 +48,12 @@ export interface BtestParams {
   randomData: boolean;
   ipVersion: 'any' | '4' | '6';
   ioTimeoutMs: number;
-  /** TCP connect round trips to the btest port before and during the transfer (issue 17) */
+  /** TCP connect round trips to the btest port before and during the transfer */
   loadedLatency?: boolean;
 }
 
 /**
- * Latency probes (issue 17): btest has no ping, so round trips are TCP connects to the server's port
+ * Latency probes: btest has no ping, so round trips are TCP connects to the server's port
  * (connect, then close at once): IDLE_CONNECTS of them before the test, one every LOADED_CONNECT_MS
  * during the transfer.
  */
@@ -363,7 +363,7 @@ async function tcpPhase(
   );
   const abort = () => run.abort();
   opt.signal?.addEventListener('abort', abort, { once: true });
-  // A transfer by size (issue 18): the live counters hold what arrived (receive) or what we handed the
+  // A transfer by size: the live counters hold what arrived (receive) or what we handed the
   // kernel (send, both), checked every 5 ms; the test then ends as a timed one does, by closing.
   let reachedAt: bigint | undefined;
   const bySize =
@@ -447,7 +447,7 @@ async function udpPhase(
   }
   const base = portBytes.readUInt16BE(0);
   // A hostile server could make us bind a privileged port (we may run as root): the base and our
-  // base + 256 must both be unprivileged, without the wrap past 65535 (issue 14 row 24).
+  // base + 256 must both be unprivileged, without the wrap past 65535.
   if (base < 1024 || base + UDP_CLIENT_OFFSET > 0xffff)
     throw new ProbeError(
       'BP_ERR_PROTOCOL',
@@ -457,7 +457,7 @@ async function udpPhase(
   const receives = p.direction !== 'send';
   // Unlimited UDP starts unpaced, as btest-rs does, and then follows 1.5 × what the peer reports (§9).
   // btest-opensource starts at 1 Mbit/s instead and grows ×1.5 a second: 10 s reach only ~58 Mbit/s
-  // (issue 13). The first second's burst is left out of the figure (measure.ts skipRamp).
+  //. The first second's burst is left out of the figure (measure.ts skipRamp).
   const startRate = p.localTxSpeed || 0;
   const run = await opt.engine.udp({
     bindHost: family === 6 ? '::' : '0.0.0.0',

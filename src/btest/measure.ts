@@ -1,5 +1,4 @@
-import { type BtestSettings } from './settings.js';
-import { type GeneralSettings } from '../config/schema.js';
+import type { GeneralSettings } from '../config/schema.js';
 import type { Engine, StreamOutcome, UdpOutcome } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -10,6 +9,7 @@ import { intervalSeries, type Point, round3 } from '../measure/speed.js';
 import { splitHostPort } from '../net/hostport.js';
 import { type BtestEvent, type BtestParams, type BtestRaw, runBtest } from './client.js';
 import type { Status } from './codec.js';
+import type { BtestSettings } from './settings.js';
 
 export interface BtestContext {
   engine: Engine;

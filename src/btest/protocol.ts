@@ -71,5 +71,23 @@ export const btestProtocol: ProtocolDescriptor<
     },
   },
   commands: btestCommands,
+  addon: {
+    groups: {
+      btest: ['btest defaults', 'Settings every btest target inherits (each target may override them).'],
+      btest_server: [
+        'btest server',
+        'Our btest server, for a MikroTik router (/tool bandwidth-test) to test to Home Assistant: on with enabled, reached through the ports mapped in the Network panel (2000/tcp, 2001–2004/udp).',
+      ],
+    },
+    // the UDP ports are the default udp_port_start 2001 and max_sessions 4: the server announces its
+    // own port to the client, so a UDP host port must equal its container port
+    ports: {
+      '2000/tcp': 'btest server (MikroTik /tool bandwidth-test); needs btest_server.enabled',
+      '2001/udp': 'btest server UDP tests, 1 of 4 (host port must stay 2001)',
+      '2002/udp': 'btest server UDP tests, 2 of 4 (host port must stay 2002)',
+      '2003/udp': 'btest server UDP tests, 3 of 4 (host port must stay 2003)',
+      '2004/udp': 'btest server UDP tests, 4 of 4 (host port must stay 2004)',
+    },
+  },
   page: 'btest.js',
 };

@@ -1,11 +1,10 @@
-import { quotaFrom } from '../net/quota.js';
-import { type BtestServerSettings } from './settings.js';
 import type { Engine } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
-import { Quota } from '../net/quota.js';
+import { type Quota, quotaFrom } from '../net/quota.js';
 import type { RunningServer, ServerStartOptions } from '../protocols/contract.js';
 import { BtestServer } from './server.js';
+import type { BtestServerSettings } from './settings.js';
 
 /** Starts our btest server from its settings group (the `server btest` command and `serve`). */
 export async function startBtestServer(
@@ -36,7 +35,10 @@ export async function startBtestServer(
 }
 
 /** Our btest server as a server of `serve`: what api/status and the metrics read of it. */
-export async function serveBtest(b: BtestServerSettings, o: ServerStartOptions): Promise<RunningServer<BtestServer>> {
+export async function serveBtest(
+  b: BtestServerSettings,
+  o: ServerStartOptions,
+): Promise<RunningServer<BtestServer>> {
   const server = await startBtestServer(b, o.engine, o.log, {
     quota: o.quota,
     onSession: o.onTest,

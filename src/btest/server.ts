@@ -6,8 +6,8 @@ import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
 import { type Point, SERVER_SAMPLE_NS, withEnd } from '../measure/speed.js';
 import { Channel } from '../net/channel.js';
-import { cpuMeter } from '../util/cpu.js';
 import type { Quota } from '../net/quota.js';
+import { cpuMeter } from '../util/cpu.js';
 import {
   AUTH_FAILED,
   type Command,
@@ -46,9 +46,9 @@ export interface BtestServerOptions {
   handshakeTimeoutMs: number;
   engine: Engine;
   log?: Logger;
-  /** daily per-address and total budgets (issue 18); checked after login and once a second */
+  /** daily per-address and total budgets; checked after login and once a second */
   quota?: Quota;
-  /** every test past its login, when it ends: stored as an inbound run by `serve` (issue 18) */
+  /** every test past its login, when it ends: stored as an inbound run by `serve` */
   onSession?: (report: InboundReport) => void;
   /** UDP ports handed out: udpPortStart … + udpPortCount − 1 (0 or absent: maxSessions of them) */
   udpPortCount?: number;
@@ -265,7 +265,7 @@ export class BtestServer {
     }
   }
 
-  /** Hands the finished test to `onSession` as the peer saw it (issue 18). */
+  /** Hands the finished test to `onSession` as the peer saw it. */
   private report(
     cmd: Command,
     user: string | undefined,

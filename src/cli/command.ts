@@ -15,7 +15,9 @@ export type RawGroups = { [group: string]: Record<string, unknown> | undefined }
  * One CLI command. The protocol-neutral ones live in src/cli.ts; a protocol brings its own (`measure
  * <type>`, `server <type>`, `load <type>`) in its descriptor. `S` is the part of the settings it reads.
  */
-export interface Command<S extends { readonly general: GeneralSettings } = { readonly general: GeneralSettings }> {
+export interface Command<
+  S extends { readonly general: GeneralSettings } = { readonly general: GeneralSettings },
+> {
   usage: string;
   summary: string;
   /** where it stands in the top-level --help list (lower first) */

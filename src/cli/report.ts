@@ -1,5 +1,5 @@
-import { serviceSchema } from '../config/schema.js';
 import type { GeneralSettings } from '../config/schema.js';
+import { serviceSchema } from '../config/schema.js';
 import { loadEngine } from '../engine/loader.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import { type LoadPeer, loadText, runLoad } from '../load/load.js';

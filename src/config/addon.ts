@@ -1,8 +1,7 @@
+import { PROTOCOLS } from '../protocols/registry.js';
 import type { Field, Group } from './fields.js';
 import { allowedText } from './fields.js';
-import { btestSchema } from '../btest/settings.js';
 import { type GroupName, settingsSchema } from './settings.js';
-import { rmbtSchema } from '../rmbt/settings.js';
 import { targetSchema } from './targets.js';
 
 /**
@@ -60,7 +59,7 @@ function targetItemFields(): Record<string, Field> {
       };
     return a;
   };
-  for (const g of [rmbtSchema, btestSchema] as Group[])
+  for (const g of PROTOCOLS.map((p) => (p.groups as Readonly<Record<string, Group>>)[p.type]!))
     for (const [k, f] of Object.entries(g)) out[k] = out[k] ? merge(out[k]!, f) : f;
   // the target's own keys win (ip_version with `both`)
   for (const [k, f] of Object.entries(targetSchema as Group)) out[k] = f;
@@ -126,7 +125,7 @@ export function addonConfig(version: string, url: string): Record<string, unknow
     // a hot backup copies the database after a WAL checkpoint, without the WAL files
     backup_pre: 'node /app/dist/cli.js checkpoint',
     backup_exclude: ['*.db-wal', '*.db-shm'],
-    // Our servers (issue 18), each off until the user gives it a host port in the Network panel and
+    // Our servers, each off until the user gives it a host port in the Network panel and
     // turns the server on. No host_network: it is not needed for the outbound tests, costs a point
     // of security rating, and the mapped ports serve TCP fully and UDP in the common case (DOCS.md).
     ports: Object.fromEntries(Object.keys(ADDON_PORTS).map((k) => [k, null])),
@@ -135,21 +134,12 @@ export function addonConfig(version: string, url: string): Record<string, unknow
   };
 }
 
-/**
- * The container ports the add-on offers to map, with the Network panel's text. The btest UDP ports
- * are the default udp_port_start 2001 and max_sessions 4: the server announces its own port to the
- * client, so a UDP host port must equal its container port.
- */
-export const ADDON_PORTS: Record<string, string> = {
-  '2000/tcp': 'btest server (MikroTik /tool bandwidth-test); needs btest_server.enabled',
-  '2001/udp': 'btest server UDP tests, 1 of 4 (host port must stay 2001)',
-  '2002/udp': 'btest server UDP tests, 2 of 4 (host port must stay 2002)',
-  '2003/udp': 'btest server UDP tests, 3 of 4 (host port must stay 2003)',
-  '2004/udp': 'btest server UDP tests, 4 of 4 (host port must stay 2004)',
-  '8080/tcp': 'RMBT control server (hands out test tokens); needs rmbt_server.enabled',
-  '8081/tcp': 'RMBT measurement server, HTTP Upgrade and WebSocket',
-  '8082/tcp': 'RMBT measurement server inside TLS',
-};
+/** The container ports the add-on offers to map (every protocol's), by number, with the Network panel's text. */
+export const ADDON_PORTS: Record<string, string> = Object.fromEntries(
+  PROTOCOLS.flatMap((p) => Object.entries(p.addon?.ports ?? {})).sort(
+    ([a], [b]) => Number.parseInt(a, 10) - Number.parseInt(b, 10),
+  ),
+);
 
 const title = (key: string) => {
   const words = key.replace(/_/g, ' ');
@@ -163,17 +153,8 @@ const describe = (f: Field) => {
 /** translations/en.yaml: a name and description per option, `fields` for nested ones. */
 export function addonTranslations(): Record<string, unknown> {
   const configuration: Record<string, unknown> = {};
-  const GROUP_TEXT: Record<string, [string, string]> = {
-    rmbt: ['RMBT defaults', 'Settings every RMBT target inherits (each target may override them).'],
-    btest: ['btest defaults', 'Settings every btest target inherits (each target may override them).'],
-    rmbt_server: [
-      'RMBT server',
-      'Our RMBT measurement and control server, for other probes to test to this one: on with enabled, reached through the ports mapped in the Network panel (8080–8082).',
-    ],
-    btest_server: [
-      'btest server',
-      'Our btest server, for a MikroTik router (/tool bandwidth-test) to test to Home Assistant: on with enabled, reached through the ports mapped in the Network panel (2000/tcp, 2001–2004/udp).',
-    ],
+  const GROUP_TEXT: Record<string, readonly [string, string]> = {
+    ...Object.assign({}, ...PROTOCOLS.map((p) => p.addon?.groups ?? {})),
     service: ['Service', 'Scheduling, timeouts, history and the busy-line check.'],
     mqtt: ['MQTT', 'Broker and Home Assistant discovery. Empty: the broker the Supervisor offers.'],
     web: ['Status page', 'The page behind ingress, its API and metrics.'],

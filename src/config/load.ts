@@ -1,10 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ProbeError } from '../errors.js';
 import { checkField, coerce, type Group, type Violation } from './fields.js';
-import { type BtestSettings } from '../btest/settings.js';
-import { type GroupName, type Settings } from './settings.js';
-import { type RmbtSettings } from '../rmbt/settings.js';
-import { settingsSchema } from './settings.js';
+import { type GroupName, type Settings, settingsSchema } from './settings.js';
 import { resolveTargets } from './targets.js';
 
 export const ENV_PREFIX = 'BANDWIDTH_PROBE_';
@@ -137,7 +134,7 @@ export function loadSettings(input: LoadInput = {}): Settings {
     }
     out[group] = Object.freeze(values);
   }
-  // Basic auth needs both halves: a user name alone must not leave the page open (issue 14 row 25).
+  // Basic auth needs both halves: a user name alone must not leave the page open.
   const web = out.web!;
   if ((web.username === undefined) !== (web.password === undefined))
     violations.push({
@@ -146,11 +143,7 @@ export function loadSettings(input: LoadInput = {}): Settings {
     });
   // The last source that names a targets list wins as a whole (lists are not merged item by item).
   const withTargets = sources.filter((x) => x.raw.targets !== undefined).at(-1);
-  const t = resolveTargets(
-    withTargets?.raw.targets,
-    out,
-    withTargets?.name ?? 'defaults',
-  );
+  const t = resolveTargets(withTargets?.raw.targets, out, withTargets?.name ?? 'defaults');
   violations.push(...t.violations);
   if (violations.length) throw configError(violations);
   return Object.freeze({ ...out, targets: Object.freeze(t.targets) }) as unknown as Settings;

@@ -1,5 +1,5 @@
-import { HOST_PORT } from '../net/hostport.js';
 import { LOG_LEVELS } from '../log.js';
+import { HOST_PORT } from '../net/hostport.js';
 import type { Group, GroupValue } from './fields.js';
 
 /**

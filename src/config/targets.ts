@@ -1,6 +1,12 @@
 import { Cron } from 'croner';
+import {
+  type ClientSettingsByType,
+  PROTOCOL_TYPES,
+  PROTOCOLS,
+  type ProtocolType,
+  protocolOf,
+} from '../protocols/registry.js';
 import { checkField, coerce, type Group, type Violation } from './fields.js';
-import { type ClientSettingsByType, PROTOCOL_TYPES, PROTOCOLS, type ProtocolType, protocolOf } from '../protocols/registry.js';
 
 /**
  * Measurement targets of the service: a list in the options file (`targets: [...]`, the add-on's list of

@@ -1,9 +1,9 @@
 import { readdirSync } from 'node:fs';
-import { loadAddon } from './native.js';
 import type { Logger } from '../log.js';
+import { loadAddon } from './native.js';
 
 /**
- * Descriptor budget (issue 14 row 7). Inbound page connections must never take the descriptors the
+ * Descriptor budget. Inbound page connections must never take the descriptors the
  * probe's own runs need (up to 20 streams per run plus the control connection, the database, the MQTT
  * socket): the soft RLIMIT_NOFILE is raised to the hard one at start, and the page may hold at most
  * what is left after a reserve for runs.

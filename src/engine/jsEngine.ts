@@ -116,7 +116,7 @@ function receive(
   idx: number,
 ): StreamCtrl {
   const tr = tracker(stream, t0, job.sampleNs, counters, idx);
-  const cs = job.framing.kind === 'rmbt' ? job.framing.chunkSize : 0;
+  const cs = job.framing.kind === 'chunks' ? job.framing.chunkSize : 0;
   let pos = 0; // bytes into the current chunk
   let lastReport = -1n;
   let lastData = now();

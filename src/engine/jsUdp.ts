@@ -7,12 +7,8 @@ import type { UdpJob, UdpOutcome, UdpRunHandle } from './types.js';
 const now = () => process.hrtime.bigint();
 const BATCH = 32;
 
-/**
- * UDP on Node's dgram sockets: the reference and fallback for the native paced loop. Pacing uses the same
- * absolute deadlines, but timers on the event loop cannot hold high rates; the native loop is the one
- * that meets them.
- */
-export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
+/** The job's socket, bound (and connected, where the job says so), with large kernel buffers. */
+async function openSocket(job: UdpJob): Promise<dgram.Socket> {
   const sock = dgram.createSocket({ type: job.family === 6 ? 'udp6' : 'udp4', reuseAddr: true });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', (err) =>
@@ -33,6 +29,16 @@ export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
   } catch {
     // limits of the host; the defaults still work
   }
+  return sock;
+}
+
+/**
+ * UDP on Node's dgram sockets: the reference and fallback for the native paced loop. Pacing uses the same
+ * absolute deadlines, but timers on the event loop cannot hold high rates; the native loop is the one
+ * that meets them.
+ */
+export async function jsUdp(job: UdpJob): Promise<UdpRunHandle> {
+  const sock = await openSocket(job);
   const counters = new Float64Array(5);
   counters[4] = job.send?.rateBps ?? 0;
   let stop: (() => void) | undefined;

@@ -182,7 +182,7 @@ export class NativeEngine implements Engine {
       const spec: Record<string, unknown> = {
         mode: job.mode,
         framing: job.framing.kind,
-        chunkSize: job.framing.kind === 'rmbt' ? job.framing.chunkSize : 0,
+        chunkSize: job.framing.kind === 'chunks' ? job.framing.chunkSize : 0,
         sampleNs: job.sampleNs,
         idleNs: job.idleTimeoutMs * 1e6,
         // Kernel-side discard of bytes nobody looks at; BANDWIDTH_PROBE_NATIVE_TRUNC=0 turns it off (bench/).
@@ -234,7 +234,7 @@ export class NativeEngine implements Engine {
         return kind;
       },
       // While the js engine drives the streams (Node's TLS), its counters are the live ones; a copy taken only
-      // at the end left every progress tick of a TLS run at 0 (issue 15).
+      // at the end left every progress tick of a TLS run at 0.
       get counters() {
         return delegate?.counters ?? counters;
       },

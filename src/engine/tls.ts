@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import { ProbeError } from '../errors.js';
 
 /**
- * Native TLS (issue 16, native/tls.h): one OpenSSL session per stream, owned by the addon, for the whole
+ * Native TLS (native/tls.h): one OpenSSL session per stream, owned by the addon, for the whole
  * connection. TypeScript feeds it the ciphertext Node reads and sends the ciphertext it makes while the
  * protocol runs; a bulk phase hands the session and the socket to the native loop, which decrypts and
  * encrypts on the stream's own thread.

@@ -10,8 +10,8 @@ import type { NativeTls, NativeTlsSession } from './tls.js';
  * Engines know framing, never protocol commands.
  */
 
-/** How bytes are delimited: RMBT chunks end in a terminator byte (0x00 more, 0xFF last); btest is raw. */
-export type Framing = { kind: 'rmbt'; chunkSize: number } | { kind: 'raw' };
+/** How bytes are delimited: chunks end in a terminator byte (0x00 more, 0xFF last; RMBT's framing), or raw. */
+export type Framing = { kind: 'chunks'; chunkSize: number } | { kind: 'raw' };
 
 /** Where an engine delivers inbound payload bytes while it owns a stream. */
 export interface StreamSink {
@@ -144,7 +144,7 @@ export interface UdpJob {
   connect: boolean;
   /**
    * unconnected: once a datagram is taken, only its source port (the NAT-rewritten one, if any) is
-   * accepted: forged datagrams from other ports of the peer's address are foreign (issue 14 row 11)
+   * accepted: forged datagrams from other ports of the peer's address are foreign
    */
   lockPort?: boolean;
   family: 4 | 6;

@@ -30,7 +30,12 @@ export interface LoadPeer {
   /** how long one client's test can take at most (its duration and timeouts) */
   perClientS: number;
   /** one client's test: the protocol's measure() with this load's settings (no latency probes) */
-  measure(ctx: { engine: Engine; general: GeneralSettings; signal: AbortSignal; targetId: string }): Promise<RunResult>;
+  measure(ctx: {
+    engine: Engine;
+    general: GeneralSettings;
+    signal: AbortSignal;
+    targetId: string;
+  }): Promise<RunResult>;
 }
 
 export interface LoadOptions {

@@ -1,43 +1,21 @@
 import type { ErrorCode } from '../errors.js';
-import { bracketHost, type DirectionResult, type RunResult } from './result.js';
+import {
+  bracketHost,
+  type DirectionResult,
+  type InboundInfo,
+  type InboundKind,
+  type RunResult,
+} from './result.js';
 import { intervalSeries, type Point, round3, tStarSpeed } from './speed.js';
 
 /**
- * Inbound tests (issue 18): a test a router or another probe runs against one of our servers is a run
+ * Inbound tests: a test a router or another probe runs against one of our servers is a run
  * too, stored with the scheduled ones under the pseudo-target `inbound`. Figures are from the peer's
  * point of view, as the peer reports its own test: `download` is what we sent it, `upload` what it
  * sent us. Pure functions from a server's session report to a RunResult.
  */
 export const INBOUND_TARGET = 'inbound';
-export type InboundKind = 'btest-server' | 'rmbt-server';
-
-export interface InboundInfo {
-  /** the peer's address and source port */
-  peer: string;
-  peer_port: number;
-  /** our listening port it came to */
-  local_port: number;
-  /** btest: the user it logged in as */
-  user?: string;
-  /** btest: tcp / udp; RMBT: the transport (plain, http, ws; `+tls` inside TLS) */
-  protocol: string;
-  /** the peer's view, in btest's words: receive = it downloaded, send = it uploaded */
-  direction: 'receive' | 'send' | 'both';
-  /** connections of the test (RMBT: every connection with its token, the latency probe's included) */
-  connections: number;
-  bytes_sent: number;
-  bytes_received: number;
-  duration_ms: number;
-  /** btest UDP: datagrams of the peer that did not arrive */
-  lost_packets?: number;
-  /** btest UDP: what the peer's status messages said its CPU was (the last one) */
-  remote_cpu_percent?: number;
-  /** RMBT: PINGs answered, the token's uuid */
-  pings?: number;
-  test_uuid?: string;
-  /** how the test ended: done, or why it was ended early */
-  end: 'done' | 'quota' | 'limit' | 'error';
-}
+export type { InboundInfo, InboundKind } from './result.js';
 
 /** One direction as the server saw it: per-connection cumulative points, with each point's origin. */
 export interface InboundDirection {

@@ -2,7 +2,7 @@ import { round3 } from './speed.js';
 import { mean, median, percentile, stddev } from './stats.js';
 
 /**
- * Latency under load (issue 17): round trips measured while the line is idle and while the download and
+ * Latency under load: round trips measured while the line is idle and while the download and
  * the upload fill it, summarised per phase, turned into responsiveness (round trips per minute) and a
  * bufferbloat grade. Pure functions; the probes that collect the samples live with each protocol
  * (src/rmbt/client.ts, src/btest/client.ts) and src/util/probe.ts.

@@ -35,7 +35,7 @@ export function applyThresholds(r: RunResult, t: Thresholds): void {
       missed.push('download');
     if (t.upload_mbps !== undefined && r.upload && r.upload.mbps < t.upload_mbps) missed.push('upload');
     if (t.ping_ms !== undefined && r.ping && r.ping.median_ms > t.ping_ms) missed.push('ping');
-    // the worse loaded median of download and upload (issue 17); no loaded latency misses nothing
+    // the worse loaded median of download and upload; no loaded latency misses nothing
     const loaded = worstLoadedMs(r.latency);
     if (t.loaded_latency_ms !== undefined && loaded !== undefined && loaded > t.loaded_latency_ms)
       missed.push('loaded_latency');

@@ -1,5 +1,5 @@
 /**
- * Where an unlimited UDP sender's ramp ends (issue 13). btest's unlimited mode has no rate: the sender
+ * Where an unlimited UDP sender's ramp ends. btest's unlimited mode has no rate: the sender
  * starts as fast as it can and then follows 1.5 × what the peer reports once a second (specs/btest.md §9),
  * so the first second is a burst into an empty queue, and a peer that starts slow (btest-opensource
  * begins at 1 Mbit/s and grows ×1.5 a second) climbs for many seconds. The figure is taken from the

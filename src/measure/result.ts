@@ -1,5 +1,4 @@
 import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
-import type { InboundInfo, InboundKind } from './inbound.js';
 import type { BufferbloatGrade, LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile, stddev } from './stats.js';
@@ -15,9 +14,9 @@ export type QualityFlag =
   | 'link_busy'
   | 'below_threshold'
   | 'single_thread_fallback'
-  /** an unlimited UDP sender had not found the path's rate by the end of its ramp (issue 13) */
+  /** an unlimited UDP sender had not found the path's rate by the end of its ramp */
   | 'udp_ramp'
-  /** the probe's own event loop added a noticeable part of the loaded round trips (issue 17) */
+  /** the probe's own event loop added a noticeable part of the loaded round trips */
   | 'latency_limited';
 
 export interface PingStats {
@@ -26,7 +25,7 @@ export interface PingStats {
   min_ms: number;
   max_ms: number;
   mean_ms: number;
-  /** population standard deviation of the server-side values (issue 18) */
+  /** population standard deviation of the server-side values */
   stddev_ms: number;
   jitter_ms: number;
   p95_ms: number;
@@ -86,8 +85,39 @@ export interface ConnectionTiming {
   ready_ms: number;
 }
 
-/** A run we made (rmbt, btest), or a test a peer made against one of our servers (issue 18). */
-export type RunKind = 'rmbt' | 'btest' | InboundKind;
+/** A test a peer ran against one of our servers: `<protocol>-server`. */
+export type InboundKind = `${string}-server`;
+
+export interface InboundInfo {
+  /** the peer's address and source port */
+  peer: string;
+  peer_port: number;
+  /** our listening port it came to */
+  local_port: number;
+  /** btest: the user it logged in as */
+  user?: string;
+  /** btest: tcp / udp; RMBT: the transport (plain, http, ws; `+tls` inside TLS) */
+  protocol: string;
+  /** the peer's view, in btest's words: receive = it downloaded, send = it uploaded */
+  direction: 'receive' | 'send' | 'both';
+  /** connections of the test (RMBT: every connection with its token, the latency probe's included) */
+  connections: number;
+  bytes_sent: number;
+  bytes_received: number;
+  duration_ms: number;
+  /** btest UDP: datagrams of the peer that did not arrive */
+  lost_packets?: number;
+  /** btest UDP: what the peer's status messages said its CPU was (the last one) */
+  remote_cpu_percent?: number;
+  /** RMBT: PINGs answered, the token's uuid */
+  pings?: number;
+  test_uuid?: string;
+  /** how the test ended: done, or why it was ended early */
+  end: 'done' | 'quota' | 'limit' | 'error';
+}
+
+/** A run we made (its protocol's type), or a test a peer made against one of our servers. */
+export type RunKind = string;
 
 export interface RunResult {
   target: { id: string; kind: RunKind };
@@ -108,7 +138,7 @@ export interface RunResult {
   error?: { code: ErrorCode; message: string };
   engine: EngineKind;
   ping?: PingStats;
-  /** round trips idle and under load, responsiveness and the bufferbloat grade (issue 17) */
+  /** round trips idle and under load, responsiveness and the bufferbloat grade */
   latency?: LatencyResult;
   download?: DirectionResult;
   upload?: DirectionResult;
@@ -151,18 +181,18 @@ export interface RunResult {
     connections: number;
   };
   /**
-   * A transfer by size (`bytes`, issue 18): the limit per direction, and whether the test ended on it
+   * A transfer by size (`bytes`): the limit per direction, and whether the test ended on it
    * (btest; RMBT's GETCHUNKS and counted PUT always move exactly it, or fail)
    */
   size_limit?: { bytes: number; reached: boolean };
-  /** a test a peer ran against our server: who, how, and what it moved (issue 18) */
+  /** a test a peer ran against our server: who, how, and what it moved */
   inbound?: InboundInfo;
   rmbt?: {
     test_uuid?: string;
     open_test_uuid?: string;
     client_uuid?: string;
     submitted: boolean;
-    /** `--duration` overrode the control server's duration (issue 18): what it handed out, what ran */
+    /** `--duration` overrode the control server's duration: what it handed out, what ran */
     control_duration_s?: number;
     duration_s?: number;
     submit_error?: string;

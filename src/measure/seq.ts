@@ -8,7 +8,7 @@ const WINDOW = 4096;
 /**
  * A jump ahead is loss only as far as a sender could have got since the last datagram: SLACK plus
  * 10 M datagrams a second (120 Gbit/s of 1500-byte packets). Beyond that, or further behind than the
- * window, it is somebody else's datagram (issue 14 row 11: forged sequence numbers made a clean link
+ * window, it is somebody else's datagram (forged sequence numbers made a clean link
  * 99.999 % lossy), counted as foreign. The native loop uses the same bounds.
  */
 const SLACK = 4096;

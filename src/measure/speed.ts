@@ -56,7 +56,7 @@ export function tStarSpeed(threads: readonly (readonly Point[])[]): SpeedResult 
  * A per-interval series for charts: the summed rate of all threads in consecutive bins of `binNs`,
  * read off the same interpolated curves, up to t*. A last bin narrower than half a bin joins the one
  * before it: a 1–2 ms tail holds one chunk's worth of bytes, which read as a rate draws a spike many
- * times the line's speed at the end of every direction (issue 15).
+ * times the line's speed at the end of every direction.
  */
 export function intervalSeries(
   threads: readonly (readonly Point[])[],
@@ -82,7 +82,7 @@ export function intervalSeries(
 }
 
 /**
- * How often our servers sample each stream (issue 18): fine enough for the t* rule and a per-second
+ * How often our servers sample each stream: fine enough for the t* rule and a per-second
  * series of a served test, coarse enough that a 300 s test on 100 connections keeps 120 000 points.
  */
 export const SERVER_SAMPLE_NS = 250e6;

@@ -1,5 +1,5 @@
 /**
- * How a person reads a figure (issue 15): three significant figures, Gbit/s from 1000 Mbit/s on, and
+ * How a person reads a figure: three significant figures, Gbit/s from 1000 Mbit/s on, and
  * sub-millisecond times with two significant figures instead of "0.0". Only for text people read (CLI,
  * logs); MQTT and the JSON API stay in Mbit/s and ms, HA converts and its statistics keep one unit.
  * The page (public/app.js, no build step) applies the same rules in its own copy.

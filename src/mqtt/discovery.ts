@@ -403,7 +403,7 @@ export function discoveryPayload(input: DiscoveryInput): Record<string, unknown>
  * nothing was removed.
  */
 /**
- * The broker's retained copy of our discovery topic, read defensively (issue 14 row 14: a retained
+ * The broker's retained copy of our discovery topic, read defensively (a retained
  * `{"components":{"zz":null}}` threw and stopped publishing). Anyone who can write that topic can put
  * anything there: only a JSON object's well-formed components (objects) survive; anything else is
  * treated as no previous config, and ours simply replaces it.

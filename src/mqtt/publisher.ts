@@ -22,7 +22,7 @@ export interface PublisherOptions {
   topics: Topics;
   birthTopic: string;
   discovery: Record<string, unknown>;
-  /** our servers run: the `inbound` pseudo-target's state is ours to publish too (issue 18) */
+  /** our servers run: the `inbound` pseudo-target's state is ours to publish too */
   inbound?: boolean;
   runner: Runner;
   store: Store;
@@ -54,13 +54,13 @@ export interface PublisherStatus {
 }
 
 const AUTH_CODES = new Set([4, 5, 134, 135]);
-/** A run command's payload is empty, "all", "RUN" or a target id: anything longer is not one (row 13). */
+/** A run command's payload is empty, "all", "RUN" or a target id: anything longer is not one. */
 const MAX_COMMAND_BYTES = 64;
 const TARGET_ID = /^[a-z0-9_]{1,40}$/;
 
 /**
  * At most `lines` log lines per window for one kind of bad input; the rest are counted and reported in
- * one line when the next window opens (issue 14 row 13: 5000 bad commands were 5000 log lines).
+ * one line when the next window opens (5000 bad commands were 5000 log lines).
  */
 export class LogBudget {
   private since = 0;
@@ -291,7 +291,7 @@ export class MqttPublisher {
   /**
    * Retained state topics of removed targets are emptied, so nothing stale stays on the broker. Only
    * topics we derive from our own ids are touched (`<root>/<target id>/state|running`), never whatever
-   * a retained config names (issue 14 row 15: a forged config made us wipe foreign retained topics).
+   * a retained config names (a forged config made us wipe foreign retained topics).
    */
   private async clearStale(client: MqttClient, previous: Record<string, unknown>): Promise<void> {
     const { topics } = this.o;
@@ -429,7 +429,7 @@ export class MqttPublisher {
     }
     const target = topics.commandTarget(topic);
     if (target === undefined) return;
-    // Commands are tiny; whatever else arrives is never logged whole (row 13: a 20 MB payload was).
+    // Commands are tiny; whatever else arrives is never logged whole (a 20 MB payload was).
     if (payload.length > MAX_COMMAND_BYTES) {
       this.refuse({ topic: topic.slice(0, 200), bytes: payload.length }, 'run command too large, ignored');
       return;

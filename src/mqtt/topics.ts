@@ -69,7 +69,7 @@ export interface TargetState {
   ping_ms: number | null;
   jitter_ms: number | null;
   loss_percent: number | null;
-  /** latency under load (issue 17): medians while the download / upload ran, RPM and the grade */
+  /** latency under load: medians while the download / upload ran, RPM and the grade */
   download_latency_ms: number | null;
   upload_latency_ms: number | null;
   responsiveness_rpm: number | null;
@@ -86,7 +86,7 @@ export interface TargetState {
   run_id: number | null;
   /** false when the history could not keep the run (disk full): it exists only in this message */
   stored: boolean;
-  /** inbound tests (issue 18): who tested to us and how; download/upload are the peer's view */
+  /** inbound tests: who tested to us and how; download/upload are the peer's view */
   inbound?: {
     kind: string;
     peer: string;
@@ -120,7 +120,7 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
     ...headlineFigures(r),
     finished_at: r.finished_at,
     started_at: r.started_at,
-    // bounded again here: the retained state is what every HA restart reads (issue 14 row 12)
+    // bounded again here: the retained state is what every HA restart reads
     server: bounded(serverLabel(r.server), 160),
     below_threshold: ok ? (r.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
     flags: r.flags,

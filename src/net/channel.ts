@@ -383,7 +383,7 @@ export class Channel implements DataStream {
    */
   chunkSet(size: number, terminated: boolean): ChunkSet {
     // Unmasked sets (plain RMBT, server-side WebSocket) are shared by all connections: 64 connections
-    // asking for 4 MiB chunks then cost one set, not 64 (issue 14 row 2). Buffers are never written after
+    // asking for 4 MiB chunks then cost one set, not 64. Buffers are never written after
     // they are made, so sharing them between streams and threads is safe.
     const key = this.maskKey ? undefined : `${size}|${this.wsRole ?? ''}|${terminated}`;
     const hit = key ? shared.get(key) : undefined;

@@ -3,7 +3,7 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { LatencySample } from '../measure/latency.js';
 
 /**
- * Latency probes beside a measurement (issue 17): a TCP connect round trip, and a pacer that runs any
+ * Latency probes beside a measurement: a TCP connect round trip, and a pacer that runs any
  * probe at a steady interval, never two at once, until it is stopped.
  */
 

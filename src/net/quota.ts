@@ -1,6 +1,6 @@
 import type { Group } from '../config/fields.js';
 /**
- * Daily budgets for our servers (issue 18; btest-rs server-pro has per-user and per-address byte and
+ * Daily budgets for our servers (btest-rs server-pro has per-user and per-address byte and
  * session quotas): per source address, the sessions begun and the bytes moved in the last 24 hours, and
  * the bytes of all addresses together. "Daily" is a rolling 24 h window in hourly buckets, so a limit
  * never resets all at once at midnight and memory stays bounded (24 buckets per address, at most

@@ -115,6 +115,11 @@ export interface ProtocolDescriptor<
   selfTest?(ss: SS, o: { general: GeneralSettings; engine: Engine; log: Logger }): Promise<SelfTest>;
   /** its CLI commands (`measure <type>`, `server <type>`, …) */
   readonly commands?: Readonly<Record<string, Command>>;
+  /** the add-on's texts: each settings group's name and description, and the container ports it maps */
+  readonly addon?: {
+    groups: Readonly<Record<string, readonly [string, string]>>;
+    ports?: Readonly<Record<string, string>>;
+  };
   /** its page module under public/protocols/ (labels, served-server line, setup examples) */
   readonly page: string;
 }

@@ -3,8 +3,8 @@ import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineKind, PingSample } from '../measure/result.js';
 import type { Point } from '../measure/speed.js';
-import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../net/probe.js';
 import type { Channel, TlsInfo } from '../net/channel.js';
+import { connectRtt, type Pacer, type ProbeOutcome, pace } from '../net/probe.js';
 import { MAX_CHUNKS, parseTime } from './lines.js';
 import {
   type ConnectOptions,
@@ -25,7 +25,7 @@ export interface RmbtTestParams {
   /** seconds of download and of upload (GETTIME takes whole seconds); with `bytes`, the longest */
   duration: number;
   /**
-   * A transfer by size (issue 18, direct mode): each direction moves this many payload bytes over its
+   * A transfer by size (direct mode): each direction moves this many payload bytes over its
    * threads, as GETCHUNKS and a PUT of that many chunks, instead of GETTIME/PUT for `duration`.
    */
   bytes?: number;
@@ -37,7 +37,7 @@ export interface RmbtTestParams {
   pingMinS: number;
   pretestS: number;
   ioTimeoutMs: number;
-  /** measure latency under load on a connection of its own during download and upload (issue 17) */
+  /** measure latency under load on a connection of its own during download and upload */
   loadedLatency?: boolean;
 }
 
@@ -85,7 +85,7 @@ export interface RmbtRaw {
   tls?: TlsInfo;
   /** every payload byte of the test, pre-tests included (`test_total_bytes_*`) */
   totalBytes: { download: number; upload: number };
-  /** round trips under load (issue 17); the idle ones are `pings` */
+  /** round trips under load; the idle ones are `pings` */
   loaded: { download?: LoadedRaw; upload?: LoadedRaw; unavailable?: string };
 }
 
@@ -97,7 +97,7 @@ export interface LoadedRaw {
 }
 
 /**
- * Loaded-latency pacing (issue 17): a PING every 100 ms on the probe connection, one outstanding at
+ * Loaded-latency pacing: a PING every 100 ms on the probe connection, one outstanding at
  * most, and a fresh TCP connect every second; both bounded per phase.
  */
 export const LOADED_PING_MS = 100;
@@ -151,7 +151,7 @@ export async function runRmbtTest(
   const testStart = hr();
   const since = () => Number(hr() - testStart);
   let conns: RmbtConnection[] = [];
-  /** the loaded-latency probe connection: carries PINGs only, never bulk data (issue 17) */
+  /** the loaded-latency probe connection: carries PINGs only, never bulk data */
   let probe: RmbtConnection | undefined;
   const onAbort = () => {
     for (const c of conns) c.channel.close();
@@ -393,7 +393,7 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
   if (!bad?.error) return undefined;
   if (
     job.mode === 'receive' &&
-    job.framing.kind === 'rmbt' &&
+    job.framing.kind === 'chunks' &&
     bad.error.code === 'BP_ERR_PEER_CLOSED' &&
     bad.bytes === 0
   ) {
@@ -404,7 +404,7 @@ function firstError(outcomes: StreamOutcome[], job: EngineJob): ProbeError | und
   }
   if (
     job.mode === 'receive' &&
-    job.framing.kind === 'rmbt' &&
+    job.framing.kind === 'chunks' &&
     bad.bytes > 0 &&
     bad.bytes < job.framing.chunkSize &&
     (bad.error.code === 'BP_ERR_STALLED' ||
@@ -499,7 +499,7 @@ async function dataOrErr(
 }
 
 async function errLineWaiting(ch: Channel): Promise<boolean> {
-  // Buffered bytes count even when the server closed right after its ERR (ours does, issue 14).
+  // Buffered bytes count even when the server closed right after its ERR (ours does).
   if (!(await ch.hasData(200).catch(() => false))) return false;
   const head = await ch.peekBytes(4, 200).catch(() => undefined);
   return head?.toString('latin1') === 'ERR\n';
@@ -530,7 +530,7 @@ export function chunksFor(bytes: number, threads: number, cs: number): number {
 function receiveJob(cs: number, p: RmbtTestParams, seconds: number): EngineJob {
   return {
     mode: 'receive',
-    framing: { kind: 'rmbt', chunkSize: cs },
+    framing: { kind: 'chunks', chunkSize: cs },
     sampleNs: SAMPLE_NS,
     idleTimeoutMs: p.ioTimeoutMs,
     maxDurationMs: seconds * 1000 + p.ioTimeoutMs,
@@ -544,7 +544,7 @@ function sendJob(
 ): EngineJob {
   return {
     mode: 'send',
-    framing: { kind: 'rmbt', chunkSize: set.size },
+    framing: { kind: 'chunks', chunkSize: set.size },
     chunks: [set],
     until,
     sampleNs: SAMPLE_NS,
@@ -561,7 +561,7 @@ async function runJob(
   t0?: bigint[],
   onTick?: (counters: Float64Array) => void,
   kinds?: Set<EngineKind>,
-  /** a transfer by size that has not finished by then fails with this message (`bytes`, issue 18) */
+  /** a transfer by size that has not finished by then fails with this message (`bytes`) */
   deadline?: { ms: number; message: string },
 ): Promise<StreamOutcome[]> {
   const run = engine.run(streams, job, t0);
@@ -734,7 +734,7 @@ async function upload(
   const sets = channels.map((ch) => ch.chunkSet(cs, true));
   const job: EngineJob = {
     mode: 'send',
-    framing: { kind: 'rmbt', chunkSize: cs },
+    framing: { kind: 'chunks', chunkSize: cs },
     chunks: sets,
     // by size: that many chunks, the last one ending in 0xFF, as after a timed PUT
     until: p.bytes ? { count: chunksFor(p.bytes, conns.length, cs) } : { durationNs: p.duration * 1e9 },

@@ -67,7 +67,8 @@ async function exchangePrinter(): Promise<(e: HttpExchange) => void> {
   };
 }
 
-const directOrControl = (s: RmbtCommandSettings) => Boolean(s.rmbt.control_url || (s.rmbt.server && s.rmbt.key));
+const directOrControl = (s: RmbtCommandSettings) =>
+  Boolean(s.rmbt.control_url || (s.rmbt.server && s.rmbt.key));
 
 export const rmbtCommands: Record<string, Command<RmbtCommandSettings>> = {
   demo: {
@@ -144,12 +145,14 @@ export const rmbtCommands: Record<string, Command<RmbtCommandSettings>> = {
           ? 'direct mode needs --key as well as --server (or --key-file: the shared key, e.g. from `server rmbt`)'
           : 'set --control-url, or --server and --key for direct mode',
     async run(s, log, extra, signal, given) {
-      const [{ loadEngine }, { measureRmbt }, { terminalProgress }, { measureAndReport }] = await Promise.all([
-        import('../engine/loader.js'),
-        import('./measure.js'),
-        import('./progress.js'),
-        import('../cli/report.js'),
-      ]);
+      const [{ loadEngine }, { measureRmbt }, { terminalProgress }, { measureAndReport }] = await Promise.all(
+        [
+          import('../engine/loader.js'),
+          import('./measure.js'),
+          import('./progress.js'),
+          import('../cli/report.js'),
+        ],
+      );
       const onControl = extra['debug-control'] ? await exchangePrinter() : undefined;
       return measureAndReport(
         extra,
@@ -180,7 +183,8 @@ export const rmbtCommands: Record<string, Command<RmbtCommandSettings>> = {
     flags: [...LOAD, RMBT_MEASURE.find((f) => f.name === 'key-file')!],
     defaults: { ...QUIET, rmbt: { duration: 3, pretest_duration: 0.5, pings: 3, ping_duration: 0.1 } },
     prepare: withKeyFile,
-    check: (s) => (directOrControl(s) ? undefined : 'set --server and --key (or --key-file), or --control-url'),
+    check: (s) =>
+      directOrControl(s) ? undefined : 'set --server and --key (or --key-file), or --control-url',
     async run(s, log, extra, signal) {
       const [{ rmbtLoadPeer }, { loadAndReport }] = await Promise.all([
         import('./load.js'),
@@ -208,7 +212,8 @@ export const rmbtCommands: Record<string, Command<RmbtCommandSettings>> = {
         (l) =>
           `  ${l.tls ? 'TLS ' : ''}${l.mode === 'http' ? 'HTTP Upgrade/WebSocket' : 'plain RMBT'} on ${bind}:${l.port}`,
       );
-      if (servers.control) lines.push(`  control server on http://${bind}:${servers.control.port}/RMBTControlServer`);
+      if (servers.control)
+        lines.push(`  control server on http://${bind}:${servers.control.port}/RMBTControlServer`);
       if (servers.keyPath)
         lines.push(`  shared key in ${servers.keyPath} (give it to direct-mode clients with --key)`);
       if (servers.certPath) lines.push(`  TLS certificate ${servers.certPath}`);

@@ -1,13 +1,12 @@
-import { splitHostPort } from '../net/hostport.js';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { type GeneralSettings } from '../config/schema.js';
-import { type RmbtSettings } from './settings.js';
+import type { GeneralSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { markFailed, type RunResult, startResult } from '../measure/result.js';
+import { splitHostPort } from '../net/hostport.js';
 import type { HttpExchange } from '../net/http.js';
 import { accessNetwork, interfaceOf, NETWORK_TYPE_CODE } from '../util/netif.js';
 import { newRaw, type RmbtEvent, type RmbtTestParams, runRmbtTest } from './client.js';
@@ -23,6 +22,7 @@ import {
   type TransportWish,
 } from './control.js';
 import { resultBody, rmbtFigures } from './report.js';
+import type { RmbtSettings } from './settings.js';
 import { makeToken } from './token.js';
 import { resolveSource, type Transport, transportFor, usesTls } from './transport.js';
 
@@ -40,7 +40,7 @@ export interface MeasureContext {
   automated?: { everyMin: number };
   /**
    * Seconds of download and of upload instead of the control server's (`measure rmbt --duration` with
-   * a control server, issue 18). The measurement server may refuse a longer GETTIME than it allows:
+   * a control server). The measurement server may refuse a longer GETTIME than it allows:
    * the run then fails and says so.
    */
   durationOverride?: number;
@@ -169,7 +169,7 @@ async function planControl(s: RmbtSettings, ctx: MeasureContext, ctl: ControlOpt
     ctx.log?.debug({ type: t.type }, 'the control server named no server type; using the one asked for');
   if (t.waitS > 0) {
     // Capped, and ended by an abort (SIGTERM, run_timeout): a hostile control server's `test_wait: 600`
-    // held a run past both (issue 14 row 22). Open-RMBT servers send 0 or a few seconds.
+    // held a run past both. Open-RMBT servers send 0 or a few seconds.
     const waitS = Math.min(t.waitS, MAX_TEST_WAIT_S);
     ctx.log?.[waitS < t.waitS ? 'warn' : 'info'](
       { wait_s: t.waitS, waiting_s: waitS },

@@ -101,5 +101,19 @@ export const rmbtProtocol: ProtocolDescriptor<
     };
   },
   commands: rmbtCommands,
+  addon: {
+    groups: {
+      rmbt: ['RMBT defaults', 'Settings every RMBT target inherits (each target may override them).'],
+      rmbt_server: [
+        'RMBT server',
+        'Our RMBT measurement and control server, for other probes to test to this one: on with enabled, reached through the ports mapped in the Network panel (8080–8082).',
+      ],
+    },
+    ports: {
+      '8080/tcp': 'RMBT control server (hands out test tokens); needs rmbt_server.enabled',
+      '8081/tcp': 'RMBT measurement server, HTTP Upgrade and WebSocket',
+      '8082/tcp': 'RMBT measurement server inside TLS',
+    },
+  },
   page: 'rmbt.js',
 };

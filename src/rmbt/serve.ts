@@ -1,14 +1,14 @@
-import { quotaFrom } from '../net/quota.js';
-import { type GeneralSettings } from '../config/schema.js';
-import { type RmbtServerSettings } from './settings.js';
+import type { GeneralSettings } from '../config/schema.js';
 import type { Engine } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import type { InboundReport } from '../measure/inbound.js';
-import type { Quota } from '../net/quota.js';
-import type { RunningServer, ServerStartOptions } from '../protocols/contract.js';
 import { ensureCert, ensureSecret } from '../net/certs.js';
+import type { Quota } from '../net/quota.js';
+import { quotaFrom } from '../net/quota.js';
+import type { RunningServer, ServerStartOptions } from '../protocols/contract.js';
 import { ControlServer } from './controlServer.js';
 import { type ListenerSpec, RmbtServer } from './server.js';
+import type { RmbtServerSettings } from './settings.js';
 
 export interface RunningRmbtServers {
   measurement: RmbtServer;
@@ -107,7 +107,10 @@ export async function startRmbtServers(
 }
 
 /** Our RMBT servers as a server of `serve`: what api/status and the metrics read of them. */
-export async function serveRmbt(s: RmbtServerSettings, o: ServerStartOptions): Promise<RunningServer<RunningRmbtServers>> {
+export async function serveRmbt(
+  s: RmbtServerSettings,
+  o: ServerStartOptions,
+): Promise<RunningServer<RunningRmbtServers>> {
   const servers = await startRmbtServers(s, o.general, o.engine, o.log, {
     quota: o.quota,
     onTest: o.onTest,

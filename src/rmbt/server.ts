@@ -5,10 +5,10 @@ import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InboundDirection, InboundReport } from '../measure/inbound.js';
 import { type Point, withEnd } from '../measure/speed.js';
-import type { Quota } from '../net/quota.js';
 import { Channel } from '../net/channel.js';
-import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
+import type { Quota } from '../net/quota.js';
 import { wsAccept } from '../net/ws.js';
+import { type SessionFigures, type SessionLimits, serveSession } from './session.js';
 
 /**
  * Our RMBT measurement server. A listener is either `plain` (the server speaks first, legacy RMBT) or
@@ -36,16 +36,16 @@ export interface RmbtServerOptions extends Omit<SessionLimits, 'onToken' | 'onJo
   handshakeTimeoutMs: number;
   engine: Engine;
   log?: Logger;
-  /** daily per-address and total budgets (issue 18): a new test's token is refused past them */
+  /** daily per-address and total budgets: a new test's token is refused past them */
   quota?: Quota;
-  /** every test (the connections of one token), once its last connection closed (issue 18) */
+  /** every test (the connections of one token), once its last connection closed */
   onTest?: (report: InboundReport) => void;
   /** how long a test waits after its last connection closed for another with its token (default 2 s) */
   testLingerMs?: number;
 }
 
 /**
- * One test as the server sees it: every connection that presented the same token (issue 18). A
+ * One test as the server sees it: every connection that presented the same token. A
  * connection's bulk commands become one series per direction and kind, each command's points shifted
  * to follow the previous one's.
  */
@@ -91,7 +91,7 @@ const MAX_GRANTS = 10_000;
 /**
  * How long one measuring connection may last after its token: pre-tests, pings, a download and an
  * upload of at most max_duration each, plus slack. A connection past that is closed, so a token cannot
- * hold a slot for as long as its client likes (issue 14 row 4).
+ * hold a slot for as long as its client likes.
  */
 export function sessionLimitMs(maxDuration: number): number {
   return (2 * maxDuration + 30) * 1000;
@@ -162,7 +162,7 @@ export class RmbtServer {
     return Math.max(MIN_PENDING, this.o.maxConnections * PENDING_PER_CONNECTION);
   }
 
-  /** The native TLS context for the TLS listeners, when the engine has native TLS (issue 16). */
+  /** The native TLS context for the TLS listeners, when the engine has native TLS. */
   private tlsCtx: object | undefined;
 
   async start(): Promise<void> {

@@ -27,11 +27,11 @@ export interface SessionLimits {
    * server's, the token's or the address's slots are taken) and says which.
    */
   onToken?: (uuid: string) => string | undefined;
-  /** each bulk command's outcome, for the inbound-test record (issue 18) */
+  /** each bulk command's outcome, for the inbound-test record */
   onJob?: (cmd: 'GETCHUNKS' | 'GETTIME' | 'PUT' | 'PUTNORESULT', out: StreamOutcome) => void;
   /**
    * Bytes moved since the last call, checked twice a second while a bulk command runs: false ends it
-   * (a daily quota is used up, issue 18) and the connection with BP_ERR_QUOTA.
+   * (a daily quota is used up) and the connection with BP_ERR_QUOTA.
    */
   account?: (bytes: number) => boolean;
 }
@@ -146,7 +146,7 @@ export async function serveSession(
             ? c.count >= 1 && c.count <= MAX_CHUNKS
             : c.seconds >= 1 && c.seconds <= lim.maxDuration;
         if (!ok) {
-          // RMBTD answers ERR; we close after it too (bad input ends the connection at once, issue 14).
+          // RMBTD answers ERR; we close after it too (bad input ends the connection at once).
           ch.writeLine('ERR');
           throw new ProbeError('BP_ERR_PROTOCOL', `${c.cmd} argument out of range`);
         }
@@ -154,7 +154,7 @@ export async function serveSession(
         const start = hr();
         const job: EngineJob = {
           mode: 'send',
-          framing: { kind: 'rmbt', chunkSize: cs },
+          framing: { kind: 'chunks', chunkSize: cs },
           chunks: [ch.chunkSet(cs, true)],
           until: c.cmd === 'GETCHUNKS' ? { count: c.count } : { durationNs: c.seconds * 1e9 },
           sampleNs: SERVER_SAMPLE_NS,
@@ -175,7 +175,7 @@ export async function serveSession(
         const start = hr();
         const job: EngineJob = {
           mode: 'receive',
-          framing: { kind: 'rmbt', chunkSize: cs },
+          framing: { kind: 'chunks', chunkSize: cs },
           sampleNs: SERVER_SAMPLE_NS,
           idleTimeoutMs: lim.idleTimeoutMs,
           maxDurationMs: (lim.maxDuration + 30) * 1000,
@@ -201,7 +201,7 @@ export async function serveSession(
         log?.debug({ line: line.slice(0, 60) }, 'unknown command');
         ch.writeLine('ERR');
         // A known command with a malformed argument (`GETCHUNKS -1`, a 2^64 count) is bad input, not a
-        // command from a newer client: the connection ends (issue 14 row 9).
+        // command from a newer client: the connection ends.
         if (/^(GETCHUNKS|GETTIME|PUT|PUTNORESULT|PING|QUIT|OK|TOKEN)\b/.test(line.trim()))
           throw new ProbeError('BP_ERR_PROTOCOL', `malformed ${line.trim().split(/\s/)[0]} command`);
         if (++unknown >= MAX_UNKNOWN)

@@ -1,13 +1,13 @@
-import type { TlsOptions } from '../net/tls.js';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import tls from 'node:tls';
 import { type NativeTls, nodeCiphers } from '../engine/tls.js';
 import { ProbeError, toProbeError } from '../errors.js';
 import { Channel } from '../net/channel.js';
+import type { TlsOptions } from '../net/tls.js';
+import { newWsKey, wsAccept } from '../net/ws.js';
 import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
 import { ACCEPT_EARLY_S } from './token.js';
-import { newWsKey, wsAccept } from '../net/ws.js';
 
 /**
  * The four ways a TCP connection becomes an RMBT byte stream (specs/rmbt.md §2), each with or without
@@ -49,7 +49,7 @@ export interface ConnectOptions {
   source?: string;
   tls: TlsOptions;
   /**
-   * TLS by the native engine's OpenSSL sessions (issue 16): the bulk phases then stay native. Without it
+   * TLS by the native engine's OpenSSL sessions: the bulk phases then stay native. Without it
    * Node's TLS carries the connection and the js engine its bulk phases.
    */
   nativeTls?: NativeTls;
@@ -206,7 +206,7 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
         const secure = tls.connect({
           socket: sock,
           // `host` is what the certificate is checked against: without it Node checks a socket it did not
-          // open against "localhost", so any localhost certificate passed for any IP (issue 14). With it an
+          // open against "localhost", so any localhost certificate passed for any IP. With it an
           // IP is matched against the certificate's IP SANs, as for connections Node opens itself.
           host: o.host,
           servername: net.isIP(o.host) ? undefined : o.host,
@@ -226,7 +226,7 @@ export async function openTransport(o: ConnectOptions): Promise<{ channel: Chann
       const e = toProbeError(err);
       if (e.code === 'BP_ERR_ABORTED' || e.code === 'BP_ERR_CONFIG') throw e;
       // A TLS transport on a plain port times out (HTTP servers wait for a request line) or fails on
-      // the first bytes (a plain RMBT server greets first): say which port it is (issue 15).
+      // the first bytes (a plain RMBT server greets first): say which port it is.
       const plain = await plainKind(o.host, o.port, localAddress, o.signal);
       if (plain) {
         const use = plain === 'rmbt' ? 'plain' : o.transport === 'wss' ? 'ws' : 'http';

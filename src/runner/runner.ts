@@ -1,4 +1,4 @@
-import { type GeneralSettings, type ServiceSettings } from '../config/schema.js';
+import type { GeneralSettings, ServiceSettings } from '../config/schema.js';
 import { clientSettings, type TargetSettings } from '../config/targets.js';
 import type { Engine } from '../engine/types.js';
 import { ProbeError, toProbeError } from '../errors.js';
@@ -26,7 +26,7 @@ export type RunnerEvent =
   | { type: 'phase'; target: string; phase: string }
   | { type: 'progress'; target: string; direction: 'download' | 'upload'; mbps: number }
   | { type: 'finished'; target: string; run_id?: number; stored: boolean; result: RunResult }
-  /** a peer's test against one of our servers was recorded (issue 18); not a run of the queue */
+  /** a peer's test against one of our servers was recorded; not a run of the queue */
   | { type: 'inbound'; target: string; run_id?: number; stored: boolean; result: RunResult };
 
 /** The last failed write to the history (disk full, read-only); cleared by the next stored run. */
@@ -136,7 +136,7 @@ export class Runner {
     queued: string[];
     store_error?: StoreError;
   } {
-    // a failed write (disk full) first; else a damaged history the store found (issue 14 row 17)
+    // a failed write (disk full) first; else a damaged history the store found
     const storeError = this.storeError ?? this.d.store?.health();
     return {
       ...(storeError ? { store_error: storeError } : {}),
@@ -365,7 +365,7 @@ export class Runner {
   }
 
   /**
-   * A test a peer ran against one of our servers (issue 18): stored and reported like a run of ours
+   * A test a peer ran against one of our servers: stored and reported like a run of ours
    * (page, MQTT, metrics), under the pseudo-target `inbound`; it never touches the queue.
    */
   recordInbound(result: RunResult): number | undefined {

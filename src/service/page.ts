@@ -88,7 +88,10 @@ export async function startPage(d: PageDeps): Promise<Page> {
     await app.listen({ host: bind, port: s.web.port });
   } catch (err) {
     await closePage(app);
-    throw new ProbeError('BP_ERR_CONFIG', `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`);
+    throw new ProbeError(
+      'BP_ERR_CONFIG',
+      `the page cannot listen on ${bind}:${s.web.port}: ${(err as Error).message}`,
+    );
   }
   const port = (app.server.address() as AddressInfo).port;
   log.info(

@@ -49,7 +49,7 @@ export function toCsv(rows: readonly RunSummary[]): string {
 }
 
 /**
- * The Served table's columns (issue 18): the inbound runs alone, with who tested and how. Speeds are
+ * The Served table's columns: the inbound runs alone, with who tested and how. Speeds are
  * the peer's view (download = what we sent it).
  */
 export const INBOUND_CSV_COLUMNS: readonly string[] = [

@@ -6,7 +6,7 @@ import { ProbeError } from '../errors.js';
 export const LOCK_FILE = 'service.lock';
 
 /**
- * One service per data directory (issue 14 row 16: two `serve` on one dir shared the MQTT client id and
+ * One service per data directory (two `serve` on one dir shared the MQTT client id and
  * flapped online/offline 31 times in 30 s). The lock is a file made with O_EXCL holding our PID. A lock
  * whose PID is gone, is our own (a container restarted with the same PID), or is not a Node process
  * running bandwidth-probe (a PID reused after a crash) is stale and taken over.

@@ -32,7 +32,7 @@ export interface RunSummary {
   ping_ms: number | null;
   jitter_ms: number | null;
   loss_percent: number | null;
-  /** median round trip while the download / upload ran (issue 17) */
+  /** median round trip while the download / upload ran */
   download_latency_ms: number | null;
   upload_latency_ms: number | null;
   responsiveness_rpm: number | null;
@@ -41,7 +41,7 @@ export interface RunSummary {
   engine: string;
   server: string;
   trigger: string | null;
-  /** inbound runs only (issue 18): who tested to us and how, from the stored result */
+  /** inbound runs only: who tested to us and how, from the stored result */
   inbound?: InboundSummary;
 }
 
@@ -163,7 +163,7 @@ export class Store {
    * Opens (creating and migrating as needed) data_dir/bandwidth-probe.db. `maxPages` caps the file
    * (SQLite max_page_count, 4 KiB pages): past it, writes fail like on a full disk.
    *
-   * A damaged file (issue 14 row 17) is found by `PRAGMA quick_check` here and by any query that fails
+   * A damaged file is found by `PRAGMA quick_check` here and by any query that fails
    * with SQLITE_CORRUPT later. It is never overwritten: by default the service goes on with a history in
    * memory (runs are measured, published and shown, and lost at restart) and says so in health(); with
    * `resetCorrupt` the file is renamed to `<db>.corrupt-<time>` (with its -wal/-shm) and a fresh one
@@ -393,7 +393,7 @@ export class Store {
       where.push(`(started_at, id) ${q.oldestFirst ? '>' : '<'} (?, ?)`);
       args.push(q.after.started_at, q.after.id);
     }
-    // json_valid first: one damaged result must not fail the whole list (row 17)
+    // json_valid first: one damaged result must not fail the whole list
     const j = (path: string) => `CASE WHEN json_valid(result) THEN json_extract(result, '${path}') END`;
     const sql = `SELECT id, target, kind, started_at, finished_at, status, error_code, download_mbps, upload_mbps,
                    ping_ms, jitter_ms, loss_percent,
@@ -444,7 +444,7 @@ export class Store {
 
   /**
    * Oldest first, `limit` rows in pages of `page`, waiting for `pause` before each page, so a
-   * large export neither builds one string nor blocks other requests (issue 14 row 19: 20 parallel
+   * large export neither builds one string nor blocks other requests (20 parallel
    * exports of 8761 runs held healthz for 1.9 s). Pulled page by page: a slow reader holds one page.
    */
   async *summaryPages(

@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 
 /**
  * Started as root (the add-on: s6-overlay's /init needs it), the service gives up root before it opens
- * anything (issue 14 row 26): data_dir and what is in it is handed to `run_as`, then the process's
+ * anything: data_dir and what is in it is handed to `run_as`, then the process's
  * groups, gid and uid change for good. Node has no getpwnam: the user is looked up in /etc/passwd.
  */
 export interface Account {

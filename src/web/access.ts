@@ -15,12 +15,12 @@ export interface AccessRules {
   apiToken?: string;
   /** the API token also opens the page as a basic-auth password (any user name): the generated token */
   tokenAsPassword?: boolean;
-  /** failed attempts per address and window before 429 (row 25); default 10 per 60 s */
+  /** failed attempts per address and window before 429; default 10 per 60 s */
   throttle?: { failures: number; windowMs: number };
 }
 
 /**
- * Failed logins per peer address (row 25: 3000 guesses in 2.9 s went unthrottled). Past the budget a
+ * Failed logins per peer address (3000 guesses in 2.9 s went unthrottled). Past the budget a
  * peer gets 429 until its window ends, right or wrong; the map is bounded (oldest entries dropped).
  */
 export class AuthThrottle {

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /**
- * Browser-facing guards of the page and API (issue 14 rows 6 and 25):
+ * Browser-facing guards of the page and API:
  * - Host allow-list against DNS rebinding: a page on evil.example whose name now resolves to us must
  *   not read the API. IP literals cannot be rebound, so any IP is fine; names must be ours.
  * - State-changing requests (anything but GET/HEAD) only as JSON and only from our own origin: a
@@ -102,7 +102,7 @@ export function guard(o: GuardOptions) {
  * Content-Security-Policy of the page (served by @fastify/helmet): our own files only; uPlot sets
  * inline styles through the CSSOM (allowed), the page has no inline script. `frame-ancestors 'self'`:
  * HA shows the ingress page in a frame of its own origin, which is the page's origin too; nothing else
- * may frame it (row 25). No upgrade-insecure-requests: a standalone page is plain HTTP on the LAN.
+ * may frame it. No upgrade-insecure-requests: a standalone page is plain HTTP on the LAN.
  */
 export const CSP_DIRECTIVES = {
   defaultSrc: ["'self'"],

@@ -7,7 +7,7 @@ import { ProbeError } from '../errors.js';
 export const TOKEN_FILE = 'web-token';
 
 /**
- * The page's generated API token (issue 14 row 5): made on the first start that needs it, kept in
+ * The page's generated API token: made on the first start that needs it, kept in
  * data_dir so it survives restarts. `created` says whether this start made it (then it is printed once).
  */
 export function ensureWebToken(dataDir: string): { token: string; path: string; created: boolean } {

@@ -3,12 +3,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSettings } from '../../src/config/load.js';
-import { type RmbtSettings } from '../../src/rmbt/settings.js';
-import { type Settings } from '../../src/config/settings.js';
+import type { Settings } from '../../src/config/settings.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { nativeEngine } from '../../src/engine/loader.js';
 import type { Engine } from '../../src/engine/types.js';
 import { type RunningRmbtServers, startRmbtServers } from '../../src/rmbt/serve.js';
+import type { RmbtSettings } from '../../src/rmbt/settings.js';
 
 /**
  * Engines every protocol test runs on. The native one must load: a missing build fails the tests

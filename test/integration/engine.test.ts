@@ -33,7 +33,7 @@ function chunks(n: number, cs: number): Buffer {
 
 const recvJob = (cs: number): EngineJob => ({
   mode: 'receive',
-  framing: { kind: 'rmbt', chunkSize: cs },
+  framing: { kind: 'chunks', chunkSize: cs },
   sampleNs: 1e6,
   idleTimeoutMs: 2000,
   maxDurationMs: 5000,
@@ -98,7 +98,7 @@ describe.each(ENGINES)('engine contract, $name', ({ make }) => {
     p.b.on('data', (d) => got.push(d));
     const job: EngineJob = {
       mode: 'send',
-      framing: { kind: 'rmbt', chunkSize: cs },
+      framing: { kind: 'chunks', chunkSize: cs },
       chunks: [p.a.chunkSet(cs, true)],
       until: { count: 40 },
       sampleNs: 1e6,
@@ -119,7 +119,7 @@ describe.each(ENGINES)('engine contract, $name', ({ make }) => {
     p.b.write('TIME 1 BYTES 2\n');
     const job: EngineJob = {
       mode: 'send',
-      framing: { kind: 'rmbt', chunkSize: 4096 },
+      framing: { kind: 'chunks', chunkSize: 4096 },
       chunks: [p.a.chunkSet(4096, true)],
       until: { durationNs: 300e6 },
       sampleNs: 1e6,

@@ -8,9 +8,9 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../src/engine/loader.js';
 import { Channel } from '../../src/net/channel.js';
+import { encodeFrame, OP_PING } from '../../src/net/ws.js';
 import { RmbtServer, type RmbtServerOptions } from '../../src/rmbt/server.js';
 import { makeToken } from '../../src/rmbt/token.js';
-import { encodeFrame, OP_PING } from '../../src/net/ws.js';
 
 const KEY = 'hostile-server-key';
 const servers: RmbtServer[] = [];

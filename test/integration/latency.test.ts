@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureBtest } from '../../src/btest/measure.js';
 import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
-import { type Settings } from '../../src/config/settings.js';
+import type { Settings } from '../../src/config/settings.js';
 import type { Engine } from '../../src/engine/types.js';
 import type { LatencySet } from '../../src/measure/latency.js';
 import type { RunResult } from '../../src/measure/result.js';

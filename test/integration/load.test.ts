@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { btestLoadPeer } from '../../src/btest/load.js';
 import type { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
 import type { Engine } from '../../src/engine/types.js';
-import { btestLoadPeer } from '../../src/btest/load.js';
 import { isPrivateAddress, type LoadReport, runLoad } from '../../src/load/load.js';
 import { rmbtLoadPeer } from '../../src/rmbt/load.js';
 import type { RunningRmbtServers } from '../../src/rmbt/serve.js';

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Settings } from '../../src/config/settings.js';
+import type { Settings } from '../../src/config/settings.js';
 import type { Engine } from '../../src/engine/types.js';
 import { createLogger } from '../../src/log.js';
 import { timeZone } from '../../src/rmbt/control.js';

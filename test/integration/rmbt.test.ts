@@ -3,7 +3,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Settings } from '../../src/config/settings.js';
+import type { Settings } from '../../src/config/settings.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import type { Engine } from '../../src/engine/types.js';
 import type { RunResult } from '../../src/measure/result.js';

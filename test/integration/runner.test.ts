@@ -2,7 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
-import { type ServiceSettings } from '../../src/config/schema.js';
+import type { ServiceSettings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { Runner, type RunnerEvent } from '../../src/runner/runner.js';
 import { Store } from '../../src/store/store.js';

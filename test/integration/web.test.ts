@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtestServer } from '../../src/btest/server.js';
 import { loadSettings } from '../../src/config/load.js';
-import { type WebSettings } from '../../src/config/schema.js';
+import type { WebSettings } from '../../src/config/schema.js';
 import { JsEngine } from '../../src/engine/jsEngine.js';
 import { Runner } from '../../src/runner/runner.js';
 import { Scheduler } from '../../src/runner/schedule.js';
@@ -323,8 +323,13 @@ describe('page weight', () => {
     const require = createRequire(import.meta.url);
     const uplot = join(require.resolve('uplot'), '..');
     const pub = join(import.meta.dirname, '../../public');
+    // every module of the page: public/*.js and the protocols' page modules
+    const modules = [
+      ...readdirSync(pub).filter((f) => f.endsWith('.js')),
+      ...readdirSync(join(pub, 'protocols')).map((f) => `protocols/${f}`),
+    ];
     const total = [
-      join(pub, 'app.js'),
+      ...modules.map((f) => join(pub, f)),
       join(pub, 'app.css'),
       join(uplot, 'uPlot.iife.min.js'),
       join(uplot, 'uPlot.min.css'),

@@ -21,8 +21,8 @@ import {
 import { loadSettings } from '../../src/config/load.js';
 import { parseMqttService } from '../../src/config/supervisor.js';
 import { ProbeError } from '../../src/errors.js';
-import { parseChunkSize, parseCommand, parseGreeting, parseTime } from '../../src/rmbt/lines.js';
 import { WsDecoder } from '../../src/net/ws.js';
+import { parseChunkSize, parseCommand, parseGreeting, parseTime } from '../../src/rmbt/lines.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 /**
