@@ -26,7 +26,7 @@ const DELAYS = (process.env.ACC_DELAYS ?? '20,80').split(',').filter(Boolean).ma
 const THREADS = Number(process.env.ACC_THREADS ?? 3);
 /** Parts to run (default all): tcp, udp, ramp (unlimited btest UDP vs iperf3 UDP), ping, loaded */
 const ONLY = new Set((process.env.ACC_ONLY ?? 'tcp,udp,ramp,ping,loaded').split(','));
-/** Latency under load (issue 17): rates, tbf queue lengths (ms) and congestion controls of its rows */
+/** Latency under load: rates, tbf queue lengths (ms) and congestion controls of its rows */
 const LOADED_RATES = (process.env.ACC_LOADED_RATES ?? '50,200').split(',').filter(Boolean).map(Number);
 const QUEUES = (process.env.ACC_QUEUES ?? '20,100,300').split(',').filter(Boolean).map(Number);
 const CCS = (process.env.ACC_CCS ?? 'reno,bbr').split(',').filter(Boolean);
@@ -81,7 +81,7 @@ function setup(): void {
 /**
  * Both veth ends at `mbit` with tbf. burst: at least 2 ms at the rate (the timer must not be the limit),
  * never below 32 kB. The queue holds `queueMs` of packets: 10 ms for the throughput rows, up to 300 ms
- * for the deep queues of the latency-under-load rows (issue 17), where a saturating flow sees up to that
+ * for the deep queues of the latency-under-load rows, where a saturating flow sees up to that
  * much queueing delay.
  */
 function shape(mbit: number, queueMs = 10): void {
@@ -405,7 +405,7 @@ async function main(): Promise<void> {
   if (loadedTable.length) printLoaded(loadedTable);
   if (rampRows.length) {
     console.log(
-      '\nbtest UDP with default settings (unlimited; issue 13): our figure after the ramp vs iperf3 UDP offered 20 % above the link, both in IP bytes (1500-byte packets; target ±2 %)\n',
+      '\nbtest UDP with default settings (unlimited): our figure after the ramp vs iperf3 UDP offered 20 % above the link, both in IP bytes (1500-byte packets; target ±2 %)\n',
     );
     console.log(
       table(
@@ -745,7 +745,7 @@ async function echoUnderLoad(echoPort: string, reverse: boolean): Promise<number
 }
 
 /**
- * Latency under load against the truth (issue 17): per rate × queue × congestion control, our loaded
+ * Latency under load against the truth: per rate × queue × congestion control, our loaded
  * medians next to the qdisc's own queueing delay and a 1-byte TCP echo through the same queue while
  * iperf3 fills it. Target: ours within 10 % or 2 ms of the echo.
  */

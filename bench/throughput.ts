@@ -1,5 +1,5 @@
 /**
- * Throughput benchmark on loopback (issue 3): our client with the native and the js engine, the Python
+ * Throughput benchmark on loopback: our client with the native and the js engine, the Python
  * reference client (PYC) and iperf3, against rmbtd and against our own server, in one invocation so the
  * ratios compare like with like on this machine. Prints a table; asserts nothing.
  *

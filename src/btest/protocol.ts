@@ -1,5 +1,5 @@
 import { splitHostPort } from '../net/hostport.js';
-import type { ProtocolDescriptor } from '../protocols/contract.js';
+import { baseCtx, type ProtocolDescriptor } from '../protocols/contract.js';
 import { btestCommands } from './commands.js';
 import type { BtestServer } from './server.js';
 import { type BtestServerSettings, type BtestSettings, btestSchema, btestServerSchema } from './settings.js';
@@ -21,6 +21,7 @@ export const btestProtocol: ProtocolDescriptor<
   type: 'btest',
   label: 'MikroTik btest',
   short: 'btest',
+  peerText: 'a MikroTik router or btest server',
   groups,
   needs: (s) => (s.host ? undefined : { key: 'host', message: 'needs a host' }),
   peer(s) {
@@ -45,11 +46,7 @@ export const btestProtocol: ProtocolDescriptor<
   async measure(s, ctx) {
     const { measureBtest } = await import('./measure.js');
     return measureBtest(s, {
-      engine: ctx.engine,
-      general: ctx.general,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-      ...(ctx.targetId ? { targetId: ctx.targetId } : {}),
-      ...(ctx.log ? { log: ctx.log } : {}),
+      ...baseCtx(ctx),
       onEvent: (e) => {
         if (e.type === 'phase') ctx.onPhase?.(e.phase);
         else {

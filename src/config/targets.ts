@@ -32,8 +32,7 @@ export const targetSchema = {
     type: 'enum',
     values: PROTOCOL_TYPES,
     default: PROTOCOL_TYPES[0]!,
-    description:
-      'rmbt: an RMBT control server or measurement server; btest: a MikroTik router or btest server.',
+    description: `${PROTOCOLS.map((p) => `${p.type}: ${p.peerText}`).join('; ')}.`,
   },
   enabled: { type: 'bool', default: true, description: 'Scheduled runs on or off (run-now still works).' },
   schedule: {

@@ -97,6 +97,8 @@ export interface ProtocolDescriptor<
   readonly type: T;
   /** how people call it (page, CLI): "RMBT", "MikroTik btest" */
   readonly label: string;
+  /** what a target of this type measures against, for the `type` setting's description */
+  readonly peerText: string;
   /** the short name beside a served test: "RMBT", "btest" */
   readonly short: string;
   /** its settings groups in the order the options file, config.yaml and DOCS list them */
@@ -127,3 +129,16 @@ export interface ProtocolDescriptor<
 /** A descriptor with its settings types erased, as the registry hands them to protocol-neutral code. */
 // biome-ignore lint/suspicious/noExplicitAny: the registry's list holds descriptors of different settings types
 export type AnyProtocol = ProtocolDescriptor<string, any, any, any, any>;
+
+/** The part of a MeasureCtx every protocol's client takes as it is (engine, settings, abort, ids, log). */
+export function baseCtx(
+  ctx: MeasureCtx,
+): Pick<MeasureCtx, 'engine' | 'general' | 'signal' | 'targetId' | 'log'> {
+  return {
+    engine: ctx.engine,
+    general: ctx.general,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    ...(ctx.targetId ? { targetId: ctx.targetId } : {}),
+    ...(ctx.log ? { log: ctx.log } : {}),
+  };
+}

@@ -1,5 +1,5 @@
 import { splitHostPort, urlHostPort } from '../net/hostport.js';
-import type { ProtocolDescriptor } from '../protocols/contract.js';
+import { baseCtx, type ProtocolDescriptor } from '../protocols/contract.js';
 import { rmbtCommands } from './commands.js';
 import type { RunningRmbtServers } from './serve.js';
 import { type RmbtServerSettings, type RmbtSettings, rmbtSchema, rmbtServerSchema } from './settings.js';
@@ -21,6 +21,7 @@ export const rmbtProtocol: ProtocolDescriptor<
   type: 'rmbt',
   label: 'RMBT',
   short: 'RMBT',
+  peerText: 'an RMBT control server or measurement server',
   groups,
   needs: (s) =>
     s.control_url || (s.server && s.key)
@@ -43,11 +44,7 @@ export const rmbtProtocol: ProtocolDescriptor<
   async measure(s, ctx) {
     const { measureRmbt } = await import('./measure.js');
     return measureRmbt(s, {
-      engine: ctx.engine,
-      general: ctx.general,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-      ...(ctx.targetId ? { targetId: ctx.targetId } : {}),
-      ...(ctx.log ? { log: ctx.log } : {}),
+      ...baseCtx(ctx),
       ...(ctx.automated ? { automated: ctx.automated } : {}),
       onEvent: (e) => {
         if (e.type === 'phase') ctx.onPhase?.(e.phase);

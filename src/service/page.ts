@@ -1,32 +1,16 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Settings } from '../config/settings.js';
-import type { TargetSettings } from '../config/targets.js';
 import { raiseFdLimit, webConnectionBudget } from '../engine/fdlimit.js';
 import { ProbeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { PublisherStatus } from '../mqtt/publisher.js';
-import type { Inbound } from '../runner/inbound.js';
-import type { Runner } from '../runner/runner.js';
-import type { Scheduler } from '../runner/schedule.js';
-import type { Store } from '../store/store.js';
-import { buildApp } from '../web/app.js';
+import { buildApp, type WebDeps } from '../web/app.js';
 import { ensureWebToken, isLoopbackBind } from '../web/token.js';
 
-export interface PageDeps {
+/** What the page needs beyond what it hands to buildApp as it is: the settings and the service's log. */
+export interface PageDeps
+  extends Omit<WebDeps, 'settings' | 'bind' | 'tokenAsPassword' | 'maxConnections' | 'timeouts' | 'log'> {
   s: Settings;
-  runner: Runner;
-  scheduler: Scheduler;
-  store: Store;
-  targets: readonly TargetSettings[];
-  deviceId: string;
-  version: string;
-  engine: string;
-  mqtt: () => PublisherStatus | undefined;
-  ingress: boolean;
-  selfTest: { published: boolean } | undefined;
-  inbound: Inbound | undefined;
-  timezone: string;
   log: Logger;
 }
 
@@ -65,23 +49,13 @@ export async function startPage(d: PageDeps): Promise<Page> {
     );
   }
   const fds = raiseFdLimit(log);
+  const { s: _settings, log: _log, ...deps } = d;
   const app = await buildApp({
-    runner: d.runner,
-    scheduler: d.scheduler,
-    store: d.store,
-    targets: d.targets,
-    deviceId: d.deviceId,
-    version: d.version,
-    engine: d.engine,
-    mqtt: d.mqtt,
+    ...deps,
     settings: webSettings,
-    ingress,
     bind,
     tokenAsPassword,
     maxConnections: webConnectionBudget(fds.soft),
-    selfTest: d.selfTest,
-    ...(d.inbound ? { inbound: d.inbound } : {}),
-    timezone: d.timezone,
     log: log.child({ module: 'web' }),
   });
   try {

@@ -136,7 +136,7 @@ beforeAll(async () => {
       download: seed.download && { ...seed.download, mbps: Math.round(940 * f) },
       upload: { ...(seed.upload ?? seed.download!), mbps: Math.round(420 * f) },
       ping: { ...(seed.ping as NonNullable<typeof seed.ping>), median_ms: 8 + 4 * f, jitter_ms: 1 + f },
-      // latency under load (issue 17): an idle 10 ms line whose queue adds 40–60 ms downloading
+      // latency under load: an idle 10 ms line whose queue adds 40–60 ms downloading
       latency: latencyResult({
         idle: latencySet('tcp_connect', rtts(10, 1))!,
         download: latencySet('tcp_connect', rtts(20 + 40 * f, 5))!,
@@ -274,7 +274,7 @@ describe('status page in Chromium behind an ingress-like prefix', () => {
     await expect.poll(async () => card.locator('.pill.ok').count()).toBeGreaterThan(0);
     expect(await card.locator('.fig.down b').textContent()).toMatch(/^\d+(\.\d{1,2})?$/);
     expect(await card.locator('.fig.down span').textContent()).toMatch(/^[MG]bit\/s down$/);
-    // latency under load on the card: btest both ways has a grade and a responsiveness (issue 17)
+    // latency under load on the card: btest both ways has a grade and a responsiveness
     expect(await card.locator('.meta.loaded').textContent()).toMatch(/grade (A\+|[A-F]).*\d+ RPM/);
     await page.screenshot({ path: join(SCREENS, 'page-light.png'), fullPage: true });
 

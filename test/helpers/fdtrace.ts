@@ -1,5 +1,5 @@
 // Reads `strace -f` output and finds I/O on a descriptor number after it was closed and before anything
-// reopened it (issue 14 row 10: a stream thread using an fd that Node's thread had already closed). The
+// reopened it (a stream thread using an fd that Node's thread had already closed). The
 // order is the order strace saw the syscalls enter; a close counts from its completion.
 
 /** Syscalls whose return value is a new descriptor. */

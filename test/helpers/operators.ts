@@ -43,7 +43,7 @@ export interface OperatorOptions {
   emptyOptionals?: boolean;
   /** Specure: the tenant the X-Nettest-Client header must name */
   tenant?: string;
-  /** seconds the client is told to wait before it connects (a hostile 600 in issue 14 row 22) */
+  /** seconds the client is told to wait before it connects (a hostile 600 in) */
   testWait?: number;
   /** request body limit of the front proxy (default nginx's 1 MiB) */
   bodyLimit?: number;

@@ -171,7 +171,7 @@ describe.each(ENGINES)('btest on loopback, $name engine', ({ name, make }) => {
         { engine: engine(), general },
       );
       expect(r.error?.code, auth).toBe('BP_ERR_BTEST_AUTH');
-      // the method that was tried, not `none` (issue 13)
+      // the method that was tried, not `none`
       expect(r.btest!.auth).toBe(auth);
       const anon = await measureBtest(client({ host: `127.0.0.1:${servers[auth]!.port}` }), {
         engine: engine(),

@@ -33,7 +33,7 @@ describe('CLI (built dist/cli.js)', () => {
     expect(result.download!.mbps).toBeGreaterThan(0);
     expect(result.upload!.mbps).toBeGreaterThan(0);
     expect(result.rmbt!.submitted).toBe(true);
-    // The demo speaks TLS, as public deployments do, and the native loop carries it (issue 16).
+    // The demo speaks TLS, as public deployments do, and the native loop carries it.
     expect(result.server.transport).toMatch(/^(tls|https|wss)$/);
     expect(result.engine).toBe('native');
     expect(result.server.tls?.cipher).toMatch(/^TLS_/);

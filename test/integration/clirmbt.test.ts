@@ -8,7 +8,7 @@ import type { RunningRmbtServers } from '../../src/rmbt/serve.js';
 import { startServers, tempDir } from '../helpers/rmbt.js';
 
 /**
- * `measure rmbt` flags of issue 18, the built CLI against our own servers in this process (so the
+ * `measure rmbt`'s direct-mode and load flags, the built CLI against our own servers in this process (so the
  * child is spawned asynchronously: a blocking spawn would stop the servers it talks to).
  */
 const CLI = join(import.meta.dirname, '../../dist/cli.js');

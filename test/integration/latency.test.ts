@@ -1,5 +1,5 @@
 /**
- * Latency under load (issue 17) on loopback, both engines: every run has idle, download and upload sets;
+ * Latency under load on loopback, both engines: every run has idle, download and upload sets;
  * the probe connection's bytes stay out of the speed; a server that refuses the extra connection still
  * gives a good run that says why; btest measures TCP connect round trips.
  */

@@ -52,7 +52,7 @@ const TARGETS = () => [
     direction: 'receive',
     duration: 1,
     remote_tx_speed: 20_000_000,
-    // any real round trip under load is above 0 ms: the problem sensor turns on (issue 17)
+    // any real round trip under load is above 0 ms: the problem sensor turns on
     threshold_loaded_latency: 0,
   },
 ];
@@ -122,7 +122,7 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     expect(cfg.components.lan_below_threshold!.device_class).toBe('problem');
     expect(cfg.components.lan_run!.command_topic).toBe(`${root}/lan/run`);
     expect(cfg.components.lan_event!.event_types).toEqual(['completed', 'failed', 'aborted']);
-    // latency under load (issue 17): btest receive loads the download only
+    // latency under load: btest receive loads the download only
     expect(cfg.components.lan_download_latency).toMatchObject({
       platform: 'sensor',
       device_class: 'duration',
@@ -467,7 +467,7 @@ describe('MQTT failures and the Supervisor', () => {
   });
 });
 
-describe('hostile publishers on the broker (issue 14 rows 13–15)', () => {
+describe('hostile publishers on the broker', () => {
   /** A logger whose lines are kept, to measure what a flood costs the log. */
   const capture = () => {
     const lines: string[] = [];
@@ -480,7 +480,7 @@ describe('hostile publishers on the broker (issue 14 rows 13–15)', () => {
     return { lines, log: createLogger('info', dest) };
   };
 
-  it('row 13: 5 × 20 MB run commands and 5000 for unknown targets: never logged whole, a few lines in all', async () => {
+  it('5 × 20 MB run commands and 5000 for unknown targets: never logged whole, a few lines in all', async () => {
     const { lines, log: cap } = capture();
     const svc = await startService(settings(tempDir(), auth(), [TARGETS()[0]]), cap, fast);
     const root = `bandwidth_probe/${svc.deviceId}`;
@@ -510,7 +510,7 @@ describe('hostile publishers on the broker (issue 14 rows 13–15)', () => {
     }
   }, 90_000);
 
-  it('rows 14 + 15: a garbage or forged retained discovery config: publishing goes on, foreign topics are untouched', async () => {
+  it('a garbage or forged retained discovery config: publishing goes on, foreign topics are untouched', async () => {
     const dir = tempDir();
     let svc = await startService(settings(dir, auth(), [TARGETS()[0]]), log, fast);
     const id = svc.deviceId;

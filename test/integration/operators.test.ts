@@ -11,7 +11,7 @@ import { clientSettings, ENGINES, startServers, tempDir } from '../helpers/rmbt.
 
 /**
  * Our client against stand-ins of the real deployments' control servers (test/helpers/operators.ts),
- * each point of research/rmbt-deployments.md that decides acceptance or the data filed (issue 12), on
+ * each point of research/rmbt-deployments.md that decides acceptance or the data filed, on
  * both engines. The measurement server is ours on [::] (dual-stack), checking v2 tokens against the
  * connection's address as the Rust server does.
  */
@@ -56,7 +56,7 @@ describe.each(ENGINES)('real deployments, $name engine', ({ make }) => {
       ...ctx,
     });
 
-  describe('issue 14 row 22: test_wait is honoured within bounds, and ends with the run', () => {
+  describe('test_wait is honoured within bounds, and ends with the run', () => {
     it('test_wait 1 is waited for; the run is ok', async () => {
       const op = await operator('ctrl', { testWait: 1 });
       try {

@@ -49,7 +49,7 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
   beforeAll(async () => {
     engine = make();
     // The control server hands out 2 s tests (its default 7 s made each control-server test take
-    // 29.5 s of its 30 s budget, waiting, not computing: issue 15 item 8).
+    // 29.5 s of its 30 s budget, waiting, not computing).
     ({ servers, settings } = await startServers(engine, { test_duration: '2', test_pings: '5' }));
     key = servers.keys[0]!;
   });
@@ -81,7 +81,7 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
           if (e.type === 'progress') live[e.phase].push(e.mbps);
         });
         expectConsistent(r, threads);
-        // Live figures on every transport and engine (issue 15: TLS ticks were all 0 on the native engine,
+        // Live figures on every transport and engine (TLS ticks were all 0 on the native engine,
         // whose js fallback kept its own counters). Each direction lasts 1 s, ticks come every 250 ms.
         for (const dir of ['download', 'upload'] as const) {
           expect(live[dir].length, dir).toBeGreaterThanOrEqual(2);
@@ -89,7 +89,7 @@ describe.each(ENGINES)('RMBT on loopback, $name engine', ({ name, make }) => {
           expect(live[dir].filter((x) => x > 0).length, dir).toBeGreaterThanOrEqual(live[dir].length - 1);
         }
         expect(r.server.transport).toBe(transport);
-        // The native loop drives plain TCP and, with its own OpenSSL sessions, TLS (issue 16); the result
+        // The native loop drives plain TCP and, with its own OpenSSL sessions, TLS; the result
         // says which engine moved the bytes, and a TLS run names what was negotiated.
         expect(r.engine).toBe(name);
         if (usesTls(transport)) {
@@ -523,7 +523,7 @@ describe('address family and source address', () => {
   });
 });
 
-describe('TLS to an IP address (issue 14)', () => {
+describe('TLS to an IP address', () => {
   it('a certificate is checked against the IP SANs: one for "localhost" only does not pass for 127.0.0.1', async () => {
     const dir = tempDir();
     const pems = await generate([{ name: 'commonName', value: 'localhost only' }], {

@@ -126,7 +126,7 @@ describe('serve, killed', () => {
   });
 });
 
-describe('serve, one per data dir (issue 14 row 16)', () => {
+describe('serve, one per data dir', () => {
   it('a second serve on the same data dir exits 2 at once; the first stays online without flapping', async () => {
     const dir = tempDir();
     const options = join(dir, 'options.json');
@@ -202,7 +202,7 @@ describe('serve, one per data dir (issue 14 row 16)', () => {
   }, 90_000);
 });
 
-describe('serve started as root drops to run_as (issue 14 row 26)', () => {
+describe('serve started as root drops to run_as', () => {
   it('gives data_dir to the user, changes uid/gid before opening anything, and still measures', async () => {
     const dir = tempDir(); // data_dir itself: its parents stay root's
     const options = join(dir, 'options.json');

@@ -15,7 +15,7 @@ import { freePort } from '../helpers/proc.js';
 import { clientSettings, ENGINES, tempDir } from '../helpers/rmbt.js';
 
 /**
- * Our servers inside `serve` (issue 18): a MikroTik-style btest client (ours) and our RMBT client test
+ * Our servers inside `serve`: a MikroTik-style btest client (ours) and our RMBT client test
  * to the service; every test is an inbound run, visible in the API, the exports, the metrics and as HA
  * entities over a real Mosquitto. Daily quotas refuse with a reason. Both engines.
  */

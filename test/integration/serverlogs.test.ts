@@ -31,7 +31,7 @@ async function until(ok: () => boolean, ms = 5000): Promise<void> {
   for (const end = Date.now() + ms; !ok() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
 }
 
-/** Server-side session logs at info (issue 13): what a router owner or an operator reads. */
+/** Server-side session logs at info: what a router owner or an operator reads. */
 describe.each(ENGINES)('server session logs, $name engine', ({ make }) => {
   it('btest: login accepted with the user (never the password), test start and end with figures; refused logins', async () => {
     const engine = make();

@@ -131,7 +131,7 @@ describe('store (SQLite, WAL)', () => {
     s.close();
   });
 
-  describe('a damaged history (issue 14 row 17)', () => {
+  describe('a damaged history', () => {
     const fill = (dir: string, n: number) => {
       const s = Store.open(dir);
       for (let i = 0; i < n; i++) s.insert(run('a', i, { server: { host: 'h'.repeat(2000), port: 1 } }));

@@ -1,5 +1,5 @@
 /**
- * TLS on both engines (issue 16): the native engine's own OpenSSL sessions and Node's TLS must check
+ * TLS on both engines: the native engine's own OpenSSL sessions and Node's TLS must check
  * certificates alike, offer the same cipher order and fail the same coded ways, and TLS streams must
  * survive the hazards plain ones do (aborts, a peer that closes, a server that is not TLS) with no
  * descriptor left behind.
@@ -59,7 +59,7 @@ async function fdsBackTo(before: number): Promise<number> {
   return now;
 }
 
-describe.each(ENGINES)('TLS, $name engine client (issue 16)', ({ name, make }) => {
+describe.each(ENGINES)('TLS, $name engine client', ({ name, make }) => {
   let engine: Engine;
   const running: RunningRmbtServers[] = [];
   const serve = async (cert?: CertFiles) => {

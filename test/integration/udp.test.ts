@@ -102,7 +102,7 @@ describe.each(ENGINES)('UDP loop, $name engine', ({ name, make }) => {
     expect(out.foreign).toBe(2);
   });
 
-  it('issue 14 row 11: forged datagrams (other port; impossible jumps ahead or behind) are foreign, not loss', async () => {
+  it('forged datagrams (other port; impossible jumps ahead or behind) are foreign, not loss', async () => {
     const engine = make();
     const rx = await engine.udp(base({ receive: true, durationNs: 1.5e9, lockPort: true }));
     const done = rx.start();

@@ -172,7 +172,7 @@ describe('web routes', () => {
     expect(m.body).toContain('bandwidth_probe_last_run_ok{target="a"} 1');
     expect(m.body).not.toMatch(/_mbps|_ms\{|_percent/);
     expect(m.body).toContain('bandwidth_probe_below_threshold{target="a"} 1');
-    // latency under load (issue 17), in seconds like the ping; btest receive loads the download only
+    // latency under load, in seconds like the ping; btest receive loads the download only
     expect(m.body).toMatch(/bandwidth_probe_download_latency_seconds\{target="a"\} 0\.\d+/);
     expect(m.body).not.toMatch(/bandwidth_probe_upload_latency_seconds\{target="a"\}/);
     expect(m.body).toMatch(/bandwidth_probe_responsiveness_rpm\{target="a"\} \d+/);
@@ -224,7 +224,7 @@ describe('access', () => {
       });
       expect(page.statusCode).toBe(200);
       expect(page.body).toContain('<base href="/api/hassio_ingress/AbC123/">');
-      // only the Supervisor's form of the prefix (row 25): no other origin, path or markup
+      // only the Supervisor's form of the prefix: no other origin, path or markup
       for (const bad of [
         '//evil.example/x',
         '/api/hassio_ingress/../../x',

@@ -19,9 +19,9 @@ import { startBtestServer } from '../helpers/btest.js';
 import { tempDir } from '../helpers/rmbt.js';
 
 /**
- * Issue 14, web rows: safe defaults (5), cross-site and foreign-Host requests (6), SSE cap (7), header
- * timeouts (8), streamed exports (19), ingress path, security headers, auth throttling and half-set
- * credentials (25). Real sockets where the row is about sockets.
+ * The page against misuse: safe defaults, cross-site and foreign-Host requests, the SSE cap, header
+ * timeouts, streamed exports, ingress path, security headers, auth throttling and half-set
+ * credentials. Real sockets where the check is about sockets.
  */
 let btest: BtestServer;
 const engine = new JsEngine();
@@ -68,7 +68,7 @@ async function makeApp(web: Record<string, string> = {}, opts: { timeouts?: Part
   return { app, store, runner, close };
 }
 
-describe('state-changing requests (row 6)', () => {
+describe('state-changing requests', () => {
   let h: Awaited<ReturnType<typeof makeApp>>;
   beforeAll(async () => {
     h = await makeApp({ run_limit: '20', allowed_hosts: 'probe.lan, Other.Example' });
@@ -147,7 +147,7 @@ describe('state-changing requests (row 6)', () => {
   });
 });
 
-describe('auth (row 25)', () => {
+describe('auth', () => {
   it('wrong passwords are throttled per address: after 10, 429 even for the right one', async () => {
     const h = await makeApp({ username: 'me', password: 'pw' });
     try {
@@ -200,7 +200,7 @@ function capture(lines: string[]): Writable {
   });
 }
 
-describe('defaults (row 5)', () => {
+describe('defaults', () => {
   const start = async (web: Record<string, unknown>) => {
     const dir = tempDir();
     const lines: string[] = [];
@@ -314,7 +314,7 @@ describe('defaults (row 5)', () => {
   });
 });
 
-describe('connection budgets (rows 7, 8)', () => {
+describe('connection budgets (8)', () => {
   it(`keeps at most ${MAX_SSE} event streams: the oldest are closed for new ones`, async () => {
     const h = await makeApp();
     await h.app.listen({ host: '127.0.0.1', port: 0 });
@@ -386,7 +386,7 @@ describe('connection budgets (rows 7, 8)', () => {
   });
 });
 
-describe('exports stream (row 19)', () => {
+describe('exports stream', () => {
   it('20 parallel exports of 3000 runs: chunked, complete, and healthz answers while they run', async () => {
     const h = await makeApp();
     const base = {
@@ -461,7 +461,7 @@ describe('exports stream (row 19)', () => {
   });
 });
 
-describe('a damaged history (row 17)', () => {
+describe('a damaged history', () => {
   it('api/status still answers with store_error; runs and exports are a coded 503, not a 500', async () => {
     const h = await makeApp();
     try {

@@ -1,5 +1,5 @@
 /**
- * Issue 14 row 10: aborting a run must never leave a stream thread doing I/O on a descriptor number
+ * Aborting a run must never leave a stream thread doing I/O on a descriptor number
  * that Node's thread has already closed (a number reused in that window — the SQLite file, the MQTT
  * socket — would get the thread's bytes). Each engine aborts 50 measurements against our native server,
  * alternating mid-download and mid-upload, in a child process under `strace -f`; the trace is read for

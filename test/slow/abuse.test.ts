@@ -1,5 +1,5 @@
 /**
- * Our servers under abuse (issue 8): in a network namespace this test makes (root), with its loopback
+ * Our servers under abuse: in a network namespace this test makes (root), with its loopback
  * shaped by tbf so throughput is set by the link and not by how busy the two cores are, our RMBT and
  * btest servers run as real processes (the built CLI). A real client measures once alone, then again
  * while 200 connections from five other addresses that send nothing, garbage or half a handshake are

@@ -1,5 +1,5 @@
 /**
- * Disk full (issue 8): the service's data directory is a small tmpfs this test mounts (root). With the
+ * Disk full: the service's data directory is a small tmpfs this test mounts (root). With the
  * disk filled, a run is reported as not stored (runner status, the page's API, MQTT with
  * `"stored": false`), the service keeps running and scheduling, nothing stored before is lost, and once
  * space returns the next run is stored and the error clears.

@@ -1,5 +1,5 @@
 /**
- * Issue 14: attacks on the real `server rmbt` process (the built CLI, native engine), each bounded in count
+ * Attacks on the real `server rmbt` process (the built CLI, native engine), each bounded in count
  * and time, with the fixed bound asserted: the process alive, RSS growth ≤ 64 MB over its start, fds back
  * to start, and a real client measuring correctly during and after the attack. Attackers connect from
  * 127.0.0.2 so the per-address caps they hit are theirs, not the real client's (127.0.0.1).
@@ -148,7 +148,7 @@ describe('server rmbt under attack (real process)', () => {
     expect(grew).toBeLessThan(limitMb);
   };
 
-  it('row 1: 60 × testRequest + a 4 MB result, then 60 × a 0.9 MB one: 413 / bounded store, RSS bounded', async () => {
+  it('result flood: 60 × testRequest + a 4 MB result, then 60 × a 0.9 MB one: 413 / bounded store, RSS bounded', async () => {
     // A result for a fresh test with `pad` bytes of padding: the HTTP status, or 'closed' when the server
     // answered 413 from the Content-Length and closed before the upload finished.
     const postResult = async (pad: string): Promise<number | string> => {
@@ -176,11 +176,11 @@ describe('server rmbt under attack (real process)', () => {
     expect((await measure()).status).toBe('ok');
   }, 120_000);
 
-  it('row 2: 64 connections with one token and 64 with tokens of their own, GETCHUNKS 300000 4194304, never reading', async () => {
+  it('unread data: 64 connections with one token and 64 with tokens of their own, GETCHUNKS 300000 4194304, never reading', async () => {
     const tr = await testRequest();
     const { makeToken } = await import('../../src/rmbt/token.js');
-    // this attack's own growth: row 1 before it may leave the control server's bounded result store
-    // (up to 16 MiB of bodies, by design) in the process, which is not this row's memory
+    // this attack's own growth: the result flood before it may leave the control server's bounded result store
+    // (up to 16 MiB of bodies, by design) in the process, which is not this attack's memory
     const before = rssMb(srv.pid!);
     const socks: net.Socket[] = [];
     const answers: string[] = [];
@@ -220,20 +220,20 @@ describe('server rmbt under attack (real process)', () => {
     const r = await measure();
     expect(r.status).toBe('ok');
     for (const s of socks) s.destroy();
-    // What this row leaves: the attack's connections are gone; what stays is what the allocator keeps
-    // of the real run's threads (row 18 checks that runs do not leak). Measured against this row's own
-    // start: row 1's bounded result store (about 35 MB in CI) is not this row's. CI saw +17 and +35 MB.
+    // What this attack leaves: the attack's connections are gone; what stays is what the allocator keeps
+    // of the real run's threads (the leak test checks that runs do not leak). Measured against this attack's own
+    // start: the result flood's bounded store (about 35 MB in CI) is not this attack's. CI saw +17 and +35 MB.
     await sleep(1500);
     const after = rssMb(srv.pid!) - before;
-    console.log(`after GETCHUNKS attack: RSS +${after.toFixed(0)} MB over this row's start`);
+    console.log(`after GETCHUNKS attack: RSS +${after.toFixed(0)} MB over this attack's start`);
     expect(after).toBeLessThan(64);
-    // and everything since the server started, as row 18 bounds it
+    // and everything since the server started, as the leak test bounds it
     await bounded('after GETCHUNKS attack', 96);
   }, 120_000);
 
-  it('row 18: real runs leak nothing: after 6 warm-up runs, two rounds of 6 do not both grow RSS; fds back', async () => {
+  it('real runs leak nothing: after 6 warm-up runs, two rounds of 6 do not both grow RSS; fds back', async () => {
     // The warm-up fills what the allocator keeps after the attack rows (glibc arenas of the loop
-    // threads; each run also has a latency probe connection and a fresh connect a second since issue 17):
+    // threads; each run also has a latency probe connection and a fresh connect a second since):
     // retained, not leaked. A leak grows with every run, so in both rounds alike; what the allocator
     // retains levels off. One CI run saw +18 MB over 12 runs after the warm-up where others saw ±1 MB:
     // one arena filling late, in one round. A leak of 1.5 MB a run (9 MB a round) fails either way.

@@ -1,5 +1,5 @@
 /**
- * Fault soak (issue 8): the service, in this process, runs SOAK_RUNS scheduled runs (default 200; .ci/run
+ * Fault soak: the service, in this process, runs SOAK_RUNS scheduled runs (default 200; .ci/run
  * sets a smaller bound) of an RMBT and a btest target, each scheduled every second (6-field cron), against
  * our real servers (child processes) behind a chaos front (test/helpers/chaos.mjs) that refuses, stalls,
  * cuts mid-phase, sends garbage or crawls — while the MQTT broker is restarted twice.

@@ -1,5 +1,5 @@
 /**
- * btest UDP with default settings on a shaped link (issue 13): in a network namespace this test makes
+ * btest UDP with default settings on a shaped link: in a network namespace this test makes
  * (root), with its loopback shaped by tbf, our btest server and client run as real processes. Unlimited
  * UDP (no local or remote speed) must measure the link within 2 % of iperf3 UDP on the same link, in
  * both directions and on both engines, with its ramp left out and no `udp_ramp` flag. iperf3 counts

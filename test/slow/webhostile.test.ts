@@ -1,5 +1,5 @@
 /**
- * Issue 14 rows 7 and 8 against the real `serve` process (built CLI) started with a soft and hard
+ * Event-stream and slow-head floods against the real `serve` process (built CLI) started with a soft and hard
  * open-file limit of 512: 600 event streams, then 1000 half-sent request heads while a run is going.
  * Before the budget, the streams took every descriptor and the next run failed `BP_ERR_CONNECT … EMFILE`.
  * Attackers connect from 127.0.0.2; bounded in count and time.
@@ -95,7 +95,7 @@ afterAll(async () => {
 });
 
 describe('serve with 512 descriptors under a connection flood (real process)', () => {
-  it('rows 7 + 8: 600 event streams, then 1000 half-sent heads during a run: the run is ok, the page recovers', async () => {
+  it('600 event streams, then 1000 half-sent heads during a run: the run is ok, the page recovers', async () => {
     const base = fds(srv.pid!);
     // 600 event streams from another address, 50 at a time
     const streams: http.ClientRequest[] = [];

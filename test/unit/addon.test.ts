@@ -58,7 +58,7 @@ describe('add-on files', () => {
     expect(config.watchdog).toBeUndefined();
     expect(config.webui).toBeUndefined();
     expect(config.version).toBe(pkg.version);
-    // issue 18: the servers' ports, none mapped until the user maps them; each explained; they match
+    // the servers' ports, none mapped until the user maps them; each explained; they match
     // the servers' default ports, and no host_network
     const ports = config.ports as Record<string, number | null>;
     expect(Object.values(ports).every((v) => v === null)).toBe(true);
@@ -178,7 +178,7 @@ describe('add-on files', () => {
     const run = readFileSync(join(root, 'addon/rootfs/etc/s6-overlay/s6-rc.d/bandwidth-probe/run'), 'utf8');
     expect(run.split('\n')[0]).toMatch(/^#!\/(command|usr\/bin)\/with-contenv /);
     expect(run).toMatch(/exec node \/app\/dist\/cli\.js serve --options "\$opts"/);
-    // and it drops root for `probe` before the probe starts (row 26; the image test checks the uid)
+    // and it drops root for `probe` before the probe starts (the image test checks the uid)
     expect(run).toMatch(/exec setpriv --reuid=probe --regid=probe --init-groups/);
   });
 });

@@ -1,4 +1,4 @@
-// Issue 14: what a hostile peer sends is bounded where it enters (rows 12, 21).
+// What a hostile peer sends is bounded where it enters.
 import { describe, expect, it } from 'vitest';
 import { bounded, MAX_DETAIL, ProbeError } from '../../src/errors.js';
 import type { RunResult } from '../../src/measure/result.js';
@@ -7,7 +7,7 @@ import { parseChunkSize } from '../../src/rmbt/lines.js';
 import { csvRow } from '../../src/store/csv.js';
 
 describe('bounds on what peers send', () => {
-  it('row 12: a 2 MB error text from a server is cut to MAX_DETAIL characters with an ellipsis', () => {
+  it('a 2 MB error text from a server is cut to MAX_DETAIL characters with an ellipsis', () => {
     const e = new ProbeError('BP_ERR_RMBT_CONTROL', 'x'.repeat(2 * 1024 * 1024));
     expect(e.detail).toHaveLength(MAX_DETAIL);
     expect(e.detail.endsWith('…')).toBe(true);
@@ -18,7 +18,7 @@ describe('bounds on what peers send', () => {
     expect(bounded('short')).toBe('short');
   });
 
-  it('row 12: the retained MQTT state and the run event stay small whatever a server sent', () => {
+  it('the retained MQTT state and the run event stay small whatever a server sent', () => {
     const r = {
       target: { id: 'a', kind: 'rmbt' },
       server: { host: 'h'.repeat(2e6), port: 1, name: 'n'.repeat(2e6) },
@@ -34,7 +34,7 @@ describe('bounds on what peers send', () => {
     expect(JSON.stringify(runEvent(r, 1)).length).toBeLessThan(2048);
   });
 
-  it('row 12: CSV cells starting with = + - @, tab or CR are neutralised; negative numbers stay numbers', () => {
+  it('CSV cells starting with = + - @, tab or CR are neutralised; negative numbers stay numbers', () => {
     const row = csvRow({
       target: '\t=cmd',
       server: '\rfoo',
@@ -48,7 +48,7 @@ describe('bounds on what peers send', () => {
     expect(row).toContain(',-1,');
   });
 
-  it('row 21: chunk sizes outside RMBT bounds (4 KiB – 4 MiB) are refused', () => {
+  it('chunk sizes outside RMBT bounds (4 KiB – 4 MiB) are refused', () => {
     expect(() => parseChunkSize('CHUNKSIZE 4096 4096 67108864')).toThrow(/implausible/);
     expect(() => parseChunkSize('CHUNKSIZE 67108864')).toThrow(/implausible/);
     expect(() => parseChunkSize('CHUNKSIZE 1024 1024 4096')).toThrow(/implausible/);

@@ -304,7 +304,7 @@ describe('state and event payloads', () => {
   });
 });
 
-describe('untrusted broker input (issue 14 rows 13, 14)', () => {
+describe('untrusted broker input (14)', () => {
   it('a retained discovery copy keeps only well-formed components; garbage is no previous config', () => {
     for (const bad of [undefined, '', '{not json', '[1]', 'null', '"x"', '{"components":3}', '{"cmps":[1]}'])
       expect(parseRetainedDiscovery(bad), String(bad)).toBeUndefined();
@@ -330,7 +330,7 @@ describe('untrusted broker input (issue 14 rows 13, 14)', () => {
   });
 });
 
-describe('latency entities (issue 17)', () => {
+describe('latency entities', () => {
   const comps = (latency?: readonly ('download' | 'upload' | 'both')[]) =>
     Object.keys(
       (

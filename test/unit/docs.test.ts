@@ -32,7 +32,7 @@ describe('DOCS.md', () => {
   }
 });
 
-describe('DOCS.md reads top-down for a user (issue 15 item 9)', () => {
+describe('DOCS.md reads top-down for a user', () => {
   const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
   const internals = readFileSync(join(import.meta.dirname, '../../docs/internals.md'), 'utf8');
 

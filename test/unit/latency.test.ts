@@ -13,7 +13,7 @@ import { pace } from '../../src/net/probe.js';
 /** A phase's samples, 100 ms apart, from hand-written round trips. */
 const series = (ms: number[]): LatencySample[] => ms.map((v, i) => ({ t_ms: i * 100, ms: v }));
 
-describe('latency statistics (issue 17)', () => {
+describe('latency statistics', () => {
   it('count, median, p90, p99, min, max, mean and population stddev of a hand-made series', () => {
     const s = latencyStats([10, 20, 30, 40, 50, 60, 70, 80, 90, 100])!;
     expect(s.count).toBe(10);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DataDirLock, LOCK_FILE } from '../../src/store/lock.js';
 import { tempDir } from '../helpers/rmbt.js';
 
-describe('data dir lock (issue 14 row 16)', () => {
+describe('data dir lock', () => {
   it('holds the PID; a second service in this process is refused; release removes it', () => {
     const dir = tempDir();
     const a = DataDirLock.acquire(dir);

@@ -9,7 +9,7 @@ function capture() {
   return { out, text: () => chunks.join('') };
 }
 
-describe('log format (issue 15 item 5)', () => {
+describe('log format', () => {
   it('auto: readable on a terminal and in the add-on, JSON elsewhere; colour only on a terminal', () => {
     expect(resolveLogFormat('auto', { isTTY: true }, {})).toEqual({ pretty: true, colour: true });
     expect(resolveLogFormat('auto', { isTTY: true }, { NO_COLOR: '1' })).toEqual({

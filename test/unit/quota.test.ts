@@ -4,7 +4,7 @@ import { MAX_ADDRESSES, Quota } from '../../src/net/quota.js';
 
 const H = 3_600_000;
 
-describe('daily quotas (issue 18)', () => {
+describe('daily quotas', () => {
   it('no limit set: inactive, nothing refused, nothing tracked', () => {
     const q = new Quota({ dailyBytesPerAddress: 0, dailySessionsPerAddress: 0, dailyBytes: 0 });
     expect(q.active).toBe(false);

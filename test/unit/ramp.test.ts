@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rampEnd } from '../../src/measure/ramp.js';
 
-describe('unlimited UDP ramp (issue 13)', () => {
+describe('unlimited UDP ramp', () => {
   it('an unlimited start: the first second is left out, the rest settled', () => {
     expect(rampEnd([240, 198, 199, 198, 197])).toEqual({ from: 1, settled: true });
   });

@@ -106,7 +106,7 @@ describe('command-line flags from the schema', () => {
     expect(a.positionals).toEqual(['x']);
   });
 
-  it('a switch takes an optional true|false after it, as the help says (issue 18)', () => {
+  it('a switch takes an optional true|false after it, as the help says', () => {
     const json = [{ name: 'json', description: '', takesValue: false }];
     const a = parseArgs(
       [

@@ -41,7 +41,7 @@ describe('stats', () => {
     expect(p.max_ms).toBe(4);
     expect(p.count).toBe(3);
     expect(p.jitter_ms).toBe(2.5);
-    // population standard deviation of 2, 4, 1 (mean 7/3): sqrt(14/9) = 1.247 (issue 18)
+    // population standard deviation of 2, 4, 1 (mean 7/3): sqrt(14/9) = 1.247
     expect(p.mean_ms).toBe(2.333);
     expect(p.stddev_ms).toBe(1.247);
   });

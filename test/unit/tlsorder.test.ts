@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cipherOrder, cpuHasAes, nodeCiphers } from '../../src/engine/tls.js';
 
-describe('cipher order by the CPU (issue 16)', () => {
+describe('cipher order by the CPU', () => {
   it('reads the AES flag from x86 flags and ARM Features lines', () => {
     expect(cpuHasAes('processor\t: 0\nflags\t\t: fpu vme sse2 aes avx2 sha_ni\n')).toBe(true);
     // a Raspberry Pi 4 (Cortex-A72 without the crypto extensions)

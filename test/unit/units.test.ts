@@ -3,7 +3,7 @@ import { summaryText } from '../../src/cli/summary.js';
 import { startResult } from '../../src/measure/result.js';
 import { msText, rateText } from '../../src/measure/units.js';
 
-describe('figures as people read them (issue 15 item 3)', () => {
+describe('figures as people read them', () => {
   it('rates: three significant figures, Gbit/s from 1000 Mbit/s', () => {
     expect(rateText(21_834.2)).toBe('21.8 Gbit/s');
     expect(rateText(1000)).toBe('1.00 Gbit/s');
