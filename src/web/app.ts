@@ -6,9 +6,9 @@ import { ProbeError } from '../errors.js';
 import { checkAccess } from './access.js';
 import type { WebDeps, WebTimeouts } from './deps.js';
 import { allowedHosts, CSP_DIRECTIVES, guard } from './guard.js';
-import { createMetrics } from './metrics.js';
 import { controlRoutes } from './routes/control.js';
 import { eventRoutes } from './routes/events.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { pageRoutes } from './routes/page.js';
 import { runRoutes } from './routes/runs.js';
 import { statusRoutes } from './routes/status.js';
@@ -105,11 +105,6 @@ export async function buildApp(d: WebDeps): Promise<FastifyInstance> {
   await app.register(runRoutes, d);
   await app.register(controlRoutes, d);
   await app.register(eventRoutes, d);
-  const metrics = createMetrics(d.store, d.runner, d.targets, d.inbound);
-  await app.register(async (scope) => {
-    scope.get('/metrics', async (_req, reply) =>
-      reply.type(metrics.contentType).send(await metrics.metrics()),
-    );
-  });
+  await app.register(metricsRoutes, d);
   return app;
 }
