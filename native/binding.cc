@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "run.h"
+#include "tcpinfo.h"
 #include "tls.h"
 #include "udp_run.h"
 
@@ -72,7 +73,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TlsContext", bp::TlsContext::Define(env));
   exports.Set("TlsSession", bp::TlsSession::Define(env));
   exports.Set("tlsAvailable", Napi::Function::New(env, TlsAvailable, "tlsAvailable"));
-  exports.Set("abiVersion", Napi::Number::New(env, 3));
+  exports.Set("tcpInfo", Napi::Function::New(env, bp::TcpInfo, "tcpInfo"));
+  exports.Set("abiVersion", Napi::Number::New(env, 4));
   return exports;
 }
 

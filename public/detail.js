@@ -19,6 +19,17 @@ import { protocol } from './registry.js';
 export async function showRun(id) {
   const r = await api(`api/runs/${id}`);
   const d = $('#detail');
+  const noticeOf = (run) => {
+    const n = protocol(run.target.kind)?.notice?.(run);
+    return n
+      ? el(
+          'span',
+          {},
+          `${n.text} `,
+          el('a', { href: n.href, target: '_blank', rel: 'noopener noreferrer' }, n.link),
+        )
+      : null;
+  };
   const row = (k, v) =>
     v === undefined || v === null || v === '' ? null : [el('dt', {}, k), el('dd', {}, v)];
   const ib = r.inbound;
@@ -64,6 +75,7 @@ export async function showRun(id) {
           : null,
       ),
       row('Engine', r.engine === 'native' ? 'native loop' : 'JavaScript'),
+      row('Data policy', noticeOf(r)),
       row('TLS', r.server.tls ? `${r.server.tls.version}, ${r.server.tls.cipher}` : null),
       row(
         'Download',
@@ -175,10 +187,12 @@ export function latencyTable(l) {
   if (!cols.length) return l.unavailable || null;
   const rowOf = (label, f) =>
     el('tr', {}, el('th', { scope: 'row' }, label), ...cols.map(([, v]) => el('td', { class: 'num' }, f(v))));
-  const method =
-    cols[0][1].method === 'tcp_connect'
-      ? 'TCP connect round trips'
-      : 'PING round trips on a connection of their own';
+  const METHOD = {
+    tcp_connect: 'TCP connect round trips',
+    rmbt_ping: 'PING round trips on a connection of their own',
+    tcp_info_rtt: "the server's TCP round-trip figure",
+  };
+  const method = [...new Set(cols.map(([, v]) => METHOD[v.method] || v.method))].join(' and ');
   return el(
     'div',
     {},

@@ -54,7 +54,11 @@ export function renderSelfTest() {
               { class: 'step-head' },
               el('b', {}, n.title),
               n.terms
-                ? el('a', { href: n.terms, target: '_blank', rel: 'noopener noreferrer' }, 'terms of use')
+                ? el(
+                    'a',
+                    { href: n.terms, target: '_blank', rel: 'noopener noreferrer' },
+                    n.termsLabel || 'terms of use',
+                  )
                 : null,
               btn,
             ),

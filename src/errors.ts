@@ -28,6 +28,14 @@ export const ERRORS = {
   BP_ERR_BTEST_AUTH:
     'The btest server refused the user name or password; check them on the router (/tool bandwidth-server).',
   BP_ERR_BTEST_REFUSED: 'The btest server refused the test (wrong protocol, direction or a limit).',
+  BP_ERR_NDT7_CONSENT:
+    "M-Lab's servers publish every result with your public IP address as open data, kept indefinitely (https://www.measurementlab.net/privacy/); set accept_data_policy to consent, or use your own ndt7 server.",
+  BP_ERR_NDT7_LOCATE:
+    "M-Lab's Locate API could not be reached or gave no usable server; check locate_url and the network.",
+  BP_ERR_NDT7_BUSY:
+    "M-Lab has no capacity for this address now (Locate's rate limit or no free server); the run is skipped and tried later.",
+  BP_ERR_NDT7_PROTOCOL:
+    'The server does not speak ndt7 (no net.measurementlab.ndt.v7 subprotocol, or a refused upgrade).',
   BP_ERR_ENGINE: 'The measurement engine failed.',
   BP_ERR_NATIVE_LOAD: 'The native engine could not be loaded; the JavaScript engine is used instead.',
   BP_ERR_SERVER_LIMIT: 'The server refused the request because of a configured limit.',

@@ -1,10 +1,18 @@
+import type { LatencyMethod } from '../measure/latency.js';
 import { type RunResult, serverLabel } from '../measure/result.js';
 import { msText, rateText } from '../measure/units.js';
+
+const METHOD_TEXT: Record<LatencyMethod, string> = {
+  tcp_connect: 'TCP connect round trips',
+  rmbt_ping: 'PING round trips on a probe connection',
+  tcp_info_rtt: "the server's TCP round-trip figure",
+};
 
 /**
  * What a protocol adds to the summary (its descriptor's `summary`): the words in brackets after the
  * server (how it was reached), and lines of its own before the status line.
  */
+
 export interface SummaryHooks {
   server?(r: RunResult): string | undefined;
   lines?(r: RunResult): string[];
@@ -67,7 +75,7 @@ export function summaryText(r: RunResult, hooks: SummaryHooks = {}): string {
 export function latencyLines(r: RunResult): string[] {
   const l = r.latency;
   if (!l) return [];
-  const how = l.idle?.method ?? l.download?.method ?? l.upload?.method ?? l.both?.method;
+  const how = [...new Set([l.idle, l.download, l.upload, l.both].map((x) => x?.method).filter(Boolean))];
   const sets = (
     [
       ['idle', l.idle],
@@ -80,7 +88,7 @@ export function latencyLines(r: RunResult): string[] {
   if (sets.length)
     out.push(
       `Latency   ${sets.map(([k, v]) => `${k} ${msText(v!.median_ms)} ms (p90 ${msText(v!.p90_ms)})`).join(', ')}` +
-        ` — ${how === 'tcp_connect' ? 'TCP connect round trips' : 'PING round trips on a probe connection'}`,
+        ` — ${how.map((m) => METHOD_TEXT[m!]).join(' and ')}`,
     );
   const bloat = l.bufferbloat_ms;
   if (l.grade && bloat) {

@@ -129,6 +129,23 @@ export function cronProblem(expr: string): string | undefined {
 }
 
 /**
+ * The shortest gap in minutes between two scheduled runs of a target: its cron's closest pair among the
+ * next 48 runs, else its interval less the random delay a run may get.
+ */
+export function shortestGapMin(t: { schedule?: string; interval: number; jitter: number }): number {
+  if (t.schedule === undefined) return t.interval - t.jitter / 60;
+  try {
+    const runs = new Cron(t.schedule, { paused: true }).nextRuns(48);
+    let gap = Number.POSITIVE_INFINITY;
+    for (let i = 1; i < runs.length; i++)
+      gap = Math.min(gap, (runs[i]!.getTime() - runs[i - 1]!.getTime()) / 60_000);
+    return gap - t.jitter / 60;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/**
  * Validates the raw `targets` list against the target schema and the protocol group of each target's
  * type; `base` holds the already-validated groups the targets inherit from. Every problem is reported,
  * each naming `targets[i].key`.
@@ -210,6 +227,12 @@ export function resolveTargets(
     const missing = desc.needs(client);
     if (missing)
       violations.push({ key: `${at}.${missing.key}`, message: `${at} (${desc.type}) ${missing.message}` });
+    const often = desc.scheduleProblem?.(client, shortestGapMin(common));
+    if (often)
+      violations.push({
+        key: `${at}.${common.schedule !== undefined ? 'schedule' : 'interval'}`,
+        message: `${at} (${desc.type}) ${often}`,
+      });
     for (const v of split(ipv)) {
       out.push(
         Object.freeze({

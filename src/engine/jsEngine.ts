@@ -193,7 +193,9 @@ function receive(
 
 function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Array, idx: number): StreamCtrl {
   const tr = tracker(stream, t0, job.sampleNs, counters, idx);
-  const set = job.chunks[idx] ?? job.chunks[0]!;
+  let set = job.chunks[idx] ?? job.chunks[0]!;
+  let payload = 0;
+  let nextSet = 0;
   const inbound: Buffer[] = [];
   let sent = 0;
   let v = 0;
@@ -236,7 +238,7 @@ function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Arr
       const last = isLast();
       if (job.rateBps && !last) {
         // chunk n is due at t0 + n·size·8/rate (absolute deadlines, as in the native loop)
-        const wait = (sent * set.size * 8e9) / job.rateBps - Number(now() - t0);
+        const wait = (payload * 8e9) / job.rateBps - Number(now() - t0);
         if (wait > 0) {
           tr.timer(Math.max(1, Math.ceil(wait / 1e6)), pump, 'pace');
           return;
@@ -244,7 +246,13 @@ function send(stream: DataStream, job: SendJob, t0: bigint, counters: Float64Arr
       }
       const ok = stream.write(last ? set.fin : set.cont[v++ % set.cont.length]!);
       sent++;
+      payload += set.size;
       tr.add(set.size, now(), last);
+      const grow = job.scale?.sets[nextSet];
+      if (grow && grow.size * job.scale!.divisor <= payload) {
+        set = grow;
+        nextSet++;
+      }
       if (last) {
         tr.finish(Buffer.concat(inbound));
         return;

@@ -57,6 +57,8 @@ export interface NativeAddon extends NativeTlsAddon {
   UdpRun: new (spec: Record<string, unknown>) => NativeUdpRun;
   /** soft RLIMIT_NOFILE raised to the hard one; -1 = unlimited; null when getrlimit fails */
   raiseNofile?: () => { before: number; soft: number; hard: number } | null;
+  /** the kernel's TCP_INFO of a socket in ndt7's field names; null when getsockopt fails */
+  tcpInfo?: (fd: number) => Record<string, number> | null;
   abiVersion: number;
 }
 
@@ -75,7 +77,7 @@ export function loadAddon(): NativeAddon {
       throw new Error(`PREBUILDS_ONLY is set but node-gyp-build picked ${path}`);
   }
   const addon = load(root) as NativeAddon;
-  if (addon.abiVersion !== 3) throw new Error(`native addon ABI ${addon.abiVersion}, expected 3`);
+  if (addon.abiVersion !== 4) throw new Error(`native addon ABI ${addon.abiVersion}, expected 4`);
   return addon;
 }
 
@@ -169,7 +171,7 @@ export class NativeEngine implements Engine {
     let kind: 'native' | 'js' = 'native';
 
     const done = (async (): Promise<StreamOutcome[]> => {
-      const handles = await takeAll(streams);
+      const handles = job.mode === 'send' && job.scale ? undefined : await takeAll(streams);
       if (!handles || aborted) {
         kind = 'js';
         delegate = this.fallback.run(streams, job, t0);

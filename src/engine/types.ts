@@ -92,6 +92,12 @@ export interface SendJob {
   readonly rateBps?: number;
   /** what arrives meanwhile is data to count and drop (btest TCP both), not words to hand back */
   readonly countInbound?: boolean;
+  /**
+   * Growing messages (ndt7, its spec's appendix "Message size"): the next of these larger sets is used
+   * once its size is at most 1/`divisor` of the payload sent so far. Only the js engine scales: the native
+   * engine hands such a job to it.
+   */
+  readonly scale?: { readonly sets: readonly ChunkSet[]; readonly divisor: number };
 }
 
 export type EngineJob = ReceiveJob | SendJob;

@@ -13,7 +13,9 @@ export type LatencyMethod =
   /** RMBT `PING` → `PONG` on a connection of its own that carries no bulk data (specs/rmbt.md §3.2) */
   | 'rmbt_ping'
   /** a TCP connect (SYN → SYN-ACK) to the server's port, closed at once: btest has no ping */
-  | 'tcp_connect';
+  | 'tcp_connect'
+  /** the server kernel's smoothed RTT of the loaded connection, from ndt7's TCPInfo measurements */
+  | 'tcp_info_rtt';
 
 export interface LatencySample {
   /** when the probe went out, ms after the phase started */

@@ -116,6 +116,35 @@ export interface InboundInfo {
   end: 'done' | 'quota' | 'limit' | 'error';
 }
 
+/** How an ndt7 test ended: the server closed (close frame, EOF, reset), our duration, the hard limit, or a stall near the end. */
+export type Ndt7TestEnd = 'closed' | 'duration' | 'limit' | 'stalled';
+
+/** What an ndt7 run adds to the result: the server M-Lab picked and how each figure was taken. */
+export interface Ndt7Details {
+  /** Locate picked the server (M-Lab), or the target names its own */
+  located: boolean;
+  machine?: string;
+  city?: string;
+  country?: string;
+  /** the server's view of us (ConnectionInfo.Client: our public address and port) */
+  client?: string;
+  uuid?: string;
+  /** how each test ended (the server closed, our duration, the hard limit) */
+  download_end?: Ndt7TestEnd;
+  upload_end?: Ndt7TestEnd;
+  /** the upload figure: the server's TCPInfo (as M-Lab's clients take it) or our own count, flagged */
+  upload_source?: 'server' | 'client';
+  /** why our own count stands for the upload (the server sent no TCPInfo, or an impossible one) */
+  upload_note?: string;
+  /** BytesRetrans / BytesSent of the server's download connection, % */
+  retrans_percent?: number;
+  /** the server's MinRTT (ms), the ping figure */
+  min_rtt_ms?: number;
+  /** payload bytes both tests moved (for a data cap) */
+  bytes_used: number;
+  early_exit: boolean;
+}
+
 /** A run we made (its protocol's type), or a test a peer made against one of our servers. */
 export type RunKind = string;
 
@@ -187,6 +216,7 @@ export interface RunResult {
   size_limit?: { bytes: number; reached: boolean };
   /** a test a peer ran against our server: who, how, and what it moved */
   inbound?: InboundInfo;
+  ndt7?: Ndt7Details;
   rmbt?: {
     test_uuid?: string;
     open_test_uuid?: string;

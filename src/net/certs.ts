@@ -23,10 +23,15 @@ function readOrFail(path: string, what: string): string {
  * TLS credentials for the measurement server: the configured files, or a self-signed EC certificate for
  * localhost, 127.0.0.1, ::1 and this host's name, made once and kept in the data directory.
  */
-export async function ensureCert(dataDir: string, cert?: string, key?: string): Promise<TlsCreds> {
+export async function ensureCert(
+  dataDir: string,
+  cert?: string,
+  key?: string,
+  group = 'rmbt_server',
+): Promise<TlsCreds> {
   if (cert || key) {
     if (!cert || !key)
-      throw new ProbeError('BP_ERR_CONFIG', 'rmbt_server.cert and rmbt_server.cert_key go together');
+      throw new ProbeError('BP_ERR_CONFIG', `${group}.cert and ${group}.cert_key go together`);
     return { cert: readOrFail(cert, 'cert'), key: readOrFail(key, 'cert_key'), certPath: cert };
   }
   const certPath = join(dataDir, 'rmbt-server-cert.pem');

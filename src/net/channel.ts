@@ -4,7 +4,17 @@ import { type NativeTlsSession, nativeTlsError } from '../engine/tls.js';
 import type { ChunkSet, DataStream, NativeHandle, StreamSink } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import { randomPool } from '../util/randomPool.js';
-import { encodeFrame, frameHeader, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WsDecoder } from './ws.js';
+import {
+  encodeFrame,
+  frameHeader,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  WsDecoder,
+  type WsDecoderOptions,
+} from './ws.js';
 
 /** The parts of Node's internal TCP handle the native hand-over uses (stable across Node 18–22). */
 interface TcpHandle {
@@ -201,9 +211,16 @@ export class Channel implements DataStream {
     this.notify();
   }
 
-  /** Switch to WebSocket framing; bytes already buffered after the handshake are decoded first. */
-  enableWs(role: 'client' | 'server'): void {
+  /** Text messages go to a handler of their own (ndt7): the native loop, which counts them, is not used. */
+  private textMessages = false;
+
+  /**
+   * Switch to WebSocket framing; bytes already buffered after the handshake are decoded first. `opts`:
+   * the largest frame, and a handler for whole text messages (they then never reach the payload).
+   */
+  enableWs(role: 'client' | 'server', opts: WsDecoderOptions = {}): void {
     this.wsRole = role;
+    this.textMessages = Boolean(opts.text);
     if (role === 'client') this.maskKey = randomBytes(4);
     this.decoder = new WsDecoder(
       role === 'server',
@@ -213,10 +230,13 @@ export class Channel implements DataStream {
           if (this.socket.writableLength <= MAX_QUEUED_FOR_PONG)
             this.send(encodeFrame(OP_PONG, payload, role === 'client'));
         } else if (op === OP_CLOSE) {
+          // ndt7 peers get the close answered (RFC 6455 §5.5.1); RMBT's servers just see the end
+          if (this.textMessages) this.writeClose(1000);
           this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
           this.socket.end();
         }
       },
+      opts,
     );
     const buffered = this.pending;
     this.pending = [];
@@ -323,6 +343,16 @@ export class Channel implements DataStream {
     );
   }
 
+  /** Waits until the connection is closed or fails (a peer's close after ours); false on a timeout. */
+  async waitClosed(timeoutMs: number): Promise<boolean> {
+    try {
+      return await this.waitFor(() => (this.failure ? true : undefined), timeoutMs, 'close');
+    } catch (err) {
+      if ((err as ProbeError).code === 'BP_ERR_TIMEOUT') return false;
+      return true;
+    }
+  }
+
   /** Whether anything arrives within timeoutMs (false on silence; errors still throw). */
   async hasData(timeoutMs: number): Promise<boolean> {
     try {
@@ -341,6 +371,28 @@ export class Channel implements DataStream {
   writeRaw(buf: Buffer): void {
     this.send(buf);
   }
+
+  /** One WebSocket text message (a JSON measurement); false means wait for drain. */
+  writeText(text: string): boolean {
+    return this.send(encodeFrame(OP_TEXT, Buffer.from(text, 'utf8'), this.wsRole === 'client'));
+  }
+
+  /** A WebSocket ping (ndt7 servers send one after each measurement; the peer answers in kind). */
+  writePing(payload: Buffer): void {
+    if (this.wsRole && !this.socket.destroyed && payload.length <= 125)
+      this.send(encodeFrame(OP_PING, payload, this.wsRole === 'client'));
+  }
+
+  /** A WebSocket close frame with its status code (RFC 6455 §5.5.1), once. */
+  writeClose(code = 1000): void {
+    if (this.closeSent || !this.wsRole || this.socket.destroyed) return;
+    this.closeSent = true;
+    const body = Buffer.alloc(2);
+    body.writeUInt16BE(code, 0);
+    this.send(encodeFrame(OP_CLOSE, body, this.wsRole === 'client'));
+  }
+
+  private closeSent = false;
 
   // --- DataStream -------------------------------------------------------------------------------
 
@@ -381,18 +433,18 @@ export class Channel implements DataStream {
    * sent as it is with one mask key for the connection — the server unmasks it to other random bytes —
    * and only the terminator byte is pre-masked so that it unmasks to 0x00 or 0xFF.
    */
-  chunkSet(size: number, terminated: boolean): ChunkSet {
+  chunkSet(size: number, terminated: boolean, maxVariants = 8): ChunkSet {
     // Unmasked sets (plain RMBT, server-side WebSocket) are shared by all connections: 64 connections
     // asking for 4 MiB chunks then cost one set, not 64. Buffers are never written after
     // they are made, so sharing them between streams and threads is safe.
-    const key = this.maskKey ? undefined : `${size}|${this.wsRole ?? ''}|${terminated}`;
+    const key = this.maskKey ? undefined : `${size}|${this.wsRole ?? ''}|${terminated}|${maxVariants}`;
     const hit = key ? shared.get(key) : undefined;
     if (key && hit) {
       shared.delete(key);
       shared.set(key, hit);
       return hit;
     }
-    const set = this.makeChunkSet(size, terminated);
+    const set = this.makeChunkSet(size, terminated, maxVariants);
     if (key) {
       shared.set(key, set);
       if (shared.size > SHARED_SETS) shared.delete(shared.keys().next().value!);
@@ -400,9 +452,9 @@ export class Channel implements DataStream {
     return set;
   }
 
-  private makeChunkSet(size: number, terminated: boolean): ChunkSet {
+  private makeChunkSet(size: number, terminated: boolean, maxVariants: number): ChunkSet {
     // Up to 8 different chunks (at most 8 MiB in all), cycled: the payload need not repeat every chunk.
-    const variants = Math.max(1, Math.min(8, Math.floor((8 * 1024 * 1024) / size)));
+    const variants = Math.max(1, Math.min(maxVariants, Math.floor((8 * 1024 * 1024) / size)));
     const pool = randomPool(size * variants);
     const lastMask = this.maskKey ? this.maskKey[(size - 1) & 3]! : 0;
     const header = this.wsRole ? frameHeader(OP_BINARY, size, this.maskKey ?? undefined) : undefined;
@@ -434,6 +486,8 @@ export class Channel implements DataStream {
     if ((this.socket as { encrypted?: boolean }).encrypted) return undefined;
     if (this.tlsSession && !this.tlsReady) return undefined;
     if (this.decoder && !this.decoder.atFrameStart) return undefined;
+    // the loop counts text frames as data and answers no pings: such a stream stays with js
+    if (this.textMessages) return undefined;
     const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || this.failure) return undefined;
     // Every byte Node still queues must reach the kernel before the loop writes (RMBT forbids pipelining

@@ -61,6 +61,11 @@ export function encodeFrame(opcode: number, payload: Buffer, mask: boolean): Buf
   return Buffer.concat([frameHeader(opcode, payload.length, key), body]);
 }
 
+export interface WsDecoderOptions {
+  maxFrame?: number;
+  text?: { max: number; onMessage(msg: Buffer): void };
+}
+
 /**
  * Streaming decoder. Data frame payloads (text, binary, continuation) are passed on as they arrive,
  * unmasked, without waiting for the frame to complete; control frames are gathered and handed over whole.
@@ -74,17 +79,31 @@ export class WsDecoder {
   private maskPos = 0;
   private control: Buffer[] = [];
   private inPayload = false;
+  /** the opcode of the data message under way (continuation frames carry 0) and its FIN bit */
+  private msgOp = 0;
+  private fin = true;
+  private text: Buffer[] = [];
+  private textLen = 0;
+  private readonly maxFrame: number;
 
   /** True between frames: a native loop can take over the raw stream from here. */
   get atFrameStart(): boolean {
     return !this.inPayload && this.headLen === 0;
   }
 
+  /**
+   * `opts.text`: text messages are gathered whole (at most `max` bytes, else a protocol error) and handed
+   * to `onMessage` instead of flowing on as payload (ndt7's measurements between its binary load);
+   * `opts.maxFrame`: the largest frame accepted (default MAX_FRAME).
+   */
   constructor(
     private readonly expectMasked: boolean,
     private readonly onPayload: (buf: Buffer) => void,
     private readonly onControl: (opcode: number, payload: Buffer) => void,
-  ) {}
+    private readonly opts: WsDecoderOptions = {},
+  ) {
+    this.maxFrame = opts.maxFrame ?? MAX_FRAME;
+  }
 
   /** Throws ProbeError(BP_ERR_PROTOCOL) on a malformed frame; the caller closes the connection. */
   push(buf: Buffer): void {
@@ -105,6 +124,7 @@ export class WsDecoder {
         this.maskPos = (this.maskPos + n) & 3;
       }
       if (this.opcode >= 8) this.control.push(Buffer.from(piece));
+      else if (this.opts.text && this.msgOp === OP_TEXT) this.addText(piece);
       else this.onPayload(piece);
       if (this.remaining === 0) this.endFrame();
     }
@@ -158,20 +178,34 @@ export class WsDecoder {
       pos = 4;
     } else if (len7 === 127) {
       const big = this.head.readBigUInt64BE(2);
-      if (big > BigInt(MAX_FRAME))
+      if (big > BigInt(this.maxFrame))
         throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${big} bytes is too large`);
       len = Number(big);
       pos = 10;
     }
-    if (len > MAX_FRAME)
+    if (len > this.maxFrame)
       throw new ProbeError('BP_ERR_PROTOCOL', `WebSocket frame of ${len} bytes is too large`);
     if (this.opcode >= 8 && len > 125)
       throw new ProbeError('BP_ERR_PROTOCOL', 'WebSocket control frame too large');
+    if (this.opcode < 8) {
+      this.fin = (b0 & 0x80) !== 0;
+      if (this.opcode !== OP_CONT) this.msgOp = this.opcode;
+    }
     this.mask = masked ? Buffer.from(this.head.subarray(pos, pos + 4)) : undefined;
     this.maskPos = 0;
     this.remaining = len;
     this.inPayload = true;
     this.headLen = 0;
+  }
+
+  private addText(piece: Buffer): void {
+    this.textLen += piece.length;
+    if (this.textLen > this.opts.text!.max)
+      throw new ProbeError(
+        'BP_ERR_PROTOCOL',
+        `WebSocket text message longer than ${this.opts.text!.max} bytes`,
+      );
+    this.text.push(Buffer.from(piece));
   }
 
   private endFrame(): void {
@@ -180,6 +214,11 @@ export class WsDecoder {
       const payload = Buffer.concat(this.control);
       this.control = [];
       this.onControl(this.opcode, payload);
+    } else if (this.fin && this.opts.text && this.msgOp === OP_TEXT) {
+      const msg = Buffer.concat(this.text);
+      this.text = [];
+      this.textLen = 0;
+      this.opts.text.onMessage(msg);
     }
   }
 }

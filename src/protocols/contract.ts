@@ -105,6 +105,11 @@ export interface ProtocolDescriptor<
   readonly groups: G;
   /** what a target of this type must set, else the message (keyed as `targets[i].<key>`) */
   needs(s: S): { key: string; message: string } | undefined;
+  /**
+   * A rule of the servers a target uses about how often it may run, else undefined: `gapMin` is the
+   * shortest gap in minutes between two scheduled runs (its interval, or its cron's closest runs).
+   */
+  scheduleProblem?(s: S, gapMin: number): string | undefined;
   /** where the idle latency probe connects before a run: the first server the run talks to */
   peer(s: S): { host: string; port: number } | undefined;
   measures(s: S): Measures;

@@ -1,4 +1,5 @@
 import { btestProtocol } from '../btest/protocol.js';
+import { ndt7Protocol } from '../ndt7/protocol.js';
 import { rmbtProtocol } from '../rmbt/protocol.js';
 import type { AnyProtocol, ProtocolDescriptor } from './contract.js';
 
@@ -6,7 +7,7 @@ import type { AnyProtocol, ProtocolDescriptor } from './contract.js';
  * Every protocol the probe speaks, one line each (docs/internals.md "Adding a protocol"). The order is
  * the order of their settings groups in the options file, config.yaml, DOCS.md and --help.
  */
-export const PROTOCOLS = [rmbtProtocol, btestProtocol] as const;
+export const PROTOCOLS = [rmbtProtocol, btestProtocol, ndt7Protocol] as const;
 
 type Listed = (typeof PROTOCOLS)[number];
 export type ProtocolType = Listed['type'];

@@ -1,9 +1,8 @@
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
-import tls from 'node:tls';
-import { type NativeTls, nodeCiphers } from '../engine/tls.js';
+import type { NativeTls } from '../engine/tls.js';
 import { ProbeError, toProbeError } from '../errors.js';
-import { Channel } from '../net/channel.js';
+import type { Channel } from '../net/channel.js';
+import { msBetween, openStream, resolveSource, type StreamTiming, TlsConnectError } from '../net/connect.js';
 import type { TlsOptions } from '../net/tls.js';
 import { newWsKey, wsAccept } from '../net/ws.js';
 import { type ChunkLimits, GREETING_VERSION, parseChunkSize, parseGreeting } from './lines.js';
@@ -66,60 +65,11 @@ export interface ConnectOptions {
 /** How long a connection waits for a server-first greeting before it asks for the upgrade (F3). */
 export const GREETING_WAIT_MS = 1000;
 
-export interface ConnectTiming {
-  connect_ms: number;
-  tls_ms?: number;
-  upgrade_ms?: number;
-}
+export type ConnectTiming = StreamTiming;
+/** re-exported: RMBT's callers resolve a source address before they connect */
+export { resolveSource };
 
-const ms = (from: bigint, to: bigint) => Math.round(Number(to - from) / 1e3) / 1e3;
-
-/** An interface name resolves to its first address of the wanted family; anything else is taken as an address. */
-export function resolveSource(source: string | undefined, ipVersion: 'any' | '4' | '6'): string | undefined {
-  if (!source) return undefined;
-  if (net.isIP(source)) return source;
-  const addrs = networkInterfaces()[source];
-  if (!addrs?.length)
-    throw new ProbeError(
-      'BP_ERR_CONFIG',
-      `source_address ${source} is neither an IP address nor an interface`,
-    );
-  const pick = addrs.find((a) => ipVersion === 'any' || a.family === `IPv${ipVersion}`);
-  if (!pick) throw new ProbeError('BP_ERR_CONFIG', `interface ${source} has no IPv${ipVersion} address`);
-  return pick.address;
-}
-
-/** Waits for `ok` on a connecting socket, turning errors, close, timeout and abort into coded errors. */
-function once(
-  emitter: net.Socket,
-  ok: string,
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-  what: string,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => done(new ProbeError('BP_ERR_TIMEOUT', `${what} took longer than ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    const onOk = () => done();
-    const onErr = (err: Error) => done(toProbeError(err, 'BP_ERR_CONNECT'));
-    const onClose = () => done(new ProbeError('BP_ERR_PEER_CLOSED', `closed during ${what}`));
-    const onAbort = () => done(new ProbeError('BP_ERR_ABORTED'));
-    function done(err?: ProbeError) {
-      clearTimeout(timer);
-      emitter.off(ok, onOk).off('error', onErr).off('close', onClose);
-      signal?.removeEventListener('abort', onAbort);
-      if (err) {
-        emitter.destroy();
-        reject(err);
-      } else resolve();
-    }
-    if (signal?.aborted) return onAbort();
-    emitter.once(ok, onOk).once('error', onErr).once('close', onClose);
-    signal?.addEventListener('abort', onAbort);
-  });
-}
+const ms = msBetween;
 
 /**
  * What a port speaks when TLS failed there: a plain RMBT server's greeting (`RMBTv…`, server-first,
@@ -165,82 +115,26 @@ async function plainKind(
 
 /** Opens the TCP (and TLS) connection and performs the HTTP or WebSocket upgrade; no RMBT yet. */
 export async function openTransport(o: ConnectOptions): Promise<{ channel: Channel; timing: ConnectTiming }> {
-  const t0 = process.hrtime.bigint();
-  const literal = net.isIP(o.host);
-  if (literal && o.ipVersion !== 'any' && literal !== Number(o.ipVersion)) {
-    throw new ProbeError(
-      'BP_ERR_CONFIG',
-      `${o.host} is an IPv${literal} address but ip_version is ${o.ipVersion}`,
-    );
-  }
-  const localAddress = resolveSource(o.source, o.ipVersion);
-  const sock = net.connect({
-    host: o.host,
-    port: o.port,
-    family: o.ipVersion === 'any' ? 0 : Number(o.ipVersion),
-    ...(localAddress ? { localAddress } : {}),
-  });
-  await once(sock, 'connect', o.timeoutMs, o.signal, 'TCP connect');
-  const t1 = process.hrtime.bigint();
-  const timing: ConnectTiming = { connect_ms: ms(t0, t1) };
-  let channel: Channel | undefined;
-  if (usesTls(o.transport)) {
-    try {
-      if (o.nativeTls) {
-        // One OpenSSL session for the whole connection, checked as strictly as Node's TLS below: the
-        // same host rules, roots, TLS >= 1.2 and cipher order (src/engine/tls.ts).
-        const ch = new Channel(sock, o.nativeTls.client(o.host, o.tls));
-        channel = ch;
-        const abort = () => ch.close();
-        if (o.signal?.aborted) abort();
-        o.signal?.addEventListener('abort', abort, { once: true });
-        try {
-          await ch.tlsHandshake(o.timeoutMs);
-        } catch (err) {
-          ch.close();
-          throw o.signal?.aborted ? new ProbeError('BP_ERR_ABORTED') : err;
-        } finally {
-          o.signal?.removeEventListener('abort', abort);
-        }
-      } else {
-        const secure = tls.connect({
-          socket: sock,
-          // `host` is what the certificate is checked against: without it Node checks a socket it did not
-          // open against "localhost", so any localhost certificate passed for any IP. With it an
-          // IP is matched against the certificate's IP SANs, as for connections Node opens itself.
-          host: o.host,
-          servername: net.isIP(o.host) ? undefined : o.host,
-          // The measurement server's certificate is verified only when asked (F5): the token authenticates
-          // the test, and every reference client trusts any certificate there (specs/rmbt.md §2.2).
-          rejectUnauthorized: !o.tls.insecure,
-          ...(o.tls.ca ? { ca: [...tls.rootCertificates, o.tls.ca.toString()] } : {}),
-          // RMBTD sets TLS >= 1.2 (§2.2)
-          minVersion: 'TLSv1.2',
-          // the order the native sessions offer: fastest AEAD on this CPU first (src/engine/tls.ts)
-          ciphers: nodeCiphers(),
-        });
-        await once(secure, 'secureConnect', o.timeoutMs, o.signal, 'TLS handshake');
-        channel = new Channel(secure);
-      }
-    } catch (err) {
-      const e = toProbeError(err);
-      if (e.code === 'BP_ERR_ABORTED' || e.code === 'BP_ERR_CONFIG') throw e;
-      // A TLS transport on a plain port times out (HTTP servers wait for a request line) or fails on
-      // the first bytes (a plain RMBT server greets first): say which port it is.
-      const plain = await plainKind(o.host, o.port, localAddress, o.signal);
-      if (plain) {
-        const use = plain === 'rmbt' ? 'plain' : o.transport === 'wss' ? 'ws' : 'http';
-        // a wrong setting, not a certificate problem: BP_ERR_CONFIG says so
-        throw new ProbeError(
-          'BP_ERR_CONFIG',
-          `port ${o.port} speaks ${plain === 'rmbt' ? 'plain RMBT' : 'plain HTTP'}, not TLS: use --transport ${use} (transport: ${use} in a target); the TLS handshake ${e.code === 'BP_ERR_TIMEOUT' ? 'timed out' : 'failed'}`,
-        );
-      }
-      throw e;
+  let opened: Awaited<ReturnType<typeof openStream>>;
+  try {
+    opened = await openStream({ ...o, tls: usesTls(o.transport) ? o.tls : undefined });
+  } catch (err) {
+    const e = toProbeError(err);
+    if (!(err instanceof TlsConnectError)) throw e;
+    // A TLS transport on a plain port times out (HTTP servers wait for a request line) or fails on
+    // the first bytes (a plain RMBT server greets first): say which port it is.
+    const plain = await plainKind(o.host, o.port, resolveSource(o.source, o.ipVersion), o.signal);
+    if (plain) {
+      const use = plain === 'rmbt' ? 'plain' : o.transport === 'wss' ? 'ws' : 'http';
+      // a wrong setting, not a certificate problem: BP_ERR_CONFIG says so
+      throw new ProbeError(
+        'BP_ERR_CONFIG',
+        `port ${o.port} speaks ${plain === 'rmbt' ? 'plain RMBT' : 'plain HTTP'}, not TLS: use --transport ${use} (transport: ${use} in a target); the TLS handshake ${e.code === 'BP_ERR_TIMEOUT' ? 'timed out' : 'failed'}`,
+      );
     }
-    timing.tls_ms = ms(t1, process.hrtime.bigint());
+    throw e;
   }
-  channel ??= new Channel(sock);
+  const { channel, timing } = opened;
   const abort = () => channel.close();
   o.signal?.addEventListener('abort', abort, { once: true });
   try {
