@@ -34,9 +34,10 @@ export function addonElement(f: Field, required = false): string {
 }
 
 /**
- * A target item takes the target keys plus every rmbt and btest key. Where both protocols have a key
+ * A target item takes the target keys plus every protocol's client keys. Where two protocols have a key
  * (duration, ip_version, io_timeout…) the add-on field is their union: the wider range, all enum values,
- * no pattern; the probe then checks the value against the target's own type when it loads.
+ * a pattern only when both have the same one; the probe then checks the value against the target's own
+ * type when it loads.
  */
 function targetItemFields(): Record<string, Field> {
   const out: Record<string, Field> = {};
@@ -50,6 +51,10 @@ function targetItemFields(): Record<string, Field> {
       };
     if (a.type === 'enum' && b.type === 'enum')
       return { ...a, values: [...new Set([...a.values, ...b.values])] };
+    if (a.type === 'str' && b.type === 'str' && a.pattern && a.pattern.source === b.pattern?.source)
+      return a.maxLength === b.maxLength
+        ? a
+        : { ...a, maxLength: Math.max(a.maxLength ?? 4096, b.maxLength ?? 4096) };
     if (a.type === 'str' && b.type === 'str')
       return {
         type: 'str',

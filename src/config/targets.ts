@@ -228,11 +228,10 @@ export function resolveTargets(
     if (missing)
       violations.push({ key: `${at}.${missing.key}`, message: `${at} (${desc.type}) ${missing.message}` });
     const often = desc.scheduleProblem?.(client, shortestGapMin(common));
-    if (often)
-      violations.push({
-        key: `${at}.${common.schedule !== undefined ? 'schedule' : 'interval'}`,
-        message: `${at} (${desc.type}) ${often}`,
-      });
+    if (often) {
+      const key = `${at}.${common.schedule !== undefined ? 'schedule' : 'interval'}`;
+      violations.push({ key, message: `${key} (${desc.type}) ${often}` });
+    }
     for (const v of split(ipv)) {
       out.push(
         Object.freeze({

@@ -209,10 +209,15 @@ function progress(counters: Float64Array, t0: bigint, on?: (mbps: number) => voi
   return () => clearInterval(timer);
 }
 
+/** The spec's 15 s kill for a 10 s test: five seconds past the test's length. */
+function hardLimitMs(o: TestOptions): number {
+  return (o.testMs ?? TEST_MS) + HARD_LIMIT_MS - TEST_MS;
+}
+
 /** An end the spec allows (EOF, reset, a close frame, a timeout near the end) or a failure. */
 function ending(out: StreamOutcome, bytes: number, testMs: number): TestOutcome['end'] {
   const code = out.error?.code;
-  if (!code) return out.endNs >= HARD_LIMIT_MS * 1e6 ? 'limit' : 'duration';
+  if (!code) return out.endNs >= (testMs + HARD_LIMIT_MS - TEST_MS) * 1e6 ? 'limit' : 'duration';
   if (code === 'BP_ERR_PEER_CLOSED') return 'closed';
   if (code === 'BP_ERR_STALLED' && bytes > 0 && out.endNs >= testMs * 0.9 * 1e6) return 'stalled';
   throw new ProbeError(code, out.error!.message);
@@ -227,7 +232,7 @@ async function download(ch: Channel, t0: bigint, o: TestOptions) {
       sampleNs: 50e6,
       idleTimeoutMs: o.timeoutMs,
       // the server ends the test at ten seconds; a server that never does is cut at the hard limit
-      maxDurationMs: HARD_LIMIT_MS,
+      maxDurationMs: hardLimitMs(o),
     },
     [t0],
   );
@@ -261,6 +266,8 @@ async function upload(ch: Channel, t0: bigint, o: TestOptions) {
       until: { durationNs: (o.testMs ?? TEST_MS) * 1e6 },
       sampleNs: 50e6,
       idleTimeoutMs: o.timeoutMs,
+      // binary data from the server during the upload is counted (and refused below), never kept
+      countInbound: true,
     },
     [t0],
   );
@@ -271,6 +278,13 @@ async function upload(ch: Channel, t0: bigint, o: TestOptions) {
   } finally {
     stop();
   }
+  // the spec: binary messages go only from the sender of the test; a server that sends data during the
+  // upload is not measuring it
+  if ((out.rx?.bytes ?? 0) > 0)
+    throw new ProbeError(
+      'BP_ERR_PROTOCOL',
+      `the server sent ${out.rx!.bytes} bytes of binary data during the upload`,
+    );
   const end = ending(out, out.bytes, o.testMs ?? TEST_MS);
   // our close, then the server's last measurement and its close (its TCPInfo is the upload figure)
   if (!ch.closed) {

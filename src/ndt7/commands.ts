@@ -23,10 +23,7 @@ export const ndt7Commands: Record<string, Command<Ndt7CommandSettings>> = {
     groups: ['general', 'ndt7'],
     flags: MEASURE,
     defaults: QUIET,
-    check: (s) =>
-      s.ndt7.server || s.ndt7.accept_data_policy
-        ? undefined
-        : 'M-Lab publishes every result with your public IP address, kept indefinitely (https://www.measurementlab.net/privacy/): add --accept-data-policy to consent, or --server HOST:PORT for your own ndt7 server',
+    // no usage check for consent: the run itself fails with BP_ERR_NDT7_CONSENT and says why
     async run(s, log, extra, signal) {
       const [{ loadEngine }, { measureNdt7 }, { ndt7Progress }, { measureAndReport }] = await Promise.all([
         import('../engine/loader.js'),

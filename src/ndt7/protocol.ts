@@ -38,7 +38,7 @@ export const ndt7Protocol: ProtocolDescriptor<
       ? undefined
       : {
           key: 'accept_data_policy',
-          message: `uses M-Lab's servers, which publish every result with your public IP address as open data, kept indefinitely (${MLAB_PRIVACY_URL}): set accept_data_policy: true to consent, or server to your own ndt7 server`,
+          message: `uses M-Lab's servers, which publish every result with your public IP address as open data, kept indefinitely (${MLAB_PRIVACY_URL}): set accept_data_policy: true to consent, or server to your own ndt7 server (BP_ERR_NDT7_CONSENT)`,
         },
   scheduleProblem(s, gapMin) {
     if (s.server || gapMin >= MLAB_MIN_INTERVAL_MIN) return undefined;

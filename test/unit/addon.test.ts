@@ -75,6 +75,7 @@ describe('add-on files', () => {
         `${s.rmbt_server.control_port}/tcp`,
         `${s.rmbt_server.port}/tcp`,
         `${s.rmbt_server.tls_port}/tcp`,
+        `${s.ndt7_server.port}/tcp`,
       ].sort(),
     );
     expect(config.host_network).toBeUndefined();
@@ -132,6 +133,7 @@ describe('add-on files', () => {
         ...Object.keys(targetSchema),
         ...Object.keys(settingsSchema.rmbt),
         ...Object.keys(settingsSchema.btest),
+        ...Object.keys(settingsSchema.ndt7),
       ]),
     ].sort();
     expect(item).toEqual(expected);
