@@ -11,7 +11,7 @@ export default {
   },
   /** beside an M-Lab run: what its consent agreed to */
   notice(r) {
-    if (!r.ndt7 || !r.ndt7.located) return null;
+    if (!r.ndt7?.located) return null;
     const where = [r.ndt7.city, r.ndt7.country].filter(Boolean).join(', ');
     return {
       text: `M-Lab ${r.ndt7.machine || ''}${where ? ` (${where})` : ''}: M-Lab publishes this result with your public IP address as open data.`,
