@@ -56,6 +56,13 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * Codes that mean "not now": the server side asked the client to come back later (M-Lab's Locate had no
+ * capacity, or this address asked too often). Such a run is `skipped`, not failed, and the figures of
+ * the last measurement stay what Home Assistant shows.
+ */
+export const SKIP_CODES: ReadonlySet<ErrorCode> = new Set(['BP_ERR_NDT7_BUSY']);
+
 /** Longest detail text kept in an error (texts from the network enter here:). */
 export const MAX_DETAIL = 512;
 

@@ -81,6 +81,8 @@ export function installId(dataDir: string): string {
 /** The period of a target's schedule in seconds (for expire_after); 0 for a disabled target. */
 export function periodS(t: TargetSettings, now = Date.now()): number {
   if (!t.enabled) return 0;
+  // a random schedule: its longest gap, so the figures never expire between two runs
+  if (t.random) return t.random.maxMin * 60;
   const a = nextPlanned(t, now);
   const b = nextPlanned(t, a);
   return (b - a) / 1000;
@@ -96,6 +98,7 @@ function discoveryTarget(t: TargetSettings, s: Settings): DiscoveryTarget {
     jitter: m.jitter,
     udp: m.loss,
     latency: m.latency,
+    ...(m.figures ? { figures: m.figures } : {}),
     expireAfter: expireAfter(
       periodS(t),
       s.service.run_timeout + s.service.busy_retries * s.service.busy_retry_delay,

@@ -104,6 +104,8 @@ interface TargetOwn {
   readonly enabled: boolean;
   readonly schedule?: string;
   readonly interval: number;
+  /** a random schedule its protocol asks for when the target sets neither interval nor schedule */
+  readonly random?: { readonly meanMin: number; readonly minMin: number; readonly maxMin: number };
   readonly jitter: number;
   /** 4 or 6 after `both` was split, else what was set */
   readonly ip_version: 'any' | '4' | '6';
@@ -227,7 +229,11 @@ export function resolveTargets(
     const missing = desc.needs(client);
     if (missing)
       violations.push({ key: `${at}.${missing.key}`, message: `${at} (${desc.type}) ${missing.message}` });
-    const often = desc.scheduleProblem?.(client, shortestGapMin(common));
+    // neither interval nor schedule given: the protocol's own schedule, where it has one (M-Lab's)
+    const random =
+      obj.interval === undefined && obj.schedule === undefined ? desc.defaultSchedule?.(client) : undefined;
+    if (random) Object.assign(common, { random });
+    const often = random ? undefined : desc.scheduleProblem?.(client, shortestGapMin(common));
     if (often) {
       const key = `${at}.${common.schedule !== undefined ? 'schedule' : 'interval'}`;
       violations.push({ key, message: `${key} (${desc.type}) ${often}` });

@@ -1,4 +1,4 @@
-import { type ErrorCode, ProbeError, toProbeError } from '../errors.js';
+import { type ErrorCode, ProbeError, SKIP_CODES, toProbeError } from '../errors.js';
 import type { BufferbloatGrade, LatencyResult } from './latency.js';
 import { round3 } from './speed.js';
 import { histogram, jitter, mean, median, percentile, stddev } from './stats.js';
@@ -7,7 +7,9 @@ import { histogram, jitter, mean, median, percentile, stddev } from './stats.js'
  * The protocol-neutral result model every run publishes (design.md "Results"). JSON field names are
  * snake_case because they go out as-is over MQTT and the API (HA convention).
  */
-export type RunStatus = 'ok' | 'failed' | 'aborted';
+/** `skipped`: the server asked us to come back later (SKIP_CODES); no measurement was made */
+export type RunStatus = 'ok' | 'failed' | 'aborted' | 'skipped';
+export const RUN_STATUSES: readonly RunStatus[] = ['ok', 'failed', 'aborted', 'skipped'];
 export type EngineKind = 'native' | 'js';
 export type QualityFlag =
   | 'cpu_limited'
@@ -217,6 +219,8 @@ export interface RunResult {
   /** a test a peer ran against our server: who, how, and what it moved */
   inbound?: InboundInfo;
   ndt7?: Ndt7Details;
+  /** figures of a protocol's own (ndt7's retransmissions), published as entities its descriptor lists */
+  figures?: Record<string, number | string>;
   rmbt?: {
     test_uuid?: string;
     open_test_uuid?: string;
@@ -272,7 +276,7 @@ export function pingStats(samples: readonly PingSample[]): PingStats | undefined
 /** Marks a run failed (or aborted, when its signal fired) with the coded error. */
 export function markFailed(result: RunResult, err: unknown, aborted: boolean): void {
   const e = aborted ? new ProbeError('BP_ERR_ABORTED', 'the run was aborted') : toProbeError(err);
-  result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : 'failed';
+  result.status = e.code === 'BP_ERR_ABORTED' ? 'aborted' : SKIP_CODES.has(e.code) ? 'skipped' : 'failed';
   result.error = e.toJSON();
 }
 

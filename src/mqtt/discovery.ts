@@ -1,5 +1,6 @@
 import { INBOUND_TARGET } from '../measure/inbound.js';
 import { GRADES } from '../measure/latency.js';
+import { RUN_STATUSES } from '../measure/result.js';
 import { EVENT_TYPES, PAYLOAD_RUN, type Topics } from './topics.js';
 
 /**
@@ -24,6 +25,16 @@ export interface DiscoveryTarget {
    * its own); an empty list (loaded_latency off) has no latency entities.
    */
   latency?: readonly ('download' | 'upload' | 'both')[];
+  /** figures of the target's protocol's own (its descriptor's measures().figures) */
+  figures?: readonly {
+    key: string;
+    label: string;
+    unit?: string;
+    device_class?: string;
+    precision?: number;
+    icon?: string;
+    diagnostic?: boolean;
+  }[];
 }
 
 const loadedPhases = (t: DiscoveryTarget) => t.latency ?? ['download', 'upload'];
@@ -189,6 +200,23 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
       ...expire,
     };
   }
+  for (const f of t.figures ?? []) {
+    out[`${t.id}_${f.key}`] = {
+      platform: 'sensor',
+      unique_id: uniqueId(dev, t.id, f.key),
+      ...ids('sensor', f.key),
+      name: name(f.label),
+      state_topic: state,
+      // absent (a failed run, an older state): None, which HA shows as unknown
+      value_template: `{{ (value_json.figures or {}).get('${f.key}') }}`,
+      ...(f.device_class ? { device_class: f.device_class } : {}),
+      ...(f.unit ? { unit_of_measurement: f.unit, state_class: 'measurement' } : {}),
+      ...(f.precision !== undefined ? { suggested_display_precision: f.precision } : {}),
+      ...(f.icon ? { icon: f.icon } : {}),
+      ...(f.diagnostic ? { entity_category: 'diagnostic' } : {}),
+      ...expire,
+    };
+  }
   if (loadedPhases(t).length > 0) {
     // An enum sensor: no unit or state class (HA refuses them on enums), the options list the grades.
     out[`${t.id}_bufferbloat_grade`] = {
@@ -222,7 +250,7 @@ function targetComponents(input: DiscoveryInput, t: DiscoveryTarget): Record<str
     state_topic: state,
     value_template: tpl('status'),
     device_class: 'enum',
-    options: ['ok', 'failed', 'aborted'],
+    options: [...RUN_STATUSES],
     entity_category: 'diagnostic',
     json_attributes_topic: state,
     json_attributes_template:
@@ -335,8 +363,8 @@ function inboundComponents(input: DiscoveryInput): Record<string, Component> {
       ...ids('event', 'run'),
       name: 'Inbound test',
       state_topic: topics.event(id),
-      // a served test is completed or failed; only the probe's own runs can be aborted
-      event_types: EVENT_TYPES.filter((t) => t !== 'aborted'),
+      // a served test is completed or failed; only the probe's own runs can be aborted or skipped
+      event_types: EVENT_TYPES.filter((t) => t !== 'aborted' && t !== 'skipped'),
     },
   };
   if (input.inbound?.udp)

@@ -330,7 +330,7 @@ export class MqttPublisher {
       await this.publish(
         client,
         this.o.topics.state(run.result.target.id),
-        JSON.stringify(targetState(run.result, run.id)),
+        JSON.stringify(targetState(run.result, run.id, this.lastOk(run.result))),
         {
           retain: true,
         },
@@ -377,7 +377,20 @@ export class MqttPublisher {
     const t = r.target.id;
     await this.publish(client, this.o.topics.event(t), JSON.stringify(runEvent(r, id)));
     onEvent?.();
-    await this.publish(client, this.o.topics.state(t), JSON.stringify(targetState(r, id)), { retain: true });
+    await this.publish(client, this.o.topics.state(t), JSON.stringify(targetState(r, id, this.lastOk(r))), {
+      retain: true,
+    });
+  }
+
+  /** For a skipped run: the target's last measurement, whose figures the state keeps. */
+  private lastOk(r: RunResult): RunResult | undefined {
+    if (r.status !== 'skipped') return undefined;
+    try {
+      return this.o.store.lastOk(r.target.id)?.result;
+    } catch {
+      // a damaged history: the skipped state shows no figures rather than failing the publish
+      return undefined;
+    }
   }
 
   private onRunner(e: RunnerEvent): void {

@@ -97,10 +97,12 @@ export interface TargetState {
     bytes_received: number;
     lost_packets: number | null;
   };
+  /** a protocol's own figures (ndt7: retransmissions, the server's location) */
+  figures?: Record<string, number | string>;
 }
 
-export type RunEventType = 'completed' | 'failed' | 'aborted';
-export const EVENT_TYPES: readonly RunEventType[] = ['completed', 'failed', 'aborted'];
+export type RunEventType = 'completed' | 'failed' | 'aborted' | 'skipped';
+export const EVENT_TYPES: readonly RunEventType[] = ['completed', 'failed', 'aborted', 'skipped'];
 
 /**
  * One finished run for the HA event entity: `event_type` plus attributes. Unlike the state (read by a
@@ -113,22 +115,30 @@ export interface RunEvent extends Omit<TargetState, 'below_threshold'> {
   below_threshold: boolean | null;
 }
 
-export function targetState(r: RunResult, runId: number | undefined): TargetState {
-  const ok = r.status === 'ok';
+/**
+ * The retained state of a target after run `r`. A skipped run made no measurement: with `lastOk` (the
+ * target's last successful run) its figures stay what they were, and only the status says skipped.
+ */
+export function targetState(r: RunResult, runId: number | undefined, lastOk?: RunResult): TargetState {
+  const keep = r.status === 'skipped' && lastOk?.status === 'ok' ? lastOk : undefined;
+  const fig = keep ?? r;
+  const ok = fig.status === 'ok';
   return {
     status: r.status,
-    ...headlineFigures(r),
+    ...headlineFigures(fig),
     finished_at: r.finished_at,
     started_at: r.started_at,
     // bounded again here: the retained state is what every HA restart reads
     server: bounded(serverLabel(r.server), 160),
-    below_threshold: ok ? (r.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
+    below_threshold: ok ? (fig.flags.includes('below_threshold') ? 'ON' : 'OFF') : null,
     flags: r.flags,
     error_code: r.error?.code ?? null,
     error: r.error?.message === undefined ? null : bounded(r.error.message, MAX_DETAIL + 160),
     engine: r.engine,
     run_id: runId ?? null,
     stored: runId !== undefined,
+    // a protocol's own figures, only where it has some (and only for a measurement)
+    ...(ok && fig.figures ? { figures: fig.figures } : {}),
     ...(r.inbound
       ? {
           inbound: {
@@ -148,7 +158,7 @@ export function targetState(r: RunResult, runId: number | undefined): TargetStat
 
 export function runEvent(r: RunResult, runId: number | undefined): RunEvent {
   const event_type: RunEventType =
-    r.status === 'ok' ? 'completed' : r.status === 'aborted' ? 'aborted' : 'failed';
+    r.status === 'ok' ? 'completed' : r.status === 'failed' ? 'failed' : r.status;
   const st = targetState(r, runId);
   return {
     event_type,

@@ -226,6 +226,7 @@ async function runBoth(
   const dlInfo = lastWithTcpInfo(dl?.server)?.TCPInfo;
   if (dlInfo?.BytesSent && dlInfo.BytesRetrans !== undefined && dlInfo.BytesRetrans <= dlInfo.BytesSent)
     details.retrans_percent = round3((dlInfo.BytesRetrans / dlInfo.BytesSent) * 100);
+  result.figures = figuresOf(details, result.server);
   if (s.loaded_latency) {
     const dlSet = dl ? latencySet('tcp_info_rtt', dl.serverRtt) : undefined;
     const ulSet =
@@ -332,5 +333,14 @@ function minRttPing(ms: number, idle: LatencySet | undefined): PingStats {
     count: 1,
     client_median_ms: idle ? round3(median(idle.samples.map((x) => x.ms))) : ms,
     histogram: [],
+  };
+}
+
+/** The figures ndt7 publishes of its own: retransmissions and where the server is. */
+function figuresOf(d: Ndt7Details, server: RunResult['server']): Record<string, number | string> {
+  const where = [d.city, d.country].filter(Boolean).join(', ');
+  return {
+    ...(d.retrans_percent !== undefined ? { retransmissions: d.retrans_percent } : {}),
+    server_location: where ? `${d.machine ?? server.host} (${where})` : (d.machine ?? server.host),
   };
 }

@@ -44,6 +44,9 @@ export const ndt7Protocol: ProtocolDescriptor<
     if (s.server || gapMin >= MLAB_MIN_INTERVAL_MIN) return undefined;
     return `uses M-Lab's servers, whose rules for unattended clients ask for at least ${MLAB_MIN_INTERVAL_MIN} minutes between runs (this schedule has ${Math.round(gapMin)})`;
   },
+  // the ndt7 spec's schedule for unattended clients: exponential gaps with a 6 h mean, 36 min to 15 h
+  defaultSchedule: (s) =>
+    s.server ? undefined : { meanMin: 360, minMin: MLAB_MIN_INTERVAL_MIN, maxMin: 900 },
   peer(s) {
     if (!s.server) return undefined;
     const hp = splitHostPort(s.server);
@@ -62,6 +65,12 @@ export const ndt7Protocol: ProtocolDescriptor<
         : s.direction === 'upload'
           ? ['upload']
           : ['download', 'upload'],
+    figures: [
+      ...(s.direction !== 'upload'
+        ? [{ key: 'retransmissions', label: 'retransmissions', unit: '%', precision: 2, icon: 'mdi:repeat' }]
+        : []),
+      { key: 'server_location', label: 'server location', icon: 'mdi:map-marker', diagnostic: true },
+    ],
   }),
   async measure(s, ctx) {
     const { measureNdt7 } = await import('./measure.js');

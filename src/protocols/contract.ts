@@ -42,6 +42,21 @@ export interface Measures {
   /** UDP loss */
   loss: boolean;
   latency: readonly LatencyPhase[];
+  /** figures of the protocol's own (RunResult.figures), each an entity */
+  figures?: readonly FigureSpec[];
+}
+
+/** A figure of a protocol's own, as Home Assistant shows it (a sensor; numeric when it has a unit). */
+export interface FigureSpec {
+  /** its key in RunResult.figures and in the entity ids */
+  key: string;
+  label: string;
+  unit?: string;
+  device_class?: string;
+  precision?: number;
+  icon?: string;
+  /** a diagnostic entity (the device page's diagnostic group) */
+  diagnostic?: boolean;
 }
 
 /** One of our servers, running inside `serve` (or a `server` command). */
@@ -110,6 +125,8 @@ export interface ProtocolDescriptor<
    * shortest gap in minutes between two scheduled runs (its interval, or its cron's closest runs).
    */
   scheduleProblem?(s: S, gapMin: number): string | undefined;
+  /** the schedule a target of this type gets when it sets neither interval nor schedule: random gaps */
+  defaultSchedule?(s: S): { meanMin: number; minMin: number; maxMin: number } | undefined;
   /** where the idle latency probe connects before a run: the first server the run talks to */
   peer(s: S): { host: string; port: number } | undefined;
   measures(s: S): Measures;

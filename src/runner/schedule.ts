@@ -36,7 +36,19 @@ export function scheduleTimezone(): string {
   return zone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
 }
 
-export function nextPlanned(t: Pick<TargetSettings, 'schedule' | 'interval'>, after: number): number {
+type Timing = Pick<TargetSettings, 'schedule' | 'interval' | 'random'>;
+
+/**
+ * A random gap (ms): exponential with the mean, clamped to [min, max], as the ndt7 spec asks of
+ * unattended clients ("Requirements for non-interactive clients": mean 6 h, 36 min to 15 h).
+ */
+export function randomGapMs(r: NonNullable<TargetSettings['random']>, random = Math.random): number {
+  const x = -Math.log(1 - random()) * r.meanMin;
+  return Math.min(r.maxMin, Math.max(r.minMin, x)) * 60_000;
+}
+
+export function nextPlanned(t: Timing, after: number, random?: () => number): number {
+  if (t.random) return after + randomGapMs(t.random, random);
   if (t.schedule) {
     const next = new Cron(t.schedule, { paused: true, ...(zone ? { timezone: zone } : {}) }).nextRun(
       new Date(after),
@@ -48,7 +60,8 @@ export function nextPlanned(t: Pick<TargetSettings, 'schedule' | 'interval'>, af
 }
 
 /** Minutes between two planned runs from now on (what an automated run tells a control server, F8). */
-export function spacingMin(t: Pick<TargetSettings, 'schedule' | 'interval'>, now = Date.now()): number {
+export function spacingMin(t: Timing, now = Date.now()): number {
+  if (t.random) return t.random.meanMin;
   if (!t.schedule) return t.interval;
   const a = nextPlanned(t, now);
   const b = Number.isFinite(a) ? nextPlanned(t, a) : a;
@@ -56,7 +69,9 @@ export function spacingMin(t: Pick<TargetSettings, 'schedule' | 'interval'>, now
 }
 
 /** The next planned time strictly after `now`, stepping from the previous one (intervals keep their phase). */
-export function advance(t: Pick<TargetSettings, 'schedule' | 'interval'>, prev: number, now: number): number {
+export function advance(t: Timing, prev: number, now: number, random?: () => number): number {
+  // a random schedule draws its next gap from the run just fired: never two runs closer than its minimum
+  if (t.random) return nextPlanned(t, Math.max(prev, now), random);
   if (t.schedule) return nextPlanned(t, Math.max(prev, now));
   const step = t.interval * 60_000;
   if (prev + step > now) return prev + step;
@@ -93,7 +108,7 @@ export class Scheduler {
     const now = this.now();
     for (const t of this.targets) {
       if (!t.enabled) continue;
-      this.arm(t, nextPlanned(t, now));
+      this.arm(t, nextPlanned(t, now, this.opts.random));
     }
   }
 
@@ -134,7 +149,7 @@ export class Scheduler {
         }
         this.opts.log?.debug({ target: t.id }, 'scheduled run due');
         this.fire(t.id);
-        this.arm(t, advance(t, entry.planned, this.now()));
+        this.arm(t, advance(t, entry.planned, this.now(), this.opts.random));
       },
       Math.max(0, Math.min(ms, MAX_TIMER_MS)),
     );

@@ -483,6 +483,21 @@ export class Store {
     );
   }
 
+  /** A target's latest successful run (what a skipped run leaves the entities showing). */
+  lastOk(target: string): StoredRun | undefined {
+    return this.rows(
+      this.q(
+        'reading the last measurement',
+        () =>
+          this.db
+            .prepare(
+              "SELECT id, published, result FROM runs WHERE target = ? AND status = 'ok' ORDER BY id DESC LIMIT 1",
+            )
+            .all(target) as { id: number; published: number; result: string }[],
+      ),
+    )[0];
+  }
+
   /** The latest run per target (what the entities show); a damaged row is left out. */
   latest(): StoredRun[] {
     return this.rows(
@@ -529,7 +544,7 @@ export class Store {
   }
 
   counts(): Record<RunStatus, number> {
-    const out: Record<RunStatus, number> = { ok: 0, failed: 0, aborted: 0 };
+    const out: Record<RunStatus, number> = { ok: 0, failed: 0, aborted: 0, skipped: 0 };
     for (const x of this.q(
       'counting runs',
       () =>

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TargetSettings } from '../config/targets.js';
 import { INBOUND_TARGET } from '../measure/inbound.js';
 import { type BufferbloatGrade, GRADES } from '../measure/latency.js';
+import { RUN_STATUSES } from '../measure/result.js';
 import { protocolOf } from '../protocols/registry.js';
 import type { Inbound } from '../runner/inbound.js';
 import type { Runner } from '../runner/runner.js';
@@ -107,8 +108,7 @@ export function createMetrics(
     labelNames: ['target', 'status'],
     registers: [registry],
   });
-  for (const id of ids)
-    for (const st of ['ok', 'failed', 'aborted']) finished.inc({ target: id, status: st }, 0);
+  for (const id of ids) for (const st of RUN_STATUSES) finished.inc({ target: id, status: st }, 0);
   new Gauge({
     name: 'bandwidth_probe_running',
     help: '1 while a run of the target is in progress',

@@ -121,7 +121,7 @@ describe('MQTT and Home Assistant (real Mosquitto)', () => {
     expect(cfg.components.lan_udp_loss!.unit_of_measurement).toBe('%');
     expect(cfg.components.lan_below_threshold!.device_class).toBe('problem');
     expect(cfg.components.lan_run!.command_topic).toBe(`${root}/lan/run`);
-    expect(cfg.components.lan_event!.event_types).toEqual(['completed', 'failed', 'aborted']);
+    expect(cfg.components.lan_event!.event_types).toEqual(['completed', 'failed', 'aborted', 'skipped']);
     // latency under load: btest receive loads the download only
     expect(cfg.components.lan_download_latency).toMatchObject({
       platform: 'sensor',

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/config/load.js';
 import type { RunResult } from '../../src/measure/result.js';
 import {
   discoveryPayload,
@@ -10,6 +11,7 @@ import {
 } from '../../src/mqtt/discovery.js';
 import { LogBudget } from '../../src/mqtt/publisher.js';
 import { runEvent, Topics, targetState } from '../../src/mqtt/topics.js';
+import { ndt7Protocol } from '../../src/ndt7/protocol.js';
 
 /**
  * Discovery builders (specs/ha-mqtt.md). Every key we send must be a key Home Assistant knows: the full
@@ -190,7 +192,7 @@ describe('device discovery payload', () => {
     expect(payload.components.isp_event).toMatchObject({
       platform: 'event',
       state_topic: 'bandwidth_probe/bwprobe_0a1b2c3d/isp/event',
-      event_types: ['completed', 'failed', 'aborted'],
+      event_types: ['completed', 'failed', 'aborted', 'skipped'],
     });
     expect(payload.components.isp_loss).toBeUndefined();
     expect(payload.components.router_loss).toMatchObject({
@@ -470,5 +472,80 @@ describe('latency entities', () => {
       bytes_received: 0,
       lost_packets: null,
     });
+  });
+});
+
+describe("a protocol's own figures (ndt7)", () => {
+  const ndt7 = ndt7Protocol.measures(loadSettings().ndt7);
+  const p = discoveryPayload({
+    topics,
+    deviceName: 'Bandwidth Probe',
+    version: '1.2.3',
+    model: 'standalone',
+    targets: [
+      {
+        id: 'mlab',
+        name: 'Internet',
+        ping: ndt7.ping,
+        jitter: ndt7.jitter,
+        udp: ndt7.loss,
+        latency: ndt7.latency,
+        figures: ndt7.figures!,
+        expireAfter: 0,
+      },
+    ],
+  }) as { components: Record<string, Record<string, unknown>> };
+
+  it('ping and latency entities, no jitter or loss; retransmissions and the server location as sensors', () => {
+    const c = p.components;
+    expect(c.mlab_ping).toBeDefined();
+    expect(c.mlab_download_latency).toBeDefined();
+    expect(c.mlab_jitter).toBeUndefined();
+    expect(c.mlab_loss).toBeUndefined();
+    expect(c.mlab_retransmissions).toMatchObject({
+      unit_of_measurement: '%',
+      state_class: 'measurement',
+      value_template: "{{ (value_json.figures or {}).get('retransmissions') }}",
+    });
+    expect(c.mlab_server_location).toMatchObject({ entity_category: 'diagnostic' });
+    expect(c.mlab_server_location!.unit_of_measurement).toBeUndefined();
+    for (const comp of Object.values(c))
+      for (const k of Object.keys(comp)) expect(entityKeys, k).toContain(k);
+  });
+
+  const r = {
+    target: { id: 'mlab', kind: 'ndt7' },
+    server: { host: 'ndt.example', port: 443 },
+    started_at: '2026-01-01T00:00:00Z',
+    finished_at: '2026-01-01T00:00:21Z',
+    status: 'ok',
+    engine: 'js',
+    cpu: {},
+    flags: [],
+    figures: { retransmissions: 0.42, server_location: 'mlab1-lo01 (Loopback, ZZ)' },
+  } as RunResult;
+
+  it('the state carries the figures of an ok run only', () => {
+    expect(targetState(r, 1).figures).toEqual({
+      retransmissions: 0.42,
+      server_location: 'mlab1-lo01 (Loopback, ZZ)',
+    });
+    expect(targetState({ ...r, status: 'failed' }, 2).figures).toBeUndefined();
+  });
+
+  it('a skipped run says skipped and keeps the last measurement figures', () => {
+    const ok = { ...r, download: { ...r, mbps: 88 } } as unknown as RunResult;
+    const skipped = {
+      ...r,
+      status: 'skipped',
+      error: { code: 'BP_ERR_NDT7_BUSY', message: 'busy' },
+      figures: undefined,
+    } as unknown as RunResult;
+    const s = targetState(skipped, 3, ok);
+    expect(s).toMatchObject({ status: 'skipped', download_mbps: 88, error_code: 'BP_ERR_NDT7_BUSY' });
+    expect(s.figures).toEqual(r.figures);
+    expect(runEvent(skipped, 3).event_type).toBe('skipped');
+    // without a measurement before it: no figures
+    expect(targetState(skipped, 3).download_mbps).toBeNull();
   });
 });

@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { loadSettings } from '../../src/config/load.js';
 import type { TargetSettings } from '../../src/config/targets.js';
-import { advance, nextPlanned, Scheduler, setScheduleTimezone } from '../../src/runner/schedule.js';
+import {
+  advance,
+  nextPlanned,
+  randomGapMs,
+  Scheduler,
+  setScheduleTimezone,
+} from '../../src/runner/schedule.js';
 
 const T0 = Date.parse('2026-11-21T10:07:30.000Z');
 const target = (over: Partial<TargetSettings>): TargetSettings => ({
@@ -98,5 +105,40 @@ describe('Scheduler', () => {
     vi.advanceTimersByTime(28 * 86_400_000 - 2 ** 31);
     expect(fired).toEqual([28 * 86_400_000]);
     s.stop();
+  });
+});
+
+describe("a random schedule (M-Lab's rule for unattended ndt7 clients)", () => {
+  const r = { meanMin: 360, minMin: 36, maxMin: 900 };
+  it('gaps are exponential with the mean, clamped to 36 min – 15 h', () => {
+    let seed = 1;
+    // a fixed pseudo-random sequence: the test is the same every time
+    const rnd = () => {
+      seed = (seed * 16807) % 2147483647;
+      return (seed - 1) / 2147483646;
+    };
+    const gaps = Array.from({ length: 4000 }, () => randomGapMs(r, rnd) / 60_000);
+    expect(Math.min(...gaps)).toBe(36);
+    expect(Math.max(...gaps)).toBe(900);
+    const mean = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+    // the clamps pull the mean of Exp(360) a little: about 354 min
+    expect(mean).toBeGreaterThan(330);
+    expect(mean).toBeLessThan(380);
+    expect(randomGapMs(r, () => 0)).toBe(36 * 60_000);
+    expect(randomGapMs(r, () => 0.999999)).toBe(900 * 60_000);
+  });
+
+  it('an ndt7 target on M-Lab without interval or schedule gets it; one with an interval or an own server does not', () => {
+    const targets = (t: Record<string, unknown>) =>
+      loadSettings({ env: { BANDWIDTH_PROBE_TARGETS: JSON.stringify([{ id: 'm', type: 'ndt7', ...t }]) } })
+        .targets;
+    expect(targets({ accept_data_policy: true })[0]!.random).toEqual(r);
+    expect(targets({ accept_data_policy: true, interval: 120 })[0]!.random).toBeUndefined();
+    expect(targets({ server: '10.0.0.2:8090' })[0]!.random).toBeUndefined();
+    const t = targets({ accept_data_policy: true })[0]!;
+    const now = Date.parse('2026-12-07T12:00:00Z');
+    const next = nextPlanned(t, now, () => 0.5);
+    expect((next - now) / 60_000).toBeCloseTo(-Math.log(0.5) * 360, 5);
+    expect(advance(t, next, next, () => 0) - next).toBe(36 * 60_000);
   });
 });
