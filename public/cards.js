@@ -14,7 +14,11 @@ export function renderNow(runNow) {
       const badge = running
         ? el('span', { class: 'pill warn' }, 'running')
         : last
-          ? el('span', { class: `pill ${last.status === 'ok' ? 'ok' : 'bad'}` }, last.status)
+          ? el(
+              'span',
+              { class: `pill ${last.status === 'ok' ? 'ok' : last.status === 'skipped' ? 'warn' : 'bad'}` },
+              last.status,
+            )
           : el('span', { class: 'pill' }, 'no runs yet');
       return el(
         'article',

@@ -25,7 +25,7 @@ export default {
       terms: 'https://www.measurementlab.net/privacy/',
       termsLabel: 'data policy',
       snippet:
-        'targets:\n  - id: mlab\n    name: Internet (M-Lab)\n    type: ndt7\n    accept_data_policy: true\n    interval: 360',
+        'targets:\n  - id: mlab\n    name: Internet (M-Lab)\n    type: ndt7\n    accept_data_policy: true',
     },
   ],
 };
