@@ -41,6 +41,7 @@ const BTEST_PASSWORD = 'accuracy';
 const RMBT_PORT = 5300;
 const BTEST_PORT = 2000;
 const IPERF_PORT = 5201;
+const NDT7_PORT = 8090;
 
 const children = new Set<ChildProcess>();
 
@@ -191,7 +192,7 @@ async function iperfUdp(rate: number, reverse: boolean): Promise<{ mbps: number;
   return { mbps: (j.end.sum_received?.bits_per_second ?? 0) / 1e6, lost: j.end.sum.lost_percent };
 }
 
-async function iperf(reverse: boolean): Promise<number> {
+async function iperf(reverse: boolean, streams = THREADS): Promise<number> {
   const args = [
     'iperf3',
     '-c',
@@ -199,7 +200,7 @@ async function iperf(reverse: boolean): Promise<number> {
     '-p',
     String(IPERF_PORT),
     '-P',
-    String(THREADS),
+    String(streams),
     '-t',
     String(DURATION),
     '-O',
@@ -386,6 +387,22 @@ async function main(): Promise<void> {
       ],
       /btest server on/,
     );
+    await daemon(
+      NS_SRV,
+      [
+        'node',
+        CLI,
+        'server',
+        'ndt7',
+        '--bind',
+        SRV_IP,
+        '--port',
+        String(NDT7_PORT),
+        '--data-dir',
+        join(data, 'ndt7'),
+      ],
+      /ndt7 server on/,
+    );
     await new Promise((r) => setTimeout(r, 500));
 
     for (const rate of RATES) {
@@ -491,6 +508,30 @@ async function tcpRows(rate: number, throughput: Line[]): Promise<void> {
       note,
     });
   }
+  // ndt7 is one TCP connection per direction: its reference is iperf3 with one stream; the test runs the
+  // spec's ten seconds whatever ACC_DURATION says
+  process.stderr.write(`rate ${rate} Mbit/s: iperf3 -P1 and ndt7…\n`);
+  const one = { down: await iperf(true, 1), up: await iperf(false, 1) };
+  throughput.push({ rate, who: 'iperf3 -P1', dir: 'download', mbps: one.down, ref: null, note: 'reference' });
+  throughput.push({ rate, who: 'iperf3 -P1', dir: 'upload', mbps: one.up, ref: null, note: 'reference' });
+  const n = await ours(['measure', 'ndt7', '--server', `${SRV_IP}:${NDT7_PORT}`, '--scheme', 'ws'], 60);
+  const nNote = n.status === 'ok' ? '1 connection, vs iperf3 -P1' : `${n.status} ${n.error?.code ?? ''}`;
+  throughput.push({
+    rate,
+    who: 'ndt7',
+    dir: 'download',
+    mbps: n.download?.mbps ?? null,
+    ref: one.down,
+    note: nNote,
+  });
+  throughput.push({
+    rate,
+    who: 'ndt7',
+    dir: 'upload',
+    mbps: n.upload?.mbps ?? null,
+    ref: one.up,
+    note: nNote,
+  });
   for (const [dir, ref] of [
     ['receive', refDown],
     ['send', refUp],
