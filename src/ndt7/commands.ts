@@ -15,7 +15,7 @@ interface Ndt7CommandSettings {
 export const ndt7Commands: Record<string, Command<Ndt7CommandSettings>> = {
   'measure ndt7': {
     usage:
-      'bandwidth-probe measure ndt7 [--server HOST:PORT | --locate-url URL --accept-data-policy] [--scheme ws|wss] [flags]',
+      'bandwidth-probe measure ndt7 [--accept-data-policy | --server HOST:PORT] [--scheme ws|wss] [flags]',
     summary:
       "Runs one ndt7 test (M-Lab's open protocol: download, then upload, ten seconds each on one TCP\n" +
       "connection) against M-Lab's nearest server (consent to its data policy first) or your own.",

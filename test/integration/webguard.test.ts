@@ -314,7 +314,7 @@ describe('defaults', () => {
   });
 });
 
-describe('connection budgets (8)', () => {
+describe('connection budgets', () => {
   it(`keeps at most ${MAX_SSE} event streams: the oldest are closed for new ones`, async () => {
     const h = await makeApp();
     await h.app.listen({ host: '127.0.0.1', port: 0 });

@@ -306,7 +306,7 @@ describe('state and event payloads', () => {
   });
 });
 
-describe('untrusted broker input (14)', () => {
+describe('untrusted broker input', () => {
   it('a retained discovery copy keeps only well-formed components; garbage is no previous config', () => {
     for (const bad of [undefined, '', '{not json', '[1]', 'null', '"x"', '{"components":3}', '{"cmps":[1]}'])
       expect(parseRetainedDiscovery(bad), String(bad)).toBeUndefined();
