@@ -214,10 +214,16 @@ function hardLimitMs(o: TestOptions): number {
   return (o.testMs ?? TEST_MS) + HARD_LIMIT_MS - TEST_MS;
 }
 
-/** An end the spec allows (EOF, reset, a close frame, a timeout near the end) or a failure. */
-function ending(out: StreamOutcome, bytes: number, testMs: number): TestOutcome['end'] {
+/**
+ * An end the spec allows (EOF, reset, a close frame, a timeout near the end) or a failure. Every end the
+ * peer causes comes with a code, so a download without one was cut at the hard limit, and an upload
+ * without one ran its length. (Comparing the end time with the limit is not enough: a timer can fire a
+ * few milliseconds before its time on a busy event loop.)
+ */
+function ending(out: StreamOutcome, test: 'download' | 'upload', testMs: number): TestOutcome['end'] {
   const code = out.error?.code;
-  if (!code) return out.endNs >= (testMs + HARD_LIMIT_MS - TEST_MS) * 1e6 ? 'limit' : 'duration';
+  if (!code) return test === 'download' ? 'limit' : 'duration';
+  const bytes = out.bytes;
   if (code === 'BP_ERR_PEER_CLOSED') return 'closed';
   if (code === 'BP_ERR_STALLED' && bytes > 0 && out.endNs >= testMs * 0.9 * 1e6) return 'stalled';
   throw new ProbeError(code, out.error!.message);
@@ -239,7 +245,7 @@ async function download(ch: Channel, t0: bigint, o: TestOptions) {
   const stop = progress(run.counters, t0, o.onProgress);
   try {
     const [out] = (await run.done) as [StreamOutcome];
-    const end = ending(out, out.bytes, o.testMs ?? TEST_MS);
+    const end = ending(out, 'download', o.testMs ?? TEST_MS);
     if (!out.bytes) throw new ProbeError('BP_ERR_STALLED', 'the server sent no data in the download test');
     return { bytes: out.bytes, points: out.points, durationNs: out.endNs, end, engine: run.kind };
   } finally {
@@ -285,7 +291,7 @@ async function upload(ch: Channel, t0: bigint, o: TestOptions) {
       'BP_ERR_PROTOCOL',
       `the server sent ${out.rx!.bytes} bytes of binary data during the upload`,
     );
-  const end = ending(out, out.bytes, o.testMs ?? TEST_MS);
+  const end = ending(out, 'upload', o.testMs ?? TEST_MS);
   // our close, then the server's last measurement and its close (its TCPInfo is the upload figure)
   if (!ch.closed) {
     ch.writeClose(1000);

@@ -52,7 +52,7 @@ describe('store (SQLite, WAL)', () => {
       ['a', 'failed'],
       ['b', 'ok'],
     ]);
-    expect(s.counts()).toEqual({ ok: 2, failed: 1, aborted: 0 });
+    expect(s.counts()).toEqual({ ok: 2, failed: 1, aborted: 0, skipped: 0 });
     s.close();
   });
 
