@@ -1,5 +1,6 @@
 // libFuzzer target for the native receive framing (native/framing.h): RMBT chunk counting, raw streams
-// and WebSocket frames in both roles. Built with AddressSanitizer and UBSan by scripts/fuzz.sh.
+// and WebSocket frames in both roles, and text mode (ndt7: text messages kept, pings, close, fragments).
+// Built with AddressSanitizer and UBSan by scripts/fuzz.sh.
 //
 // The input's first four bytes pick the job (framing, WebSocket role, chunk size) and how the rest is cut
 // into reads; the rest is the byte stream a peer would send. The oracle is differential: the same stream
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
+#include <string>
 
 #include "framing.h"
 
@@ -20,6 +22,11 @@ struct Verdict {
   uint64_t payload = 0;
   size_t end = 0;  // stream offset where parsing stopped (after the last chunk, a close frame or an error)
   bool done = false, closed = false, error = false;
+  // text mode: every text message in order, and the newest ping's payload (only the newest is answered,
+  // so how many pongs depends on the reads; which one is last does not)
+  std::string texts;
+  size_t ntexts = 0;
+  std::string last_ping;
 };
 
 void check(bool ok, const char* what) {
@@ -33,12 +40,16 @@ void invariants(const bp::Parser& p, const bp::Job& job) {
   if (job.framing == bp::Framing::Rmbt) check(p.pos < job.chunk_size, "pos stays inside a chunk");
   check(p.hdr_len <= sizeof p.hdr, "header bytes fit");
   check(p.mask_pos < 4, "mask position");
+  check(p.ctrl_len <= sizeof p.ctrl, "control payload fits");
+  if (job.text_max) check(p.text.size() <= job.text_max, "text stays within its bound");
 }
 
 // Feeds `data` in reads of the sizes `cut` gives (cycled); with `skips`, every other read first lets the
 // "kernel" discard what skippable() allows.
 Verdict feed(const bp::Job& job, const uint8_t* data, size_t n, const uint8_t* cut, size_t ncut, bool skips) {
   bp::Parser p(job);
+  bp::Texts texts;
+  p.texts = &texts;
   Verdict v;
   size_t off = 0;
   size_t k = 0;
@@ -60,6 +71,10 @@ Verdict feed(const bp::Job& job, const uint8_t* data, size_t n, const uint8_t* c
     }
     size_t used = 0;
     v.payload += p.feed(data + off, want, true, &used);
+    if (p.pong_due) {
+      v.last_ping.assign(reinterpret_cast<const char*>(p.pong), p.pong_len);
+      p.pong_due = false;
+    }
     check(used <= want, "consumed within the read");
     if (!p.done && !p.error && !p.closed) check(used == want, "a read is consumed whole unless parsing stopped");
     off += used;
@@ -70,11 +85,18 @@ Verdict feed(const bp::Job& job, const uint8_t* data, size_t n, const uint8_t* c
   v.done = p.done;
   v.closed = p.closed;
   v.error = p.error;
+  check(texts.kept.size() <= bp::kMaxTexts && texts.bytes <= bp::kMaxTextBytes, "kept texts bounded");
+  v.ntexts = texts.kept.size() + texts.dropped;
+  for (const auto& t : texts.kept) {
+    v.texts += t.body;
+    v.texts += '\0';
+  }
   return v;
 }
 
 bool same(const Verdict& a, const Verdict& b) {
-  return a.payload == b.payload && a.end == b.end && a.done == b.done && a.closed == b.closed && a.error == b.error;
+  return a.payload == b.payload && a.end == b.end && a.done == b.done && a.closed == b.closed && a.error == b.error &&
+         a.texts == b.texts && a.ntexts == b.ntexts && a.last_ping == b.last_ping;
 }
 
 }  // namespace
@@ -89,6 +111,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // through the high bits.
   uint32_t cs = (uint32_t(data[1]) << 8) | data[2];
   job.chunk_size = (data[0] & 0x80) ? 4096 + cs : 1 + (cs % 64);
+  // text mode with a small bound, so that oversized messages are reached too
+  if (data[0] & 0x40) job.text_max = 1 + data[2];
   const uint8_t* cut = data + 3;
   size_t ncut = 1 + (data[3] % 8);
   const uint8_t* body = data + 4;

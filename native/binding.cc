@@ -74,7 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("TlsSession", bp::TlsSession::Define(env));
   exports.Set("tlsAvailable", Napi::Function::New(env, TlsAvailable, "tlsAvailable"));
   exports.Set("tcpInfo", Napi::Function::New(env, bp::TcpInfo, "tcpInfo"));
-  exports.Set("abiVersion", Napi::Number::New(env, 4));
+  exports.Set("abiVersion", Napi::Number::New(env, 5));
   return exports;
 }
 

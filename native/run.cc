@@ -4,6 +4,7 @@
 #include "tls.h"
 
 #include <fcntl.h>
+#include <cstring>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,6 +78,10 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
   job_.lowat = spec.Get("lowat").ToBoolean().Value();
   job_.rate_bps = u64(spec, "rateBps", 0);
   job_.count_inbound = spec.Get("countInbound").ToBoolean().Value();
+  job_.text_max = static_cast<uint32_t>(u64(spec, "textMax", 0));
+  job_.max_frame = u64(spec, "maxFrame", 0);
+  job_.scale_divisor = static_cast<uint32_t>(u64(spec, "scaleDivisor", 0));
+  job_.close_wait_ns = u64(spec, "closeWaitNs", 0);
   counters_ = reinterpret_cast<double*>(spec.Get("counters").As<Napi::Float64Array>().Data());
 
   Napi::Array streams = spec.Get("streams").As<Napi::Array>();
@@ -113,6 +118,21 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
       sess->lent = true;
       sessions_.push_back(sess);
     }
+    if (job_.text_max > 0) {
+      Napi::Value h = s.Get("wsHeader");
+      if (h.IsBuffer()) {
+        Slice hs = slice(h);
+        ss.ws_header.assign(hs.data, hs.data + hs.len);
+      }
+      ss.ws_remaining = u64(s, "wsRemaining", 0);
+      ss.ws_fin = s.Get("wsFin").ToBoolean().Value();
+      ss.ws_mask_pos = static_cast<unsigned>(u64(s, "wsMaskPos", 0));
+      Napi::Value m = s.Get("wsMask");
+      if (m.IsBuffer() && m.As<Napi::Buffer<uint8_t>>().Length() == 4) {
+        ss.ws_masked = true;
+        std::memcpy(ss.ws_mask, m.As<Napi::Buffer<uint8_t>>().Data(), 4);
+      }
+    }
     Napi::Value pending = s.Get("pending");
     if (pending.IsBuffer()) {
       Slice p = slice(pending);
@@ -122,6 +142,21 @@ Run::Run(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Run>(info) {
       Napi::Array cont = s.Get("cont").As<Napi::Array>();
       for (uint32_t k = 0; k < cont.Length(); k++) ss.cont.push_back(slice(cont.Get(k)));
       ss.fin = slice(s.Get("fin"));
+      // A scaling send's larger sets, smallest first: [{size, cont: [Buffer], fin: Buffer}]
+      Napi::Value grow = s.Get("grow");
+      if (grow.IsArray() && job_.scale_divisor > 0) {
+        Napi::Array g = grow.As<Napi::Array>();
+        for (uint32_t k = 0; k < g.Length(); k++) {
+          Napi::Object set = g.Get(k).As<Napi::Object>();
+          SetSpec ns;
+          ns.size = static_cast<uint32_t>(u64(set, "size", 0));
+          Napi::Array c = set.Get("cont").As<Napi::Array>();
+          for (uint32_t m = 0; m < c.Length(); m++) ns.cont.push_back(slice(c.Get(m)));
+          ns.fin = slice(set.Get("fin"));
+          if (ns.size == 0 || ns.cont.empty()) continue;
+          ss.grow.push_back(std::move(ns));
+        }
+      }
     }
     specs_.push_back(std::move(ss));
   }
@@ -231,6 +266,21 @@ void Run::Deliver(Napi::Env env, Napi::Function cb) {
       for (size_t k = 0; k < o.rx_points.size(); k++) rx[k] = static_cast<double>(o.rx_points[k]);
       r.Set("rxPoints", rx);
       r.Set("rxBytes", Napi::Number::New(env, static_cast<double>(o.rx_bytes)));
+    }
+    if (job_.text_max > 0) {
+      // text mode: the text messages with their times (ns since t0), and how the stream ended
+      Napi::Array texts = Napi::Array::New(env, o.texts.kept.size());
+      for (size_t k = 0; k < o.texts.kept.size(); k++) {
+        const TextMsg& m = o.texts.kept[k];
+        Napi::Object t = Napi::Object::New(env);
+        t.Set("t", Napi::Number::New(env, static_cast<double>(m.at)));
+        t.Set("body", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(m.body.data()), m.body.size()));
+        texts[k] = t;
+      }
+      r.Set("texts", texts);
+      r.Set("textsDropped", Napi::Number::New(env, static_cast<double>(o.texts.dropped)));
+      r.Set("wsClosed", Napi::Boolean::New(env, o.ws_closed));
+      r.Set("midMessage", Napi::Boolean::New(env, o.mid_message));
     }
     if (o.err != Err::Ok) {
       r.Set("code", Napi::String::New(env, err_code(o.err)));

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "texts.h"
+
 struct ssl_st;
 
 namespace bp {
@@ -41,9 +43,23 @@ struct Job {
   bool lowat = true;          // receive: batch wake-ups with SO_RCVLOWAT
   uint64_t rate_bps = 0;      // send: pace chunks to this rate (0 = as fast as TCP takes them)
   bool count_inbound = false; // send: what arrives meanwhile is data to count (btest TCP both), not words
+  // WebSocket text mode (ndt7): text messages up to this many bytes are kept for TypeScript, pings are
+  // answered and a close frame is echoed; 0 = text frames count as data (RMBT over WebSocket).
+  uint32_t text_max = 0;
+  uint64_t max_frame = 0;       // largest WebSocket frame accepted (0 = 64 MiB)
+  uint32_t scale_divisor = 0;   // send: the next larger set is used once its size <= sent / divisor
+  uint64_t close_wait_ns = 0;   // send, text mode: after the last message a close frame, then read until
+                                // the peer's close (its last measurement comes before it) or this long
 };
 
 struct TlsIo;
+
+// A larger set of pre-framed messages a scaling send grows into (ndt7's upload).
+struct SetSpec {
+  uint32_t size = 0;  // payload bytes per message
+  std::vector<Slice> cont;
+  Slice fin{nullptr, 0};
+};
 
 struct StreamSpec {
   int fd = -1;
@@ -54,6 +70,14 @@ struct StreamSpec {
   std::vector<uint8_t> pending;  // payload bytes the protocol reader had already buffered
   std::vector<Slice> cont;       // send: pre-framed "more follows" chunks
   Slice fin{nullptr, 0};         // send: pre-framed last chunk
+  std::vector<SetSpec> grow;     // send with scale_divisor: the larger sets, smallest first
+  // text mode: where TypeScript's WebSocket decoder stopped (inside binary data or between frames)
+  std::vector<uint8_t> ws_header;  // header bytes read so far
+  uint64_t ws_remaining = 0;       // payload bytes left in the binary frame under way
+  bool ws_fin = true;              // that frame's FIN bit (false: a fragmented binary message goes on)
+  bool ws_masked = false;
+  uint8_t ws_mask[4] = {0, 0, 0, 0};
+  unsigned ws_mask_pos = 0;
 };
 
 struct Outcome {
@@ -67,6 +91,11 @@ struct Outcome {
   bool used_trunc = false;
   uint64_t rx_bytes = 0;           // count_inbound: data received while sending
   std::vector<uint64_t> rx_points;  // t, cumulative rx bytes
+  // text mode: the text messages (times in ns since t0), whether the close handshake happened, and
+  // whether the stream stopped inside a message (then it cannot be decoded on the TypeScript side)
+  Texts texts;
+  bool ws_closed = false;
+  bool mid_message = false;
 };
 
 // Cross-thread control of one run: abort flag plus an eventfd that wakes every poll().

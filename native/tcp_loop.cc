@@ -3,6 +3,7 @@
 // chunk: buffers and the point vector are sized before the loop starts.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -108,7 +109,25 @@ struct Inbound {
   bool count = false;
   uint64_t bytes = 0;
   std::vector<uint8_t> scratch;
+  // text mode (ndt7): inbound frames are parsed, binary payload counted, text kept, pings and a close
+  // noted for the send loop to answer between messages
+  Parser* ps = nullptr;
+  uint64_t t0 = 0;
+  // whether poll() should wake for input: not after a close frame (nothing more is read then)
+  bool wants() const { return !ps || !ps->closed; }
 };
+
+// Text mode: n bytes read while sending go through the frame parser.
+bool parse_inbound(Inbound& in, const uint8_t* data, size_t n, Err* err) {
+  in.ps->at = now_ns() - in.t0;
+  size_t used = 0;
+  in.bytes += in.ps->feed(data, n, true, &used);
+  if (in.ps->error) {
+    *err = Err::Protocol;
+    return false;
+  }
+  return true;
+}
 
 // Counts (btest TCP both) or keeps (protocol words, bounded) what arrived while sending.
 bool keep_inbound(Inbound& in, const uint8_t* data, size_t n, Err* err) {
@@ -126,6 +145,7 @@ bool keep_inbound(Inbound& in, const uint8_t* data, size_t n, Err* err) {
 
 // Reads what is there without blocking. Returns false when the peer closed or sent too much.
 bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
+  if (!in.wants()) return true;
   if (spec.ssl) {
     for (int round = 0; round < 64; round++) {
       long r = tls_read(spec.ssl, *spec.tls, in.scratch.data(), in.scratch.size(), nullptr);
@@ -138,14 +158,19 @@ bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
         *err = errno == EPROTO ? Err::Protocol : Err::PeerClosed;
         return false;
       }
-      if (!keep_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)) return false;
+      if (in.ps ? !parse_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)
+                : !keep_inbound(in, in.scratch.data(), static_cast<size_t>(r), err))
+        return false;
+      if (!in.wants()) return true;
     }
     return true;
   }
   const int fd = spec.fd;
   for (int round = 0; round < 64; round++) {
     ssize_t r;
-    if (in.count) {
+    if (in.ps) {
+      r = recv(fd, in.scratch.data(), in.scratch.size(), MSG_DONTWAIT);
+    } else if (in.count) {
       r = recv(fd, in.scratch.data(), in.scratch.size(), MSG_TRUNC | MSG_DONTWAIT);
     } else {
       r = recv(fd, in.scratch.data(), std::min<size_t>(in.scratch.size(), 16384), MSG_DONTWAIT);
@@ -154,7 +179,16 @@ bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
       *err = Err::PeerClosed;
       return false;
     }
-    if (r < 0) return true;  // EAGAIN: nothing more now
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;  // nothing more now
+      *err = Err::PeerClosed;
+      return false;
+    }
+    if (in.ps) {
+      if (!parse_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)) return false;
+      if (!in.wants() || static_cast<size_t>(r) < in.scratch.size()) return true;
+      continue;
+    }
     // with MSG_TRUNC the scratch bytes are not the data, but only the count matters then
     if (!keep_inbound(in, in.scratch.data(), static_cast<size_t>(r), err)) return false;
     if (static_cast<size_t>(r) < (in.count ? in.scratch.size() : 16384)) return true;
@@ -165,10 +199,10 @@ bool take_inbound(const StreamSpec& spec, Inbound& in, Err* err) {
 // Waits until the socket takes more (POLLOUT); inbound bytes seen meanwhile go to `in`.
 Err wait_writable(const StreamSpec& spec, Control& ctl, uint64_t idle_ns, Inbound* in) {
   short rev = 0;
-  int w = wait_fd(spec.fd, in ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
+  int w = wait_fd(spec.fd, in && in->wants() ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
   if (w < 0) return Err::Aborted;
   if (w == 0) return Err::Stalled;
-  if ((rev & POLLIN) && in) {
+  if ((rev & POLLIN) && in && in->wants()) {
     Err e = Err::Ok;
     if (!take_inbound(spec, *in, &e)) return e;
   } else if ((rev & (POLLERR | POLLHUP)) && !(rev & POLLOUT)) {
@@ -210,10 +244,10 @@ Err write_all(const StreamSpec& spec, const uint8_t* data, size_t len, Control& 
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return errno == EPIPE || errno == ECONNRESET ? Err::PeerClosed : Err::Io;
     short rev = 0;
-    int w = wait_fd(fd, in ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
+    int w = wait_fd(fd, in && in->wants() ? (POLLOUT | POLLIN) : POLLOUT, ctl, now_ns() + idle_ns, &rev);
     if (w < 0) return Err::Aborted;
     if (w == 0) return Err::Stalled;
-    if ((rev & POLLIN) && in) {
+    if ((rev & POLLIN) && in && in->wants()) {
       Err e = Err::Ok;
       if (!take_inbound(spec, *in, &e)) return e;
     } else if (rev & (POLLERR | POLLHUP)) {
@@ -221,6 +255,43 @@ Err write_all(const StreamSpec& spec, const uint8_t* data, size_t len, Control& 
     }
   }
   return Err::Ok;
+}
+
+// A WebSocket control frame of ours (RFC 6455 §5.5): a client masks it with a fresh key.
+void write_control(const StreamSpec& spec, const Job& job, Control& ctl, uint8_t opcode, const uint8_t* payload,
+                   size_t len) {
+  uint8_t f[2 + 4 + 125];
+  bool mask = job.ws == WsRole::Client;
+  len = std::min<size_t>(len, 125);
+  f[0] = static_cast<uint8_t>(0x80 | opcode);
+  f[1] = static_cast<uint8_t>((mask ? 0x80 : 0) | len);
+  size_t p = 2;
+  uint8_t key[4] = {0, 0, 0, 0};
+  if (mask) {
+    // the kernel's random bytes (raw syscall: glibc's getrandom() is above the prebuilds' 2.17 floor);
+    // a clock-derived key if that fails, which the peer cannot tell apart
+    if (syscall(SYS_getrandom, key, sizeof key, 0) != static_cast<long>(sizeof key)) {
+      uint64_t t = now_ns() * 0x9e3779b97f4a7c15ull;
+      std::memcpy(key, &t, 4);
+    }
+    std::memcpy(f + 2, key, 4);
+    p = 6;
+  }
+  for (size_t k = 0; k < len; k++) f[p + k] = payload[k] ^ key[k & 3];
+  write_all(spec, f, p + len, ctl, job.idle_ns, nullptr);
+}
+
+// The close frame ndt7 peers exchange at the end: status 1000, normal closure.
+void write_close(const StreamSpec& spec, const Job& job, Control& ctl) {
+  const uint8_t code[2] = {0x03, 0xe8};
+  write_control(spec, job, ctl, 0x8, code, 2);
+}
+
+// Text mode: answers the newest ping (between messages only: a frame of ours may not split one).
+void answer_ping(const StreamSpec& spec, const Job& job, Control& ctl, Parser& ps) {
+  if (!ps.pong_due) return;
+  ps.pong_due = false;
+  write_control(spec, job, ctl, 0xa, ps.pong, ps.pong_len);
 }
 
 void write_report(const StreamSpec& spec, const Job& job, uint64_t t, uint64_t bytes, Control& ctl) {
@@ -238,9 +309,17 @@ void write_report(const StreamSpec& spec, const Job& job, uint64_t t, uint64_t b
   write_all(spec, p, n, ctl, job.idle_ns, nullptr);
 }
 
+void resume(Parser& ps, const StreamSpec& spec) {
+  ps.resume(spec.ws_header.data(), spec.ws_header.size(), spec.ws_remaining, spec.ws_fin,
+            spec.ws_masked ? spec.ws_mask : nullptr, spec.ws_mask_pos);
+}
+
 void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
   Outcome& out = tr.out;
   Parser ps(job);
+  ps.texts = &out.texts;
+  const bool text_mode = ps.text_mode();
+  if (text_mode) resume(ps, spec);
   std::vector<uint8_t> buf(kRecvBuf);
   uint64_t last_data = now_ns();
   uint64_t hard = spec.t0 + job.max_ns;
@@ -257,6 +336,12 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       write_report(spec, job, at - spec.t0, tr.bytes, ctl);
     }
   };
+  // Every end: text mode notes whether the stream stopped inside a message (TypeScript cannot go on
+  // decoding it then).
+  auto end = [&](Err e, const char* msg) {
+    if (text_mode) out.mid_message = !ps.at_message_start();
+    tr.finish(e, msg);
+  };
 
   // Bytes the protocol reader had buffered are already-unframed payload.
   if (!spec.pending.empty()) {
@@ -266,15 +351,15 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
     if (ps.done) {
       out.leftover.assign(spec.pending.begin() + static_cast<long>(used), spec.pending.end());
       out.leftover_decoded = true;
-      return tr.finish(Err::Ok, nullptr);
+      return end(Err::Ok, nullptr);
     }
   }
 
   for (;;) {
     uint64_t now = now_ns();
-    if (ctl.aborted.load(std::memory_order_relaxed)) return tr.finish(Err::Aborted, "aborted");
+    if (ctl.aborted.load(std::memory_order_relaxed)) return end(Err::Aborted, "aborted");
     // Raw streams (btest) have no last chunk: their deadline is the normal end.
-    if (now >= hard) return job.framing == Framing::Raw ? tr.finish(Err::Ok, nullptr) : tr.finish(Err::Timeout, "the last chunk did not come in time");
+    if (now >= hard) return job.framing == Framing::Raw ? end(Err::Ok, nullptr) : end(Err::Timeout, "the last chunk did not come in time");
     // TLS: every byte is ciphertext that must be decrypted, so nothing is skipped in the kernel.
     uint64_t skip = trunc_ok && !spec.ssl ? ps.skippable() : 0;
     ssize_t n;
@@ -294,16 +379,16 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       n = tls_read(spec.ssl, *spec.tls, buf.data(), buf.size(), &msg);
       if (n < 0 && errno != EAGAIN) {
         Err e = errno == EPROTO ? Err::Protocol : errno == ECONNRESET || errno == EPIPE ? Err::PeerClosed : Err::Io;
-        return tr.finish(e, msg.empty() ? "TLS read failed" : msg.c_str());
+        return end(e, msg.empty() ? "TLS read failed" : msg.c_str());
       }
     } else {
       n = recv(spec.fd, buf.data(), buf.size(), MSG_DONTWAIT);
     }
-    if (n == 0) return tr.finish(Err::PeerClosed, "the peer closed the connection");
+    if (n == 0) return end(Err::PeerClosed, "the peer closed the connection");
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        return tr.finish(errno == ECONNRESET ? Err::PeerClosed : Err::Io, std::strerror(errno));
+        return end(errno == ECONNRESET ? Err::PeerClosed : Err::Io, std::strerror(errno));
       }
       // Not for TLS: ciphertext already in the BIO counts toward a record, so a mark set from plaintext
       // could wait for bytes that are already here.
@@ -318,12 +403,12 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       short rev = 0;
       uint64_t deadline = std::min(last_data + job.idle_ns, hard);
       int w = wait_fd(spec.fd, POLLIN, ctl, deadline, &rev);
-      if (w < 0) return tr.finish(Err::Aborted, "aborted");
+      if (w < 0) return end(Err::Aborted, "aborted");
       if (w == 0) {
         if (now_ns() >= hard) {
-          return job.framing == Framing::Raw ? tr.finish(Err::Ok, nullptr) : tr.finish(Err::Timeout, "the last chunk did not come in time");
+          return job.framing == Framing::Raw ? end(Err::Ok, nullptr) : end(Err::Timeout, "the last chunk did not come in time");
         }
-        return tr.finish(Err::Stalled, "no data arrived within the idle timeout");
+        return end(Err::Stalled, "no data arrived within the idle timeout");
       }
       continue;
     }
@@ -337,15 +422,45 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
       continue;
     }
     size_t used = 0;
+    ps.at = at - spec.t0;
     uint64_t payload = ps.feed(buf.data(), static_cast<size_t>(n), true, &used);
-    if (ps.error) return tr.finish(Err::Protocol, "malformed WebSocket frame");
-    if (ps.closed) return tr.finish(Err::PeerClosed, "WebSocket close frame");
+    if (ps.error) return end(Err::Protocol, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+    if (ps.closed) {
+      // ndt7 peers get the close answered (RFC 6455 §5.5.1); RMBT's servers just see the end
+      if (text_mode) {
+        write_close(spec, job, ctl);
+        out.ws_closed = true;
+      }
+      tr.add(payload, at, false);
+      return end(Err::PeerClosed, "WebSocket close frame");
+    }
+    if (text_mode) answer_ping(spec, job, ctl, ps);
     tr.add(payload, at, ps.done);
     if (ps.done) {
       out.leftover.assign(buf.data() + used, buf.data() + n);
-      return tr.finish(Err::Ok, nullptr);
+      return end(Err::Ok, nullptr);
     }
     report(at);
+  }
+}
+
+// Text mode after the last message: our close frame, then what the peer still sends (its last
+// measurement) until its close, the end of the stream or `close_wait_ns`.
+void close_handshake(const Job& job, const StreamSpec& spec, Control& ctl, Inbound& in, Outcome& out) {
+  Parser& ps = *in.ps;
+  write_close(spec, job, ctl);
+  out.ws_closed = true;
+  uint64_t deadline = now_ns() + job.close_wait_ns;
+  while (!ps.closed && !ps.error) {
+    uint64_t before = in.bytes;
+    size_t texts = out.texts.kept.size() + out.texts.dropped;
+    Err e = Err::Ok;
+    if (!take_inbound(spec, in, &e)) return;  // the end of the stream (or a reset) ends it too
+    if (ps.closed) return;
+    // TLS may hold whole records already read from the socket: read again before waiting
+    if (spec.ssl && (in.bytes != before || out.texts.kept.size() + out.texts.dropped != texts)) continue;
+    short rev = 0;
+    if (wait_fd(spec.fd, POLLIN, ctl, deadline, &rev) <= 0) return;
   }
 }
 
@@ -353,9 +468,23 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
   Inbound in;
   in.keep = &tr.out.leftover;
   in.count = job.count_inbound;
-  in.scratch.resize(job.count_inbound ? kRecvBuf : 16384);
+  Parser ps(job);
+  const bool text_mode = ps.text_mode();
+  if (text_mode) {
+    ps.texts = &tr.out.texts;
+    in.ps = &ps;
+    in.t0 = spec.t0;
+    resume(ps, spec);
+  }
+  in.scratch.resize(job.count_inbound || text_mode ? kRecvBuf : 16384);
   tr.out.leftover.reserve(64 * 1024);
   if (job.count_inbound) tr.out.rx_points.reserve(tr.max_points);
+  // The message set in use: the job's own, then (scaling) each larger one once its size is at most
+  // 1/scale_divisor of the payload sent so far.
+  const std::vector<Slice>* cont = &spec.cont;
+  const Slice* fin = &spec.fin;
+  uint64_t size = job.payload_size;
+  size_t next_set = 0;
   size_t v = 0;
   uint64_t sent = 0;
   uint64_t last_drain = now_ns();
@@ -370,9 +499,26 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
     }
   };
   auto done = [&](Err e, const char* msg) {
+    if (text_mode) tr.out.mid_message = !ps.at_message_start();
     tr.out.rx_bytes = in.bytes;
     sample_rx(now_ns(), true);
     tr.finish(e, msg);
+  };
+  // Text mode, between two messages: the pings and the close the peer sent meanwhile are answered.
+  auto control = [&]() -> bool {
+    if (!text_mode) return true;
+    if (ps.error) {
+      done(Err::Protocol, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+      return false;
+    }
+    answer_ping(spec, job, ctl, ps);
+    if (ps.closed) {
+      write_close(spec, job, ctl);
+      tr.out.ws_closed = true;
+      done(Err::PeerClosed, "WebSocket close frame");
+      return false;
+    }
+    return true;
   };
   for (;;) {
     if (ctl.aborted.load(std::memory_order_relaxed)) return done(Err::Aborted, "aborted");
@@ -381,7 +527,7 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
     bool last = job.duration_ns ? (now - spec.t0 >= job.duration_ns) : (sent + 1 >= job.count);
     if (job.rate_bps && !last) {
       // Chunk n is due at t0 + n·size·8/rate (absolute deadlines: no drift).
-      uint64_t due = spec.t0 + static_cast<uint64_t>(double(sent) * job.payload_size * 8e9 / double(job.rate_bps));
+      uint64_t due = spec.t0 + static_cast<uint64_t>(double(tr.bytes) * 8e9 / double(job.rate_bps));
       if (due > now) {
         uint64_t stop = job.duration_ns ? spec.t0 + job.duration_ns : due;
         pollfd w[2] = {{ctl.wake_fd, POLLIN, 0}, {spec.fd, POLLIN, 0}};
@@ -394,21 +540,37 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
         continue;
       }
     }
-    const Slice& s = last ? spec.fin : spec.cont[v++ % spec.cont.size()];
+    const Slice& s = last ? *fin : (*cont)[v++ % cont->size()];
     Err e = write_all(spec, s.data, s.len, ctl, job.idle_ns, &in);
     if (e != Err::Ok) {
+      if (e == Err::Protocol && text_mode) return done(e, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
       return done(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
     }
     sent++;
     uint64_t at = now_ns();
-    tr.add(job.payload_size, at, last);
-    if (last) return done(Err::Ok, nullptr);
+    tr.add(size, at, last);
+    if (next_set < spec.grow.size() && spec.grow[next_set].size * uint64_t(job.scale_divisor) <= tr.bytes) {
+      const SetSpec& g = spec.grow[next_set++];
+      cont = &g.cont;
+      fin = &g.fin;
+      size = g.size;
+      v = 0;
+    }
+    if (!control()) return;
+    if (last) {
+      if (text_mode && job.close_wait_ns) close_handshake(job, spec, ctl, in, tr.out);
+      return done(Err::Ok, nullptr);
+    }
     // Read what the peer sends about every millisecond (always, when it is data) so it never blocks.
     if (job.count_inbound || at - last_drain > 1000000) {
       last_drain = at;
       Err ie = Err::Ok;
-      if (!take_inbound(spec, in, &ie)) return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
+      if (!take_inbound(spec, in, &ie)) {
+        if (ie == Err::Protocol && text_mode) return done(ie, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+        return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
+      }
       sample_rx(at, false);
+      if (!control()) return;
     }
   }
 }

@@ -27,6 +27,11 @@ interface NativeOutcome {
   usedTrunc: boolean;
   rxPoints?: Float64Array;
   rxBytes?: number;
+  /** text mode only */
+  texts?: { t: number; body: Buffer }[];
+  textsDropped?: number;
+  wsClosed?: boolean;
+  midMessage?: boolean;
   code?: ErrorCode;
   message?: string;
 }
@@ -77,7 +82,7 @@ export function loadAddon(): NativeAddon {
       throw new Error(`PREBUILDS_ONLY is set but node-gyp-build picked ${path}`);
   }
   const addon = load(root) as NativeAddon;
-  if (addon.abiVersion !== 4) throw new Error(`native addon ABI ${addon.abiVersion}, expected 4`);
+  if (addon.abiVersion !== 5) throw new Error(`native addon ABI ${addon.abiVersion}, expected 5`);
   return addon;
 }
 
@@ -85,6 +90,8 @@ export function loadAddon(): NativeAddon {
  * The native engine: bulk bytes move on C++ threads (native/tcp_loop.cc); TypeScript keeps the protocol.
  * TLS streams are native when their session is (native/tls.h, `tls` here); streams it cannot drive
  * (Node's own TLS, a WebSocket frame half read) run on the js engine, and the run says so in `kind`.
+ * WebSocket streams in text mode (ndt7) are native too: the loop keeps their text messages, answers
+ * pings and the close, and grows the upload's messages (`scale`).
  */
 export class NativeEngine implements Engine {
   readonly kind = 'native' as const;
@@ -171,7 +178,7 @@ export class NativeEngine implements Engine {
     let kind: 'native' | 'js' = 'native';
 
     const done = (async (): Promise<StreamOutcome[]> => {
-      const handles = job.mode === 'send' && job.scale ? undefined : await takeAll(streams);
+      const handles = await takeAll(streams);
       if (!handles || aborted) {
         kind = 'js';
         delegate = this.fallback.run(streams, job, t0);
@@ -196,13 +203,33 @@ export class NativeEngine implements Engine {
           fd: h.fd,
           t0: t0?.[i] ?? start,
           pending: h.pending,
+          // text mode: the decoder's state the loop resumes from (inside binary data, or between frames)
+          ...(h.text
+            ? {
+                wsHeader: h.text.resume.header,
+                wsRemaining: h.text.resume.remaining,
+                wsFin: h.text.resume.fin,
+                wsMaskPos: h.text.resume.maskPos,
+                ...(h.text.resume.mask ? { wsMask: h.text.resume.mask } : {}),
+              }
+            : {}),
           ...(h.tls ? { tls: h.tls } : {}),
           ...(job.mode === 'send'
-            ? { cont: (job.chunks[i] ?? job.chunks[0]!).cont, fin: (job.chunks[i] ?? job.chunks[0]!).fin }
+            ? {
+                cont: (job.chunks[i] ?? job.chunks[0]!).cont,
+                fin: (job.chunks[i] ?? job.chunks[0]!).fin,
+                ...(job.scale ? { grow: job.scale.sets } : {}),
+              }
             : {}),
         })),
         ws: handles[0]!.ws ?? 'none',
       };
+      // ndt7: text messages kept for the stream's handler, pings answered, the close echoed in the loop
+      const text = handles[0]!.text;
+      if (text) {
+        spec.textMax = text.max;
+        spec.maxFrame = text.maxFrame;
+      }
       if (job.mode === 'receive') {
         spec.maxNs = job.maxDurationMs * 1e6;
         if (job.report) spec.reportNs = job.report.intervalNs;
@@ -211,6 +238,8 @@ export class NativeEngine implements Engine {
         spec.payloadSize = set.size;
         if (job.rateBps) spec.rateBps = job.rateBps;
         if (job.countInbound) spec.countInbound = true;
+        if (job.scale) spec.scaleDivisor = job.scale.divisor;
+        if (job.closeWaitMs && text) spec.closeWaitNs = job.closeWaitMs * 1e6;
         spec.maxNs = 'durationNs' in job.until ? job.until.durationNs + job.idleTimeoutMs * 1e6 : 3600e9;
         if ('durationNs' in job.until) spec.durationNs = job.until.durationNs;
         else spec.count = job.until.count;
@@ -220,7 +249,18 @@ export class NativeEngine implements Engine {
       for (const s of streams) s.onCloseWhileLent?.(() => run.abort());
       const raw = await new Promise<NativeOutcome[]>((resolve) => run.start(resolve));
       return raw.map((o, i) => {
-        streams[i]!.giveBackFd!(o.leftover, o.leftoverDecoded);
+        const base = t0?.[i] ?? start;
+        streams[i]!.giveBackFd!(
+          o.leftover,
+          o.leftoverDecoded,
+          o.texts
+            ? {
+                texts: o.texts.map((m) => ({ at: base + BigInt(Math.round(m.t)), body: m.body })),
+                closed: Boolean(o.wsClosed),
+                midMessage: Boolean(o.midMessage),
+              }
+            : undefined,
+        );
         return {
           points: pairs(o.points),
           bytes: o.bytes,

@@ -42,8 +42,12 @@ export interface DataStream {
    * driven natively (Node's own TLS, or a WebSocket frame half read).
    */
   takeFd?(): Promise<NativeHandle | undefined>;
-  /** Gives the fd back: `leftover` is raw socket bytes, or payload when `decoded`. */
-  giveBackFd?(leftover: Buffer, decoded: boolean): void;
+  /**
+   * Gives the fd back: `leftover` is raw socket bytes, or payload when `decoded`; `ws` is what a
+   * WebSocket stream in text mode saw meanwhile (its text messages, a close handshake, an end inside a
+   * message).
+   */
+  giveBackFd?(leftover: Buffer, decoded: boolean, ws?: WsHandBack): void;
   /**
    * While the fd is lent: what to call when the stream is closed or fails meanwhile (the engine aborts
    * the run, so its threads stop at once instead of at their deadline). Cleared by giveBackFd.
@@ -51,10 +55,34 @@ export interface DataStream {
   onCloseWhileLent?(cb: () => void): void;
 }
 
+/** Where the loop resumes decoding (src/net/ws.ts WsDecoder.handOver). */
+export interface WsResume {
+  readonly header: Buffer;
+  readonly remaining: number;
+  readonly fin: boolean;
+  readonly mask?: Buffer;
+  readonly maskPos: number;
+}
+
+/** What a native loop hands back about a WebSocket stream in text mode (ndt7). */
+export interface WsHandBack {
+  /** the text messages, with the time each one completed (process.hrtime.bigint() clock) */
+  readonly texts: readonly { readonly at: bigint; readonly body: Buffer }[];
+  /** the close handshake took place: nothing more may be sent or read */
+  readonly closed: boolean;
+  /** the stream stopped inside a message: the rest of it cannot be decoded */
+  readonly midMessage: boolean;
+}
+
 export interface NativeHandle {
   fd: number;
   pending: Buffer;
   ws: 'client' | 'server' | null;
+  /**
+   * Text mode (ndt7): text messages up to `max` bytes are gathered for the stream's handler, pings are
+   * answered and a close is echoed by the loop; frames up to `maxFrame` bytes are accepted.
+   */
+  text?: { readonly max: number; readonly maxFrame: number; readonly resume: WsResume };
   /** a native TLS stream's session: the loop reads and writes records through it */
   tls?: NativeTlsSession;
 }
@@ -93,9 +121,14 @@ export interface SendJob {
   /** what arrives meanwhile is data to count and drop (btest TCP both), not words to hand back */
   readonly countInbound?: boolean;
   /**
+   * WebSocket streams in text mode: after the last message, send the close frame and read the peer's
+   * last messages until its close, at most this long. The native engine does it in its loop (the
+   * stream is then closed); the js engine leaves it to the caller, who sees the stream still open.
+   */
+  readonly closeWaitMs?: number;
+  /**
    * Growing messages (ndt7, its spec's appendix "Message size"): the next of these larger sets is used
-   * once its size is at most 1/`divisor` of the payload sent so far. Only the js engine scales: the native
-   * engine hands such a job to it.
+   * once its size is at most 1/`divisor` of the payload sent so far (both engines).
    */
   readonly scale?: { readonly sets: readonly ChunkSet[]; readonly divisor: number };
 }

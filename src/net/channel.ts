@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { type NativeTlsSession, nativeTlsError } from '../engine/tls.js';
-import type { ChunkSet, DataStream, NativeHandle, StreamSink } from '../engine/types.js';
+import type { ChunkSet, DataStream, NativeHandle, StreamSink, WsHandBack } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 import { randomPool } from '../util/randomPool.js';
 import {
   encodeFrame,
   frameHeader,
+  MAX_FRAME,
   OP_BINARY,
   OP_CLOSE,
   OP_PING,
@@ -211,8 +212,9 @@ export class Channel implements DataStream {
     this.notify();
   }
 
-  /** Text messages go to a handler of their own (ndt7): the native loop, which counts them, is not used. */
+  /** Text messages go to a handler of their own (ndt7); a native loop drives such a stream only if allowed. */
   private textMessages = false;
+  private wsOpts: WsDecoderOptions = {};
 
   /**
    * Switch to WebSocket framing; bytes already buffered after the handshake are decoded first. `opts`:
@@ -221,15 +223,14 @@ export class Channel implements DataStream {
   enableWs(role: 'client' | 'server', opts: WsDecoderOptions = {}): void {
     this.wsRole = role;
     this.textMessages = Boolean(opts.text);
+    this.wsOpts = opts;
     if (role === 'client') this.maskKey = randomBytes(4);
     this.decoder = new WsDecoder(
       role === 'server',
       (p) => this.onPayload(p),
       (op, payload) => {
-        if (op === OP_PING) {
-          if (this.socket.writableLength <= MAX_QUEUED_FOR_PONG)
-            this.send(encodeFrame(OP_PONG, payload, role === 'client'));
-        } else if (op === OP_CLOSE) {
+        if (op === OP_PING) this.pong(payload);
+        else if (op === OP_CLOSE) {
           // ndt7 peers get the close answered (RFC 6455 §5.5.1); RMBT's servers just see the end
           if (this.textMessages) this.writeClose(1000);
           this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
@@ -383,6 +384,30 @@ export class Channel implements DataStream {
       this.send(encodeFrame(OP_PING, payload, this.wsRole === 'client'));
   }
 
+  /**
+   * Answers a ping (RFC 6455 §5.5.3). Behind a full send queue (an upload) only the newest ping is
+   * answered, at the next drain: a peer's pings never grow our queue, and none goes unanswered.
+   */
+  private pong(payload: Buffer): void {
+    const role = this.wsRole;
+    if (!role || this.socket.destroyed) return;
+    if (this.socket.writableLength <= MAX_QUEUED_FOR_PONG) {
+      this.send(encodeFrame(OP_PONG, payload, role === 'client'));
+      return;
+    }
+    const waiting = this.pongDue !== undefined;
+    this.pongDue = Buffer.from(payload);
+    if (waiting) return;
+    this.socket.once('drain', () => {
+      const p = this.pongDue;
+      this.pongDue = undefined;
+      if (p && !this.closeSent && !this.socket.destroyed)
+        this.send(encodeFrame(OP_PONG, p, role === 'client'));
+    });
+  }
+
+  private pongDue: Buffer | undefined;
+
   /** A WebSocket close frame with its status code (RFC 6455 §5.5.1), once. */
   writeClose(code = 1000): void {
     if (this.closeSent || !this.wsRole || this.socket.destroyed) return;
@@ -485,9 +510,12 @@ export class Channel implements DataStream {
     // native TLS session goes with the fd: the loop decrypts on its own thread.
     if ((this.socket as { encrypted?: boolean }).encrypted) return undefined;
     if (this.tlsSession && !this.tlsReady) return undefined;
-    if (this.decoder && !this.decoder.atFrameStart) return undefined;
-    // the loop counts text frames as data and answers no pings: such a stream stays with js
-    if (this.textMessages) return undefined;
+    // text mode: the loop keeps the text messages for the handler and answers pings and the close, but
+    // only where nobody writes beside it (the ndt7 client; not our server, which sends measurements).
+    // It resumes inside binary data (the server starts sending with its 101: a frame is often half here).
+    const text = this.wsOpts.text;
+    if (text && !text.native) return undefined;
+    if (this.decoder && !text && !this.decoder.atFrameStart) return undefined;
     const handle = (this.socket as unknown as { _handle?: TcpHandle })._handle;
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || this.failure) return undefined;
     // Every byte Node still queues must reach the kernel before the loop writes (RMBT forbids pipelining
@@ -497,6 +525,13 @@ export class Channel implements DataStream {
     if (this.failure) return undefined;
     handle.reading = false;
     handle.readStop();
+    // (after readStop: nothing more reaches the decoder now)
+    const resume = text ? this.decoder?.handOver() : undefined;
+    if (text && !resume) {
+      handle.reading = true;
+      handle.readStart();
+      return undefined;
+    }
     // While the loop owns the socket Node sees no activity: its idle timer must not fire.
     this.savedTimeout = this.socket.timeout ?? 0;
     if (this.savedTimeout) this.socket.setTimeout(0);
@@ -505,12 +540,26 @@ export class Channel implements DataStream {
       fd: handle.fd,
       pending,
       ws: this.wsRole,
+      ...(text && resume
+        ? { text: { max: text.max, maxFrame: this.wsOpts.maxFrame ?? MAX_FRAME, resume } }
+        : {}),
       ...(this.tlsSession ? { tls: this.tlsSession } : {}),
     };
   }
 
-  giveBackFd(leftover: Buffer, decoded: boolean): void {
+  giveBackFd(leftover: Buffer, decoded: boolean, ws?: WsHandBack): void {
     this.lentAbort = null;
+    if (ws) {
+      for (const m of ws.texts) this.wsOpts.text?.onMessage(m.body, m.at);
+      if (ws.closed) {
+        // the loop did the close handshake (RFC 6455 §7): the connection is over
+        this.closeSent = true;
+        this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
+        this.socket.end();
+      } else if (ws.midMessage) {
+        this.fail(new ProbeError('BP_ERR_PROTOCOL', 'the stream was handed back inside a WebSocket message'));
+      }
+    }
     // Leftover is plaintext for native TLS (still WebSocket-framed unless decoded), as for plain TCP.
     if (leftover.length) {
       if (decoded) this.onPayload(leftover);

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { WsResume } from '../engine/types.js';
 import { ProbeError } from '../errors.js';
 
 /**
@@ -63,7 +64,12 @@ export function encodeFrame(opcode: number, payload: Buffer, mask: boolean): Buf
 
 export interface WsDecoderOptions {
   maxFrame?: number;
-  text?: { max: number; onMessage(msg: Buffer): void };
+  /**
+   * `at`: when the message completed (process.hrtime.bigint()), given when a native loop gathered it and
+   * hands it over later; absent, it is now. `native`: a native loop may drive the stream (it keeps the
+   * text messages, answers pings and the close): only when nobody else writes to it during a test.
+   */
+  text?: { max: number; onMessage(msg: Buffer, at?: bigint): void; native?: boolean };
 }
 
 /**
@@ -89,6 +95,33 @@ export class WsDecoder {
   /** True between frames: a native loop can take over the raw stream from here. */
   get atFrameStart(): boolean {
     return !this.inPayload && this.headLen === 0;
+  }
+
+  /**
+   * Where a native loop in text mode takes over: the decoder's state inside binary data (a header half
+   * read, or the rest of a binary frame), which the loop resumes from; undefined inside a text message
+   * or a control frame (those are short: the caller tries later or stays with js). The decoder starts
+   * afresh after this: the loop hands the stream back between messages or not at all.
+   */
+  handOver(): WsResume | undefined {
+    const textOpen = this.msgOp === OP_TEXT && (!this.fin || this.textLen > 0);
+    if (textOpen) return undefined;
+    if (this.inPayload && (this.opcode >= 8 || (this.opts.text && this.msgOp === OP_TEXT))) return undefined;
+    const out: WsResume = {
+      header: Buffer.from(this.head.subarray(0, this.inPayload ? 0 : this.headLen)),
+      remaining: this.inPayload ? this.remaining : 0,
+      fin: this.fin,
+      ...(this.inPayload && this.mask ? { mask: Buffer.from(this.mask) } : {}),
+      maskPos: this.maskPos,
+    };
+    this.headLen = 0;
+    this.remaining = 0;
+    this.inPayload = false;
+    this.msgOp = 0;
+    this.fin = true;
+    this.mask = undefined;
+    this.maskPos = 0;
+    return out;
   }
 
   /**

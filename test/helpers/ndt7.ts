@@ -2,7 +2,18 @@ import { createServer, type Server } from 'node:http';
 import net from 'node:net';
 import { SUBPROTOCOL } from '../../src/ndt7/messages.js';
 import { Channel } from '../../src/net/channel.js';
-import { encodeFrame, OP_BINARY, OP_TEXT, wsAccept } from '../../src/net/ws.js';
+import {
+  encodeFrame,
+  frameHeader,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_CONT,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  WsDecoder,
+  wsAccept,
+} from '../../src/net/ws.js';
 
 /**
  * Peers for the ndt7 client's tests: a Locate v2 stand-in and scripted ndt7 servers that misbehave the
@@ -129,4 +140,120 @@ export async function sendFor(ch: Channel, ms: number, size = 64 * 1024): Promis
 /** One text message, of any size (for the oversized-message server). */
 export function sendText(ch: Channel, text: string | Buffer): void {
   ch.write(encodeFrame(OP_TEXT, Buffer.isBuffer(text) ? text : Buffer.from(text), false));
+}
+
+export interface ControlServer {
+  port: number;
+  /** per test: the ping payloads sent, the pong payloads and the close codes that came back */
+  log: Record<'download' | 'upload', { pings: string[]; pongs: string[]; closes: number[] }>;
+  close(): Promise<void>;
+}
+
+/**
+ * An ndt7 server that exercises the client's WebSocket duties (RFC 6455): a ping every 100 ms in both
+ * tests, a measurement split into a text frame and a continuation, and at the end of the download its
+ * own close. It decodes everything the client sends, so the pongs and the close can be checked.
+ */
+export async function controlServer(testMs: number, minRttUs: number): Promise<ControlServer> {
+  const log: ControlServer['log'] = {
+    download: { pings: [], pongs: [], closes: [] },
+    upload: { pings: [], pongs: [], closes: [] },
+  };
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((sock) => {
+    socks.add(sock);
+    sock.on('error', () => {});
+    sock.on('close', () => socks.delete(sock));
+    let head = '';
+    let test: 'download' | 'upload' = 'download';
+    let decoder: WsDecoder | undefined;
+    let peerClosed = false;
+    const onData = (d: Buffer) => {
+      if (decoder) {
+        try {
+          decoder.push(d);
+        } catch {
+          sock.destroy();
+        }
+        return;
+      }
+      head += d.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      test = head.includes('/upload') ? 'upload' : 'download';
+      const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)?.[1] ?? '';
+      sock.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
+      );
+      const l = log[test];
+      decoder = new WsDecoder(
+        true,
+        () => {},
+        (op, payload) => {
+          if (op === OP_PONG) l.pongs.push(payload.toString());
+          if (op === OP_CLOSE) {
+            l.closes.push(payload.length >= 2 ? payload.readUInt16BE(0) : 0);
+            peerClosed = true;
+            if (test === 'upload') {
+              sock.write(encodeFrame(OP_CLOSE, payload.subarray(0, 2), false));
+              sock.end();
+            }
+          }
+        },
+        { maxFrame: 1 << 24 },
+      );
+      const rest = Buffer.from(head.slice(end + 4), 'latin1');
+      if (rest.length) onData(rest);
+      void script(sock, test, l, () => peerClosed);
+    };
+    sock.on('data', onData);
+  });
+
+  const script = async (
+    sock: net.Socket,
+    test: 'download' | 'upload',
+    l: ControlServer['log']['download'],
+    closed: () => boolean,
+  ) => {
+    const frame = encodeFrame(OP_BINARY, Buffer.alloc(64 * 1024, 7), false);
+    const until = Date.now() + testMs;
+    let next = Date.now();
+    let n = 0;
+    while (Date.now() < until && !sock.destroyed && !closed()) {
+      if (Date.now() >= next) {
+        next += 100;
+        const p = `ping-${test}-${n++}`;
+        l.pings.push(p);
+        sock.write(encodeFrame(OP_PING, Buffer.from(p), false));
+        // one measurement in two frames: text without FIN, then its continuation
+        const m = Buffer.from(JSON.stringify({ TCPInfo: { MinRTT: minRttUs, RTT: minRttUs * 2 } }));
+        const cut = m.length >> 1;
+        sock.write(
+          Buffer.concat([Buffer.from([OP_TEXT]), frameHeader(OP_TEXT, cut).subarray(1), m.subarray(0, cut)]),
+        );
+        sock.write(Buffer.concat([frameHeader(OP_CONT, m.length - cut), m.subarray(cut)]));
+      }
+      if (test === 'download') {
+        if (!sock.write(frame)) await new Promise<void>((r) => sock.once('drain', () => r()));
+      } else {
+        await sleep(10);
+      }
+    }
+    if (test === 'download' && !sock.destroyed) {
+      sock.write(encodeFrame(OP_CLOSE, Buffer.from([0x03, 0xe8]), false));
+      // the client's answer comes through the decoder; then the connection ends
+      for (let i = 0; i < 100 && !closed(); i++) await sleep(20);
+      sock.end();
+    }
+  };
+
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    log,
+    close: async () => {
+      for (const s of socks) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
 }

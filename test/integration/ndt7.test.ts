@@ -12,7 +12,15 @@ import { Ndt7Server } from '../../src/ndt7/server.js';
 import { ensureCert } from '../../src/net/certs.js';
 import { Quota } from '../../src/net/quota.js';
 import { VERSION } from '../../src/version.js';
-import { locateBody, locateStandIn, scriptedNdt7, sendFor, sendText, sleep } from '../helpers/ndt7.js';
+import {
+  controlServer,
+  locateBody,
+  locateStandIn,
+  scriptedNdt7,
+  sendFor,
+  sendText,
+  sleep,
+} from '../helpers/ndt7.js';
 import { ENGINES } from '../helpers/rmbt.js';
 
 /**
@@ -41,7 +49,7 @@ async function ourServer(engine: Engine, tls?: { dataDir: string }) {
   return { server, tests };
 }
 
-describe.each(ENGINES)('ndt7 client and server, $name engine', ({ make }) => {
+describe.each(ENGINES)('ndt7 client and server, $name engine', ({ name, make }) => {
   let engine: Engine;
   let srv: Awaited<ReturnType<typeof ourServer>>;
   const dataDir = join(process.env.TMPDIR ?? '/tmp', `bp-ndt7-${process.pid}`);
@@ -60,6 +68,8 @@ describe.each(ENGINES)('ndt7 client and server, $name engine', ({ make }) => {
     expect(r.error).toBeUndefined();
     expect(r.status).toBe('ok');
     expect(r.target.kind).toBe('ndt7');
+    // the native loop drives ndt7 (text messages, pings and the close in C++), the js engine its own
+    expect(r.engine).toBe(name);
     expect(r.server).toMatchObject({ host: '127.0.0.1', port: srv.server.port, transport: 'ws' });
     expect(r.download!.timing).toBe('client');
     expect(r.download!.mbps).toBeGreaterThan(10);
@@ -331,12 +341,34 @@ describe('ndt7 with Locate v2 (a stand-in) and M-Lab rules', () => {
   });
 });
 
-describe('ndt7 client against misbehaving servers', () => {
-  const engine = new JsEngine();
+describe.each(ENGINES)('ndt7 client against misbehaving servers, $name engine', ({ name, make }) => {
+  const engine = make();
   const run = async (port: number, over: Record<string, string> = {}) => {
     const s = settings({ server: `127.0.0.1:${port}`, scheme: 'ws', loaded_latency: 'false', ...over });
     return measureNdt7(s.ndt7, { engine, general: s.general, testMs: TEST_MS });
   };
+
+  it('pings are answered with their payload, a fragmented measurement is read, the close is echoed', async () => {
+    const srv = await controlServer(TEST_MS, 4321);
+    try {
+      const r = await run(srv.port);
+      expect(r.error).toBeUndefined();
+      expect(r.engine).toBe(name);
+      // MinRTT came only in the split measurement
+      expect(r.ndt7!.min_rtt_ms).toBeCloseTo(4.321, 3);
+      expect(r.ndt7!.download_end).toBe('closed');
+      for (const test of ['download', 'upload'] as const) {
+        const l = srv.log[test];
+        expect(l.pings.length).toBeGreaterThan(5);
+        // every pong carries a ping's payload (RFC 6455 §5.5.3 lets a busy peer answer only the newest)
+        expect(l.pongs.length).toBeGreaterThan(l.pings.length / 2);
+        for (const p of l.pongs) expect(l.pings).toContain(p);
+        expect(l.closes).toEqual([1000]);
+      }
+    } finally {
+      await srv.close();
+    }
+  });
 
   it('a server without the subprotocol: BP_ERR_NDT7_PROTOCOL', async () => {
     const srv = await scriptedNdt7({ upgrade: 'no-subprotocol' });
