@@ -514,24 +514,22 @@ async function tcpRows(rate: number, throughput: Line[]): Promise<void> {
   const one = { down: await iperf(true, 1), up: await iperf(false, 1) };
   throughput.push({ rate, who: 'iperf3 -P1', dir: 'download', mbps: one.down, ref: null, note: 'reference' });
   throughput.push({ rate, who: 'iperf3 -P1', dir: 'upload', mbps: one.up, ref: null, note: 'reference' });
-  const n = await ours(['measure', 'ndt7', '--server', `${SRV_IP}:${NDT7_PORT}`, '--scheme', 'ws'], 60);
-  const nNote = n.status === 'ok' ? '1 connection, vs iperf3 -P1' : `${n.status} ${n.error?.code ?? ''}`;
-  throughput.push({
-    rate,
-    who: 'ndt7',
-    dir: 'download',
-    mbps: n.download?.mbps ?? null,
-    ref: one.down,
-    note: nNote,
-  });
-  throughput.push({
-    rate,
-    who: 'ndt7',
-    dir: 'upload',
-    mbps: n.upload?.mbps ?? null,
-    ref: one.up,
-    note: nNote,
-  });
+  for (const engine of ['native', 'js']) {
+    const n = await ours(
+      ['measure', 'ndt7', '--server', `${SRV_IP}:${NDT7_PORT}`, '--scheme', 'ws', '--engine', engine],
+      60,
+    );
+    const nNote = n.status === 'ok' ? '1 connection, vs iperf3 -P1' : `${n.status} ${n.error?.code ?? ''}`;
+    for (const dir of ['download', 'upload'] as const)
+      throughput.push({
+        rate,
+        who: `ndt7 ${engine}`,
+        dir,
+        mbps: n[dir]?.mbps ?? null,
+        ref: dir === 'download' ? one.down : one.up,
+        note: nNote,
+      });
+  }
   for (const [dir, ref] of [
     ['receive', refDown],
     ['send', refUp],
@@ -800,46 +798,67 @@ async function loadedRows(rows: string[][]): Promise<void> {
         for (const q of QUEUES) {
           shape(rate, q);
           const idleRef = Number(await refPing(SRV_IP, port));
-          const truth = qdiscSampler(rate);
-          // the same-load reference: a 1-byte echo every 100 ms through the queue our own run fills,
-          // stopped (SIGTERM: it reports what it has) when our run ends
-          const echoing = stoppable(NS_CLI, ['node', TCPPING, 'ping', SRV_IP, port, '100000', '100', '120']);
-          const r = await rmbt('native', `${SRV_IP}:${RMBT_PORT}`, ['--duration', String(LOADED_DURATION)]);
-          const kernel = truth.stop();
-          const same = sameLoadEcho(await echoing.stop(), kernel, r);
           const refDown = await echoUnderLoad(port, true);
           const refUp = await echoUnderLoad(port, false);
-          const l = r.latency;
-          const cmp = (ours: number | undefined, ref: number | undefined) => {
-            if (ours === undefined || ref === undefined) return '—';
-            const d = ours - ref;
-            const ok = Math.abs(d) <= 2 || Math.abs(d) <= 0.1 * ref;
-            return `${d >= 0 ? '+' : ''}${d.toFixed(1)} ms (${((d / ref) * 100).toFixed(0)} %)${ok ? '' : ' MISS'}`;
-          };
-          const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(1));
-          rows.push([
-            String(rate),
-            String(q),
-            cc,
-            f(idleRef),
-            f(l?.idle?.median_ms),
-            f(l?.download?.median_ms),
-            f(kernel.down),
-            f(same.down),
-            cmp(l?.download?.median_ms, same.down),
-            f(refDown),
-            f(l?.upload?.median_ms),
-            f(kernel.up),
-            f(same.up),
-            cmp(l?.upload?.median_ms, same.up),
-            f(refUp),
-            l?.grade ?? (r.status === 'ok' ? (l?.unavailable ?? '—') : `${r.status} ${r.error?.code ?? ''}`),
-            String(l?.responsiveness_rpm ?? '—'),
-            r.download && r.upload ? `${r.download.mbps.toFixed(1)}/${r.upload.mbps.toFixed(1)}` : '—',
-          ]);
-          process.stderr.write(
-            `loaded ${rate} Mbit/s, ${q} ms queue, ${cc}: ${rows[rows.length - 1]!.join(' | ')}\n`,
-          );
+          // RMBT (3 threads) and ndt7 (one connection; loaded download from the server's TCPInfo.RTT)
+          const clients: [string, () => Promise<Res>][] = [
+            ['RMBT', () => rmbt('native', `${SRV_IP}:${RMBT_PORT}`, ['--duration', String(LOADED_DURATION)])],
+            [
+              'ndt7',
+              () => ours(['measure', 'ndt7', '--server', `${SRV_IP}:${NDT7_PORT}`, '--scheme', 'ws'], 60),
+            ],
+          ];
+          for (const [who, measure] of clients) {
+            const truth = qdiscSampler(rate);
+            // the same-load reference: a 1-byte echo every 100 ms through the queue our own run fills,
+            // stopped (SIGTERM: it reports what it has) when our run ends
+            const echoing = stoppable(NS_CLI, [
+              'node',
+              TCPPING,
+              'ping',
+              SRV_IP,
+              port,
+              '100000',
+              '100',
+              '120',
+            ]);
+            const r = await measure();
+            const kernel = truth.stop();
+            const same = sameLoadEcho(await echoing.stop(), kernel, r);
+            const l = r.latency;
+            const cmp = (ours: number | undefined, ref: number | undefined) => {
+              if (ours === undefined || ref === undefined) return '—';
+              const d = ours - ref;
+              const ok = Math.abs(d) <= 2 || Math.abs(d) <= 0.1 * ref;
+              return `${d >= 0 ? '+' : ''}${d.toFixed(1)} ms (${((d / ref) * 100).toFixed(0)} %)${ok ? '' : ' MISS'}`;
+            };
+            const f = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : v.toFixed(1));
+            rows.push([
+              who,
+              String(rate),
+              String(q),
+              cc,
+              f(idleRef),
+              f(l?.idle?.median_ms),
+              f(l?.download?.median_ms),
+              f(kernel.down),
+              f(same.down),
+              cmp(l?.download?.median_ms, same.down),
+              f(refDown),
+              f(l?.upload?.median_ms),
+              f(kernel.up),
+              f(same.up),
+              cmp(l?.upload?.median_ms, same.up),
+              f(refUp),
+              l?.grade ??
+                (r.status === 'ok' ? (l?.unavailable ?? '—') : `${r.status} ${r.error?.code ?? ''}`),
+              String(l?.responsiveness_rpm ?? '—'),
+              r.download && r.upload ? `${r.download.mbps.toFixed(1)}/${r.upload.mbps.toFixed(1)}` : '—',
+            ]);
+            process.stderr.write(
+              `loaded ${rate} Mbit/s, ${q} ms queue, ${cc}: ${rows[rows.length - 1]!.join(' | ')}\n`,
+            );
+          }
         }
       }
     }
@@ -852,12 +871,13 @@ async function loadedRows(rows: string[][]): Promise<void> {
 
 function printLoaded(rows: string[][]): void {
   console.log(
-    `\nLatency under load on a tbf-shaped veth with a deep queue (${LOADED_DURATION} s per direction, RMBT 3 threads, native engine). ` +
+    `\nLatency under load on a tbf-shaped veth with a deep queue (RMBT: ${LOADED_DURATION} s per direction, 3 threads; ndt7: its ten seconds, one connection, the download's figure from the server's TCPInfo.RTT; native engine). ` +
       "Queue = the qdisc's backlog / rate while that direction sent ≥ half the rate (one way). Echo = a 1-byte TCP echo every 100 ms through the same queue during our run, its samples from the loaded seconds of that direction (target: ours within 10 % or 2 ms of it); 'echo, iperf3 load' = the same echo while iperf3 -P 3 fills the queue instead\n",
   );
   console.log(
     table(
       [
+        'client',
         'Mbit/s',
         'queue ms',
         'cc',
