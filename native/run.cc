@@ -258,6 +258,7 @@ void Run::Deliver(Napi::Env env, Napi::Function cb) {
     r.Set("points", pts);
     r.Set("bytes", Napi::Number::New(env, static_cast<double>(o.bytes)));
     r.Set("endNs", Napi::Number::New(env, static_cast<double>(o.end_ns)));
+    r.Set("lastNs", Napi::Number::New(env, static_cast<double>(o.last_ns)));
     r.Set("leftover", Napi::Buffer<uint8_t>::Copy(env, o.leftover.data(), o.leftover.size()));
     r.Set("leftoverDecoded", Napi::Boolean::New(env, o.leftover_decoded));
     r.Set("usedTrunc", Napi::Boolean::New(env, o.used_trunc));

@@ -84,6 +84,7 @@ struct Outcome {
   std::vector<uint64_t> points;  // t0, b0, t1, b1, ...
   uint64_t bytes = 0;
   uint64_t end_ns = 0;
+  uint64_t last_ns = 0;  // the last payload bytes, ns since t0
   std::vector<uint8_t> leftover;  // bytes read past the end (or inbound while sending)
   bool leftover_decoded = false;  // true: payload already unframed (it came from `pending`), else raw socket bytes
   Err err = Err::Ok;

@@ -57,6 +57,7 @@ struct Track {
     bytes += n;
     publish(counter, bytes);
     uint64_t t = at - spec.t0;
+    if (n > 0) out.last_ns = t;
     if (force || !sampled || t - last_sample >= job.sample_ns) {
       // Never grow past the reserved size: a full vector keeps only forced (final) points.
       if (out.points.size() + 2 <= max_points || force) {

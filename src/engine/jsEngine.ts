@@ -58,6 +58,7 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
   let bytes = 0;
   let lastSample = -Infinity;
   let settled = false;
+  let lastNs = 0;
   let resolve!: (o: StreamOutcome) => void;
   const done = new Promise<StreamOutcome>((r) => {
     resolve = r;
@@ -78,6 +79,7 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
       bytes += n;
       counters[idx] = bytes;
       const t = Number(at - t0);
+      if (n > 0) lastNs = t;
       if (force || t - lastSample >= sampleNs) {
         points.push({ t, b: bytes });
         lastSample = t;
@@ -103,7 +105,14 @@ function tracker(stream: DataStream, t0: bigint, sampleNs: number, counters: Flo
       const last = points[points.length - 1];
       if (!error && bytes > 0 && (!last || last.b !== bytes)) points.push({ t: endNs, b: bytes });
       stream.detach(leftover);
-      resolve({ points, bytes, endNs, ...(error ? { error: error.toJSON() } : {}), ...this.extra?.() });
+      resolve({
+        points,
+        bytes,
+        endNs,
+        ...(bytes > 0 ? { lastNs } : {}),
+        ...(error ? { error: error.toJSON() } : {}),
+        ...this.extra?.(),
+      });
     },
   };
 }

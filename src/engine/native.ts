@@ -22,6 +22,7 @@ interface NativeOutcome {
   points: Float64Array;
   bytes: number;
   endNs: number;
+  lastNs: number;
   leftover: Buffer;
   leftoverDecoded: boolean;
   usedTrunc: boolean;
@@ -265,6 +266,7 @@ export class NativeEngine implements Engine {
           points: pairs(o.points),
           bytes: o.bytes,
           endNs: o.endNs,
+          ...(o.bytes > 0 ? { lastNs: o.lastNs } : {}),
           ...(o.rxPoints ? { rx: { bytes: o.rxBytes ?? 0, points: pairs(o.rxPoints) } } : {}),
           ...(o.code ? { error: { code: o.code, message: o.message ?? o.code } } : {}),
         };

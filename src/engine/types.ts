@@ -141,6 +141,8 @@ export interface StreamOutcome {
   readonly bytes: number;
   /** ns since t0 when the stream finished */
   readonly endNs: number;
+  /** ns since t0 of the last payload bytes (absent when none came or went) */
+  readonly lastNs?: number;
   readonly error?: { readonly code: ErrorCode; readonly message: string };
   /** send jobs with countInbound: what arrived meanwhile */
   readonly rx?: { readonly bytes: number; readonly points: Point[] };
