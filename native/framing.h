@@ -89,6 +89,9 @@ struct Parser {
     return n;
   }
 
+  // Why the stream was refused, for the error message.
+  const char* why() const { return error_msg ? error_msg : "malformed WebSocket frame"; }
+
   bool fail(const char* why) {
     error_msg = why;
     return false;

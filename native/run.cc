@@ -279,7 +279,6 @@ void Run::Deliver(Napi::Env env, Napi::Function cb) {
         texts[k] = t;
       }
       r.Set("texts", texts);
-      r.Set("textsDropped", Napi::Number::New(env, static_cast<double>(o.texts.dropped)));
       r.Set("wsClosed", Napi::Boolean::New(env, o.ws_closed));
       r.Set("midMessage", Napi::Boolean::New(env, o.mid_message));
     }

@@ -282,10 +282,12 @@ void write_control(const StreamSpec& spec, const Job& job, Control& ctl, uint8_t
   write_all(spec, f, p + len, ctl, job.idle_ns, nullptr);
 }
 
-// The close frame ndt7 peers exchange at the end: status 1000, normal closure.
-void write_close(const StreamSpec& spec, const Job& job, Control& ctl) {
+// The close frame ndt7 peers exchange at the end (status 1000, normal closure), sent or answered: the
+// close handshake is ours to finish, and the stream goes back to TypeScript closed.
+void write_close(const StreamSpec& spec, const Job& job, Control& ctl, Outcome& out) {
   const uint8_t code[2] = {0x03, 0xe8};
   write_control(spec, job, ctl, 0x8, code, 2);
+  out.ws_closed = true;
 }
 
 // Text mode: answers the newest ping (between messages only: a frame of ours may not split one).
@@ -425,13 +427,10 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
     size_t used = 0;
     ps.at = at - spec.t0;
     uint64_t payload = ps.feed(buf.data(), static_cast<size_t>(n), true, &used);
-    if (ps.error) return end(Err::Protocol, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+    if (ps.error) return end(Err::Protocol, ps.why());
     if (ps.closed) {
       // ndt7 peers get the close answered (RFC 6455 §5.5.1); RMBT's servers just see the end
-      if (text_mode) {
-        write_close(spec, job, ctl);
-        out.ws_closed = true;
-      }
+      if (text_mode) write_close(spec, job, ctl, out);
       tr.add(payload, at, false);
       return end(Err::PeerClosed, "WebSocket close frame");
     }
@@ -449,8 +448,7 @@ void receive(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) {
 // measurement) until its close, the end of the stream or `close_wait_ns`.
 void close_handshake(const Job& job, const StreamSpec& spec, Control& ctl, Inbound& in, Outcome& out) {
   Parser& ps = *in.ps;
-  write_close(spec, job, ctl);
-  out.ws_closed = true;
+  write_close(spec, job, ctl, out);
   uint64_t deadline = now_ns() + job.close_wait_ns;
   while (!ps.closed && !ps.error) {
     uint64_t before = in.bytes;
@@ -509,13 +507,12 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
   auto control = [&]() -> bool {
     if (!text_mode) return true;
     if (ps.error) {
-      done(Err::Protocol, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+      done(Err::Protocol, ps.why());
       return false;
     }
     answer_ping(spec, job, ctl, ps);
     if (ps.closed) {
-      write_close(spec, job, ctl);
-      tr.out.ws_closed = true;
+      write_close(spec, job, ctl, tr.out);
       done(Err::PeerClosed, "WebSocket close frame");
       return false;
     }
@@ -544,7 +541,7 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
     const Slice& s = last ? *fin : (*cont)[v++ % cont->size()];
     Err e = write_all(spec, s.data, s.len, ctl, job.idle_ns, &in);
     if (e != Err::Ok) {
-      if (e == Err::Protocol && text_mode) return done(e, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+      if (e == Err::Protocol && text_mode) return done(e, ps.why());
       return done(e, e == Err::Stalled ? "the peer took nothing within the idle timeout" : e == Err::Aborted ? "aborted" : "send failed");
     }
     sent++;
@@ -567,7 +564,7 @@ void send_loop(const Job& job, const StreamSpec& spec, Control& ctl, Track& tr) 
       last_drain = at;
       Err ie = Err::Ok;
       if (!take_inbound(spec, in, &ie)) {
-        if (ie == Err::Protocol && text_mode) return done(ie, ps.error_msg ? ps.error_msg : "malformed WebSocket frame");
+        if (ie == Err::Protocol && text_mode) return done(ie, ps.why());
         return done(ie, ie == Err::PeerClosed ? "the peer closed the connection" : "the peer sent too much");
       }
       sample_rx(at, false);

@@ -30,7 +30,6 @@ interface NativeOutcome {
   rxBytes?: number;
   /** text mode only */
   texts?: { t: number; body: Buffer }[];
-  textsDropped?: number;
   wsClosed?: boolean;
   midMessage?: boolean;
   code?: ErrorCode;

@@ -96,13 +96,7 @@ export async function scriptedNdt7(script: Script): Promise<ScriptedServer> {
         sock.end();
         return;
       }
-      ch.writeRaw(
-        Buffer.from(
-          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n` +
-            (up === 'ok' ? `Sec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n` : '') +
-            '\r\n',
-        ),
-      );
+      ch.writeRaw(Buffer.from(upgradeAnswer(key, up === 'ok')));
       // an upload's data is dropped unread (unmasking it in this process would slow the client beside
       // it); a download's peer sends only its close, which the decoder reads
       if (test === 'upload') ch.attach({ data: () => {}, end: () => {} });
@@ -115,12 +109,34 @@ export async function scriptedNdt7(script: Script): Promise<ScriptedServer> {
       conns.delete(ch);
     }
   });
+  return {
+    ...(await onLoopback(srv, () => {
+      for (const c of conns) c.close();
+    })),
+    seen,
+  };
+}
+
+/** The 101 answer to an ndt7 upgrade, with or without the subprotocol. */
+function upgradeAnswer(key: string, subprotocol: boolean): string {
+  return (
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${wsAccept(key)}\r\n` +
+    (subprotocol ? `Sec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n` : '') +
+    '\r\n'
+  );
+}
+
+/** Listens on 127.0.0.1, port 0; `close` ends the open connections (`endAll`), then the server. */
+async function onLoopback(
+  srv: net.Server,
+  endAll: () => void,
+): Promise<{ port: number; close(): Promise<void> }> {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   return {
     port: (srv.address() as net.AddressInfo).port,
-    seen,
     close: async () => {
-      for (const c of conns) c.close();
+      endAll();
       await new Promise<void>((r) => srv.close(() => r()));
     },
   };
@@ -182,9 +198,7 @@ export async function controlServer(testMs: number, minRttUs: number): Promise<C
       if (end < 0) return;
       test = head.includes('/upload') ? 'upload' : 'download';
       const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)?.[1] ?? '';
-      sock.write(
-        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\nSec-WebSocket-Protocol: ${SUBPROTOCOL}\r\n\r\n`,
-      );
+      sock.write(upgradeAnswer(key, true));
       const l = log[test];
       decoder = new WsDecoder(
         true,
@@ -247,13 +261,10 @@ export async function controlServer(testMs: number, minRttUs: number): Promise<C
     }
   };
 
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   return {
-    port: (srv.address() as net.AddressInfo).port,
-    log,
-    close: async () => {
+    ...(await onLoopback(srv, () => {
       for (const s of socks) s.destroy();
-      await new Promise<void>((r) => srv.close(() => r()));
-    },
+    })),
+    log,
   };
 }
