@@ -21,7 +21,9 @@ export function tcpInfo(socket: Socket): Record<string, number> | undefined {
   const inner = (socket as unknown as { _parent?: Socket })._parent ?? socket;
   const fd = (inner as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (!addon?.tcpInfo || typeof fd !== 'number' || fd < 0) return undefined;
-  return addon.tcpInfo(fd) ?? undefined;
+  // no field at all (qemu-user answers TCP_INFO with an empty struct) is no TCPInfo, not an empty one
+  const ti = addon.tcpInfo(fd);
+  return ti && Object.keys(ti).length > 0 ? ti : undefined;
 }
 
 /** Whether TCP_INFO can be read here (for the server's status and the docs' caveat). */
