@@ -25,6 +25,8 @@ import { type Row, runMeasured, table } from './lib.js';
 
 const D = Number(process.env.BENCH_DURATION ?? 4);
 const THREADS = (process.env.BENCH_THREADS ?? '1,3').split(',').map(Number);
+/** BENCH_NDT7=0 leaves out the ndt7 rows (about 45 s: the spec's ten seconds each way, two engines) */
+const WITH_NDT7 = process.env.BENCH_NDT7 !== '0';
 const ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(ROOT, 'dist', 'cli.js');
 const tmp = mkdtempSync(join(tmpdir(), 'bp-bench-'));
@@ -89,6 +91,23 @@ start(process.execPath, [
   'warn',
 ]);
 await waitPort(ours.control);
+
+// Our ndt7 server (js engine: it writes measurements beside its data) for the ndt7 client's rows.
+const ndt7Port = await freePort();
+start(process.execPath, [
+  CLI,
+  'server',
+  'ndt7',
+  '--bind',
+  '127.0.0.1',
+  '--port',
+  String(ndt7Port),
+  '--data-dir',
+  tmp,
+  '--log-level',
+  'warn',
+]);
+await waitPort(ndt7Port);
 
 let rmbtd: { http: number; tls: number } | undefined;
 if (rmbtdPath) {
@@ -201,6 +220,47 @@ async function ourClient(
         mbps: d.mbps,
         cpuPerGB: r.cpuS / gb,
         note: `engine ${res.engine}${res.server.tls ? `, ${res.server.tls.cipher.replace(/^TLS_/, '')}` : ''}`,
+      });
+  }
+}
+
+/** Our ndt7 client (one connection, the spec's ten seconds each way) on one engine. */
+async function ourNdt7(engine: 'native' | 'js') {
+  const who = `ours ${engine}`;
+  const r = await runMeasured([
+    process.execPath,
+    CLI,
+    'measure',
+    'ndt7',
+    '--server',
+    `127.0.0.1:${ndt7Port}`,
+    '--scheme',
+    'ws',
+    '--no-loaded-latency',
+    '--engine',
+    engine,
+    '--json',
+  ]);
+  let res: RunResult;
+  try {
+    res = JSON.parse(r.out) as RunResult;
+  } catch {
+    console.error(`ndt7 ${who}: no result`, r.err.slice(0, 300));
+    return;
+  }
+  if (res.status !== 'ok') console.error(`ndt7 ${who}: ${res.error?.code} ${res.error?.message}`);
+  const gb = ((res.download?.bytes ?? 0) + (res.upload?.bytes ?? 0)) / 1e9;
+  for (const dir of ['download', 'upload'] as const) {
+    const d = res[dir];
+    if (d)
+      rows.push({
+        group: 'ndt7 vs our ndt7 server',
+        who,
+        dir,
+        threads: 1,
+        mbps: d.mbps,
+        cpuPerGB: r.cpuS / gb,
+        note: `engine ${res.engine}${dir === 'upload' ? `, ${res.ndt7?.upload_source ?? '?'}'s figure` : ''}`,
       });
   }
 }
@@ -339,6 +399,12 @@ try {
         { ...noAes, BANDWIDTH_PROBE_TLS_PREFER: prefer },
       );
   }
+  // ndt7: the upload's figure is the server's TCPInfo (our js server reads slower than a native one
+  // would), so the client's own CPU per GB is the figure that compares the engines here
+  if (WITH_NDT7) {
+    await ourNdt7('native');
+    await ourNdt7('js');
+  }
   await ctlPlain?.close();
   await ctlTls?.close();
   const eld = [
@@ -349,6 +415,8 @@ try {
   ];
 
   const ref = (r: Row): Row | undefined => {
+    if (r.group.startsWith('ndt7'))
+      return rows.find((x) => x.group === r.group && x.who === 'ours js' && x.dir === r.dir);
     if (r.group === 'PYC vs our server')
       return rows.find((x) => x.who === 'PYC (C loop)' && x.dir === r.dir && x.threads === r.threads);
     if (r.group.startsWith('TLS, no AES'))
