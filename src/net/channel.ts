@@ -212,8 +212,7 @@ export class Channel implements DataStream {
     this.notify();
   }
 
-  /** Text messages go to a handler of their own (ndt7); a native loop drives such a stream only if allowed. */
-  private textMessages = false;
+  /** `text`: text messages go to a handler of their own (ndt7); a native loop drives it only if allowed. */
   private wsOpts: WsDecoderOptions = {};
 
   /**
@@ -222,7 +221,6 @@ export class Channel implements DataStream {
    */
   enableWs(role: 'client' | 'server', opts: WsDecoderOptions = {}): void {
     this.wsRole = role;
-    this.textMessages = Boolean(opts.text);
     this.wsOpts = opts;
     if (role === 'client') this.maskKey = randomBytes(4);
     this.decoder = new WsDecoder(
@@ -232,7 +230,7 @@ export class Channel implements DataStream {
         if (op === OP_PING) this.pong(payload);
         else if (op === OP_CLOSE) {
           // ndt7 peers get the close answered (RFC 6455 §5.5.1); RMBT's servers just see the end
-          if (this.textMessages) this.writeClose(1000);
+          if (this.wsOpts.text) this.writeClose(1000);
           this.fail(new ProbeError('BP_ERR_PEER_CLOSED', 'WebSocket close frame'));
           this.socket.end();
         }
